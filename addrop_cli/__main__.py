@@ -1,0 +1,3 @@
+from addrop_cli.cli import main
+
+main()

@@ -1,0 +1,30 @@
+"""Shared test fixtures: paths to the committed tiny model and the test fixture folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_BERT = ROOT / "experiments" / "assets" / "tiny-bert"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# Tests never touch the network: the Hub is offline for every test.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def tiny_bert_dir() -> Path:
+    """A BERT config (2 layers, width 32, 4 heads) and word-piece tokenizer, no weights."""
+    return TINY_BERT
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return FIXTURES

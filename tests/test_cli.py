@@ -1,0 +1,94 @@
+"""The command line: help with examples, validate, dry runs, listings and error exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli_helpers import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "experiments" / "smoke.yaml"
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["validate"], ["sweep"], ["report"], ["predict"], ["list", "tasks"]]
+)
+def test_help_ends_in_examples(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    result = run_cli(capsys, *command, "--help")
+    assert result.code == 0
+    assert "Usage" in result.out
+    if command:
+        assert "Examples" in result.out and "addrop " in result.out.split("Examples")[1]
+
+
+def test_validate_every_experiment(capsys: pytest.CaptureFixture[str]) -> None:
+    specs = sorted((ROOT / "experiments").glob("*.yaml"))
+    result = run_cli(capsys, "validate", "--no-deep", *specs)
+    assert result.code == 0, result.err
+    assert sum(line.startswith("ok ") for line in result.out.splitlines()) == len(specs)
+
+
+def test_validate_deep_checks_files(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "validate", SMOKE)
+    assert result.code == 0, result.err
+    missing = run_cli(capsys, "validate", SMOKE, "data.glue_dir=/no/such/folder")
+    assert missing.code == 2
+    assert "/no/such/folder" in missing.err
+
+
+def test_validate_refuses_layer_beyond_the_model(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "validate", SMOKE, "methods.addrop.layers=[0,7]")
+    assert result.code == 2
+    assert "7" in result.err and "layer" in result.err
+
+
+def test_dry_run_prints_the_matrix(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    result = run_cli(capsys, "run", SMOKE, "--dry-run", "--results", tmp_path, "seeds=[1,2,3]")
+    assert result.code == 0, result.err
+    assert "resolved spec" in result.out and "12 runs" in result.out
+    assert result.out.count("to run") == 12
+    assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "nope.yaml"], "nope.yaml: file not found"),
+        (["run", SMOKE, "train.epochz=1"], "did you mean 'epochs'"),
+        (["run", SMOKE, SMOKE], "expected one spec file"),
+        (["validate", SMOKE, "methods.addrop.p=1.5"], "must be in (0, 1], got 1.5"),
+        (["report", "--epoch", "middle", "results/x"], "--epoch: must be best or last"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], args: list, expected: str
+) -> None:
+    result = run_cli(capsys, *args)
+    assert result.code == 2
+    assert expected in result.err
+    assert "Traceback" not in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    from addrop_cli.errors import SpecError
+
+    with pytest.raises(SpecError):
+        run_cli(capsys, "--debug", "run", "nope.yaml")
+
+
+def test_unbuilt_command_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "sweep", SMOKE)
+    assert result.code == 1 and "not built yet" in result.err
+
+
+def test_list_methods_and_tasks(capsys: pytest.CaptureFixture[str]) -> None:
+    methods = run_cli(capsys, "list", "methods")
+    assert methods.code == 0
+    for name in ("baseline", "dropout", "addrop", "cross_tuning"):
+        assert name in methods.out
+    tasks = run_cli(capsys, "list", "tasks")
+    assert tasks.code == 0
+    for name in ("CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"):
+        assert name in tasks.out
