@@ -27,8 +27,8 @@ app = typer.Typer(
 list_app = typer.Typer(help="List what addrop knows: GLUE tasks, methods.", no_args_is_help=True)
 app.add_typer(list_app, name="list")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
 

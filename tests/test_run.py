@@ -1,0 +1,149 @@
+"""`addrop run` end to end on the tiny model and the bundled sample: store, skip, resume, fail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_helpers import run_cli
+
+from addrop_cli.spec import expand, load_spec
+from addrop_cli.train import run_one
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "experiments" / "smoke.yaml"
+ONE_TASK = ["tasks=[sst2]", "seeds=[1]", "train.epochs=2"]
+
+
+def run_dirs(results: Path) -> dict[str, Path]:
+    runs = {}
+    for folder in (results / "smoke" / "runs").iterdir():
+        if folder.is_dir():
+            config = json.loads((folder / "run.json").read_text())
+            runs[f"{config['task']}/{config['variant']}/{config['seed']}"] = folder
+    return runs
+
+
+def test_run_stores_every_run_and_skips_them_next_time(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    first = run_cli(capsys, "run", SMOKE, "--plain", "--results", tmp_path, *ONE_TASK)
+    assert first.code == 0, first.err + first.out
+    runs = run_dirs(tmp_path)
+    assert set(runs) == {"sst2/baseline/1", "sst2/addrop/1"}
+    for folder in runs.values():
+        for name in ("run.json", "epochs.jsonl", "metrics.json", "predictions.json", "env.json"):
+            assert (folder / name).is_file(), name
+        assert (folder / "DONE").is_file()
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["status"] == "done" and metrics["format"] == 1
+        assert 0.0 <= metrics["best"]["dev"]["accuracy"] <= 1.0
+        epochs = [json.loads(line) for line in (folder / "epochs.jsonl").read_text().splitlines()]
+        assert [e["epoch"] for e in epochs] == [0, 1]
+        predictions = json.loads((folder / "predictions.json").read_text())["dev"]
+        assert len(predictions["guids"]) == len(predictions["predictions"]) == 80
+    addrop_epochs = (runs["sst2/addrop/1"] / "epochs.jsonl").read_text().splitlines()
+    odd = json.loads(addrop_epochs[1])["method"]  # cross-tuning: AD-DROP in epoch 1 only
+    assert odd["addrop_epoch"] == 1 and 0 < odd["dropped_frac_l0"] < 0.2
+    assert json.loads(addrop_epochs[0])["method"]["addrop_epoch"] == 0
+
+    done_times = {k: (f / "DONE").stat().st_mtime_ns for k, f in runs.items()}
+    again = run_cli(capsys, "run", SMOKE, "--plain", "--results", tmp_path, *ONE_TASK)
+    assert again.code == 0
+    assert "2 already in" in again.out and "0 to run" in again.out
+    assert {k: (f / "DONE").stat().st_mtime_ns for k, f in runs.items()} == done_times
+
+    # An interrupted run (no DONE marker, a half-written log) is started again cleanly.
+    killed = runs["sst2/addrop/1"]
+    (killed / "DONE").unlink()
+    (killed / "epochs.jsonl").write_text('{"epoch": 0, "trunc')
+    resumed = run_cli(capsys, "run", SMOKE, "--plain", "--results", tmp_path, *ONE_TASK)
+    assert resumed.code == 0
+    assert "1 already in" in resumed.out and "1 to run" in resumed.out
+    assert (killed / "DONE").is_file()
+    lines = (killed / "epochs.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
+    assert (runs["sst2/baseline/1"] / "DONE").stat().st_mtime_ns == done_times["sst2/baseline/1"]
+
+
+def test_failed_run_is_recorded_and_the_rest_complete(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from addrop_cli.methods.base import StepOutput
+    from addrop_cli.methods.baseline import BaselineMethod
+
+    original = BaselineMethod.training_step
+
+    def nan_step(self, model, batch):  # type: ignore[no-untyped-def]
+        out = original(self, model, batch)
+        return StepOutput(loss=out.loss * float("nan"), logits=out.logits)
+
+    monkeypatch.setattr(BaselineMethod, "training_step", nan_step)
+    result = run_cli(capsys, "run", SMOKE, "--plain", "--results", tmp_path, *ONE_TASK)
+    assert result.code == 1  # some runs failed
+    runs = run_dirs(tmp_path)
+    failed = runs["sst2/baseline/1"]
+    assert (failed / "FAILED").is_file() and not (failed / "DONE").exists()
+    assert "NonFiniteLoss" in (failed / "FAILED").read_text()
+    assert json.loads((failed / "metrics.json").read_text())["status"] == "failed"
+    assert (runs["sst2/addrop/1"] / "DONE").is_file()
+    assert "1 failed" in result.out
+
+    monkeypatch.setattr(BaselineMethod, "training_step", original)
+    retried = run_cli(capsys, "run", SMOKE, "--plain", "--results", tmp_path, *ONE_TASK)
+    assert retried.code == 0 and "1 to run" in retried.out
+    assert (failed / "DONE").is_file() and not (failed / "FAILED").exists()
+
+
+def test_ctrl_c_keeps_finished_runs_and_says_what_is_left(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import addrop_cli.train as train
+
+    calls = {"n": 0}
+    real_run_one = train.run_one
+
+    def interrupt_second(run, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_run_one(run, **kwargs)
+
+    monkeypatch.setattr(train, "run_one", interrupt_second)
+    result = run_cli(
+        capsys,
+        "run",
+        SMOKE,
+        "--plain",
+        "--results",
+        tmp_path,
+        "tasks=[sst2]",
+        "seeds=[1,2]",
+        "train.epochs=1",
+    )
+    assert result.code == 130
+    assert "interrupted: 3 runs left" in result.out
+    done = [f for f in run_dirs(tmp_path).values() if (f / "DONE").exists()]
+    assert len(done) == 1
+
+
+def test_training_learns_a_learnable_task() -> None:
+    spec = load_spec(SMOKE, ["tasks=[sst2]", "seeds=[3]", "train.epochs=8"])
+    run = next(r for r in expand(spec, SMOKE.parent) if r.variant == "baseline")
+    outcome = run_one(run)
+    # 80 balanced dev sentences: chance is 0.5; the sample's words decide the label
+    assert outcome.metrics["best"]["dev"]["accuracy"] >= 0.75
+    losses = [e["train_loss"] for e in outcome.epochs]
+    assert losses[-1] < losses[0]
+
+
+def test_same_seed_same_metrics_different_seed_differs() -> None:
+    spec = load_spec(SMOKE, ["tasks=[sst2]", "seeds=[1,2]", "train.epochs=2"])
+    runs = [r for r in expand(spec, SMOKE.parent) if r.variant == "addrop"]
+    a, b = run_one(runs[0]), run_one(runs[0])
+    assert a.epochs[-1]["train_loss"] == b.epochs[-1]["train_loss"]
+    assert a.metrics["best"] == b.metrics["best"]
+    assert a.predictions == b.predictions
+    c = run_one(runs[1])
+    assert c.epochs[-1]["train_loss"] != a.epochs[-1]["train_loss"]
