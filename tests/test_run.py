@@ -147,3 +147,29 @@ def test_same_seed_same_metrics_different_seed_differs() -> None:
     assert a.predictions == b.predictions
     c = run_one(runs[1])
     assert c.epochs[-1]["train_loss"] != a.epochs[-1]["train_loss"]
+
+
+def test_predict_writes_leaderboard_files_from_the_best_checkpoint(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = ["tasks=[sst2]", "seeds=[1]", "train.epochs=2", "train.save_checkpoint=true"]
+    assert run_cli(capsys, "run", SMOKE, "--plain", "--results", tmp_path, *args).code == 0
+    out = tmp_path / "board"
+    result = run_cli(capsys, "predict", SMOKE, *args, f"results_dir={tmp_path}", "--out", out)
+    assert result.code == 0, result.err
+    lines = (out / "SST-2.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [int(i) for i, _ in rows] == list(range(20))  # the sample's test split
+    assert {label for _, label in rows} <= {"0", "1"}
+    provenance = json.loads((out / "provenance.json").read_text())
+    run_id = provenance["SST-2.tsv"]["run_id"]
+    assert (tmp_path / "smoke" / "runs" / run_id / "DONE").exists()
+
+
+def test_predict_without_checkpoints_says_how_to_get_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    result = run_cli(capsys, "predict", SMOKE, "tasks=[sst2]", f"results_dir={tmp_path}")
+    assert result.code == 2
+    assert "train.save_checkpoint=true" in result.err

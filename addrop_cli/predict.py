@@ -1,0 +1,151 @@
+"""GLUE leaderboard files from stored checkpoints: `addrop predict`.
+
+For each task of the spec, the finished run with a saved checkpoint and the best dev score (of the
+chosen variant, or of the variant with the best mean) predicts the test split(s); AX is predicted
+by the MNLI model. Files use the label names GLUE expects (``entailment``, ``1``, a 0-5 score) and
+``provenance.json`` records which run made each file.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from addrop_cli.errors import StoreError
+from addrop_cli.executors import experiment_store
+from addrop_cli.spec import ExperimentSpec, RunSpec, expand, resolve_model_location
+from addrop_cli.store import ExperimentStore, atomic_write_json, atomic_write_text
+
+
+def _finished_with_checkpoint(store: ExperimentStore, runs: list[RunSpec]) -> list[tuple]:
+    """(run, its best dev main score) for every finished run that saved a checkpoint."""
+    found = []
+    for run in runs:
+        folder = store.run(run.run_id)
+        checkpoint = folder.path / "checkpoint" / "model.safetensors"
+        if folder.status != "done" or not checkpoint.exists():
+            continue
+        metrics = json.loads((folder.path / "metrics.json").read_text(encoding="utf-8"))
+        found.append((run, metrics["best"]["dev"][metrics["main_metric"]], checkpoint))
+    return found
+
+
+def choose_run(
+    store: ExperimentStore, runs: list[RunSpec], task: str, variant: str | None
+) -> tuple[RunSpec, float, Path]:
+    """The run that predicts ``task``: best dev score within the variant (given, or best mean)."""
+    candidates = [c for c in _finished_with_checkpoint(store, runs) if c[0].task == task]
+    if variant is not None:
+        candidates = [c for c in candidates if c[0].variant == variant]
+    if not candidates:
+        raise StoreError(
+            f"{store.root}: no finished {task} run{f' of {variant}' if variant else ''} with a "
+            "checkpoint; run the spec with train.save_checkpoint=true first"
+        )
+    if variant is None:
+        by_variant: dict[str, list[float]] = {}
+        for run, score, _ in candidates:
+            by_variant.setdefault(run.variant, []).append(score)
+        # metric direction: every GLUE main metric is higher-is-better
+        best_variant = max(by_variant, key=lambda v: mean(by_variant[v]))
+        candidates = [c for c in candidates if c[0].variant == best_variant]
+    return max(candidates, key=lambda c: c[1])
+
+
+def _load_trained(run: RunSpec, checkpoint: Path, task: Any) -> tuple[Any, Any]:
+    from safetensors.torch import load_file
+
+    from addrop_cli.modeling import load_model_and_tokenizer
+
+    model_spec = run.model.model_copy(
+        update={"name_or_path": resolve_model_location(run.model.name_or_path, run.base_dir)}
+    )
+    model, tokenizer = load_model_and_tokenizer(
+        model_spec, num_labels=task.num_labels, is_regression=task.is_regression
+    )
+    model.load_state_dict(load_file(str(checkpoint)))
+    return model.eval(), tokenizer
+
+
+def leaderboard_lines(task: Any, predictions: np.ndarray, guids: list[str]) -> list[str]:
+    """``index<TAB>prediction`` rows; the index is the example's position in the test file."""
+    lines = ["index\tprediction"]
+    for guid, value in zip(guids, predictions, strict=True):
+        index = guid.rsplit("-", 1)[-1]
+        if task.is_regression:
+            label = f"{min(5.0, max(0.0, float(value))):.3f}"
+        else:
+            label = (
+                task.file_labels[int(value)] if task.file_labels else task.label_names[int(value)]
+            )
+        lines.append(f"{index}\t{label}")
+    return lines
+
+
+def predict_command(
+    spec: ExperimentSpec,
+    spec_path: Path,
+    *,
+    out: Path | None,
+    variant: str | None,
+    console: Console,
+) -> int:
+    from addrop_cli.data import encode_split, make_loader
+    from addrop_cli.tasks import get_task, task_names
+    from addrop_cli.train import pick_device, predict_split
+
+    store = experiment_store(spec, spec_path, None)
+    runs = expand(spec, spec_path.parent)
+    out = out or store.root / "leaderboard"
+    device = pick_device(spec.train.device)
+    provenance: dict[str, Any] = {}
+    for task_name in dict.fromkeys(r.task for r in runs):
+        task = get_task(task_name, spec.data)
+        if not task.leaderboard_files:
+            continue
+        run, score, checkpoint = choose_run(store, runs, task_name, variant)
+        model, tokenizer = _load_trained(run, checkpoint, task)
+        model.to(device)
+        # the task's own test splits, and those of tasks scored with its model (AX with MNLI)
+        targets = [task] + [get_task(n) for n in task_names() if get_task(n).eval_with == task.name]
+        for target in targets:
+            for split_name, filename in target.leaderboard_files.items():
+                split = encode_split(
+                    target,
+                    split_name,
+                    run.data,
+                    tokenizer,
+                    run.train.max_length,
+                    base_dir=run.base_dir,
+                )
+                loader = make_loader(
+                    split,
+                    spec.train.eval_batch_size,
+                    shuffle=False,
+                    generator=None,
+                    pad_token_id=tokenizer.pad_token_id or 0,
+                )
+                preds = predict_split(model, loader, device, nullcontext, target.is_regression)
+                lines = leaderboard_lines(target, preds, split.guids)
+                atomic_write_text(out / filename, "\n".join(lines) + "\n")
+                provenance[filename] = {
+                    "run_id": run.run_id,
+                    "task": run.task,
+                    "variant": run.variant,
+                    "seed": run.seed,
+                    "dev_score": score,
+                    "rows": len(split),
+                }
+                console.print(
+                    f"wrote {out / filename} ({len(split)} rows) from run {run.run_id} "
+                    f"({run.label}, dev {score:.4f})",
+                    highlight=False,
+                )
+    atomic_write_json(out / "provenance.json", provenance)
+    return 0

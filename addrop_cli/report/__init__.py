@@ -1,0 +1,65 @@
+"""Reports: read the results store, aggregate over seeds, test, render and plot.
+
+Reports only read the store (``load``); aggregation (``aggregate``, ``stats``) is pure;
+``render`` and ``plots`` turn a built :class:`Report` into text and figures; ``command`` is the
+``addrop report`` entry point. Sweep code can reuse :func:`load_runs`, :func:`aggregate` and
+:func:`summarize` to choose hyperparameters from stored runs.
+"""
+
+from addrop_cli.report.aggregate import (
+    Cell,
+    CostRow,
+    GlueCell,
+    Summary,
+    Table,
+    TaskRow,
+    aggregate,
+    cost_rows,
+    describe_protocol,
+    summarize,
+    variant_keys,
+)
+from addrop_cli.report.build import Report, build_report
+from addrop_cli.report.command import FORMATS, report_command, write_markdown_report
+from addrop_cli.report.load import RunRecord, StoreWarning, find_experiments, load_runs
+from addrop_cli.report.plots import write_plots
+from addrop_cli.report.stats import (
+    BootstrapCI,
+    Comparison,
+    SeedTests,
+    compare,
+    holm,
+    paired_bootstrap,
+    seed_tests,
+)
+
+__all__ = [
+    "FORMATS",
+    "BootstrapCI",
+    "Cell",
+    "Comparison",
+    "CostRow",
+    "GlueCell",
+    "Report",
+    "RunRecord",
+    "SeedTests",
+    "StoreWarning",
+    "Summary",
+    "Table",
+    "TaskRow",
+    "aggregate",
+    "build_report",
+    "compare",
+    "cost_rows",
+    "describe_protocol",
+    "find_experiments",
+    "holm",
+    "load_runs",
+    "paired_bootstrap",
+    "report_command",
+    "seed_tests",
+    "summarize",
+    "variant_keys",
+    "write_markdown_report",
+    "write_plots",
+]

@@ -1,0 +1,153 @@
+"""``addrop report``: build the report once, then print it and write the requested files."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+from rich.console import Console
+
+from addrop_cli.errors import SpecError, StoreError
+from addrop_cli.report.aggregate import Agg, Epoch
+from addrop_cli.report.build import Report, build_report
+from addrop_cli.report.load import StoreWarning
+from addrop_cli.report.plots import png_files, write_plots
+from addrop_cli.report.render import (
+    cost_grid,
+    cost_records,
+    grids,
+    main_grid,
+    print_terminal,
+    stats_records,
+    table_records,
+    to_csv,
+    to_html,
+    to_json,
+    to_latex,
+    to_markdown,
+    write_text,
+)
+
+FORMATS = ("terminal", "markdown", "csv", "latex", "html", "json")
+
+
+def report_command(
+    paths: list[Path],
+    *,
+    epoch: Literal["best", "last"] = "best",
+    agg: Literal["mean", "median"] = "mean",
+    reference: str | None = None,
+    formats: Sequence[str] = ("terminal",),
+    out: Path | None = None,
+    plots: bool = True,
+    console: Console | None = None,
+) -> int:
+    """Print the report and write files (``out``, default ``<first experiment>/report/``).
+
+    Returns the exit code (0). Raises :class:`StoreError` for a missing or empty path and
+    :class:`SpecError` for an unknown format or reference.
+    """
+    _check_formats(formats)
+    if not paths:
+        raise StoreError("addrop report: no folder given; pass one or more results/<name> folders")
+    console = console or Console()
+    report = build_report(paths, epoch=epoch, agg=agg, reference=reference)
+    folder = out if out is not None else report.experiments[0] / "report"
+    written: list[Path] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StoreWarning)
+        figures = write_plots(report, folder) if plots else []
+    late = [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
+    report = _with_warnings(report, late)
+    written += figures
+    if "terminal" in formats:
+        print_terminal(report, console)
+    if "markdown" in formats:
+        written.append(write_markdown_report(folder / "report.md", report, plot_files=figures))
+    if "csv" in formats:
+        written.append(write_text(folder / "table.csv", to_csv(table_records(report))))
+        written.append(write_text(folder / "stats.csv", to_csv(stats_records(report))))
+        written.append(write_text(folder / "cost.csv", to_csv(cost_records(report))))
+    if "latex" in formats:
+        tex = to_latex(main_grid(report)) + "\n" + to_latex(cost_grid(report))
+        written.append(write_text(folder / "table.tex", tex))
+    if "html" in formats:
+        written.append(write_html_report(folder / "report.html", report, plot_files=figures))
+    if "json" in formats:
+        written.append(write_text(folder / "report.json", to_json(report)))
+    if written:
+        console.print(f"wrote {len(written)} files to {folder}", highlight=False)
+    return 0
+
+
+def write_markdown_report(
+    path: Path,
+    report: Report | Sequence[Path],
+    *,
+    plot_files: Sequence[Path] | None = None,
+    epoch: Epoch = "best",
+    agg: Agg = "mean",
+    reference: str | None = None,
+) -> Path:
+    """A Markdown report (tables, statistics, cost, runs not counted, plots) at ``path``.
+
+    ``report`` is a built :class:`Report`, or experiment folders to build one from (with
+    ``epoch``, ``agg``, ``reference``). Plots are written beside ``path`` unless ``plot_files``
+    lists figures already written. E.g. ``write_markdown_report(Path("results/quickstart/
+    REPORT.md"), [Path("results/quickstart")])``.
+    """
+    if not isinstance(report, Report):
+        report = build_report(list(report), epoch=epoch, agg=agg, reference=reference)
+    if plot_files is None:
+        plot_files = write_plots(report, path.parent)
+    names = ", ".join(p.name for p in report.experiments)
+    parts = [f"# Report: {names}\n"]
+    parts += [to_markdown(g) for g in grids(report)]
+    if report.warnings:
+        parts.append("## Warnings\n\n" + "".join(f"- {w}\n" for w in report.warnings))
+    pngs = png_files(plot_files)
+    if pngs:
+        lines = ["## Plots", ""]
+        for png in pngs:
+            rel = _relative(png, path.parent)
+            svg = png.with_suffix(".svg")
+            link = f" ([SVG]({_relative(svg, path.parent)}))" if svg in plot_files else ""
+            lines += [f"![{png.stem}]({rel}){link}", ""]
+        parts.append("\n".join(lines))
+    return write_text(path, "\n".join(parts))
+
+
+def write_html_report(path: Path, report: Report, *, plot_files: Sequence[Path] = ()) -> Path:
+    """A standalone HTML page with every table and the PNG plots."""
+    names = ", ".join(p.name for p in report.experiments)
+    page = to_html(grids(report), f"Report: {names}")
+    images = "".join(
+        f'<p><img src="{_relative(p, path.parent)}" alt="{p.stem}"></p>\n'
+        for p in png_files(plot_files)
+    )
+    return write_text(path, page.replace("</body></html>", images + "</body></html>"))
+
+
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
+def _with_warnings(report: Report, extra: Sequence[str]) -> Report:
+    return replace(report, warnings=tuple(dict.fromkeys((*report.warnings, *extra))))
+
+
+def _check_formats(formats: Sequence[str]) -> None:
+    problems = []
+    for f in formats:
+        if f not in FORMATS:
+            close = difflib.get_close_matches(f, FORMATS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            choices = ", ".join(FORMATS)
+            problems.append(f"--format: unknown format {f!r}; {hint}choose from {choices}")
+    if problems:
+        raise SpecError(*problems)

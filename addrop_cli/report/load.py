@@ -1,0 +1,254 @@
+"""Read the results store (format 1) into run records.
+
+This is the only module of the report that opens run files. A run folder is a result only when
+its ``DONE`` marker exists and its ``metrics.json`` is readable; everything else is still loaded
+(so tables can show ``n=2/3`` and say why), with a status that says what it is. An unreadable
+file never aborts a report: the run is kept as ``corrupt`` (or dropped, when even its
+``run.json`` is unreadable) and a :class:`StoreWarning` says which file and why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from addrop_cli.errors import StoreError
+
+STORE_FORMAT = 1
+"""The store format this reader understands."""
+
+RunStatus = Literal["done", "failed", "incomplete", "corrupt"]
+
+
+class StoreWarning(UserWarning):
+    """A run file that cannot be read; the run is skipped, the report goes on."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run folder: its resolved config, its status and (when done) its final metrics."""
+
+    path: Path
+    config: Mapping[str, Any] = field(repr=False)
+    """The whole ``run.json``."""
+    status: RunStatus
+    reason: str = ""
+    """Why the run is not a result (FAILED text, missing DONE, unreadable metrics)."""
+    metrics: Mapping[str, Any] | None = field(default=None, repr=False)
+    """``metrics.json``, only when ``status == "done"``."""
+
+    @property
+    def run_id(self) -> str:
+        return str(self.config.get("run_id") or self.path.name)
+
+    @property
+    def experiment(self) -> str:
+        return str(self.config.get("experiment") or self.path.parent.parent.name)
+
+    @property
+    def task(self) -> str:
+        return str(self.config["task"])
+
+    @property
+    def variant(self) -> str:
+        return str(self.config["variant"])
+
+    @property
+    def method(self) -> str:
+        return str(self.config.get("method") or self.method_params.get("method", ""))
+
+    @property
+    def method_params(self) -> Mapping[str, Any]:
+        return self.config.get("method_params") or {}
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+    @property
+    def sweep_point(self) -> Mapping[str, Any] | None:
+        sweep = self.config.get("sweep") or {}
+        return sweep.get("point")
+
+    @property
+    def sweep_stage(self) -> str | None:
+        sweep = self.config.get("sweep") or {}
+        return sweep.get("stage")
+
+    @property
+    def selects_on_dev(self) -> bool:
+        """True when early stopping used the dev set itself (no held-out split was carved)."""
+        return not (self.config.get("data") or {}).get("heldout")
+
+    def dev_metrics(self, epoch: Literal["best", "last"]) -> dict[str, float] | None:
+        """The dev metrics at the best or the last epoch; None unless the run is done."""
+        if self.metrics is None:
+            return None
+        return dict(self.metrics[epoch]["dev"])
+
+    def epochs(self) -> list[dict[str, Any]]:
+        """The evaluations in ``epochs.jsonl``; unreadable lines are skipped with a warning."""
+        path = self.path / "epochs.jsonl"
+        if not path.is_file():
+            return []
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                _warn(f"{path}:{number}: not JSON ({err.msg}); line skipped")
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+        return rows
+
+    def predictions(self) -> dict[str, dict[str, list[Any]]] | None:
+        """``predictions.json`` (dev split -> guids, predictions, labels), or None if absent."""
+        path = self.path / "predictions.json"
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            for split in data.values():
+                n = len(split["guids"])
+                if len(split["predictions"]) != n or len(split["labels"]) != n:
+                    raise ValueError("guids, predictions and labels differ in length")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            _warn(f"{path}: unreadable ({_why(err)}); its run is left out of the bootstrap")
+            return None
+        return data
+
+
+def find_experiments(path: Path) -> list[Path]:
+    """The experiment folders at ``path``: itself if it holds ``runs/``, else its children that do.
+
+    Raises :class:`StoreError` when the path is missing or holds no experiment.
+    """
+    if not path.exists():
+        raise StoreError(
+            f"{path}: no such folder; pass an experiment folder written by `addrop run`, "
+            "e.g. results/<name>"
+        )
+    if (path / "runs").is_dir():
+        return [path]
+    children = sorted(p for p in path.iterdir() if (p / "runs").is_dir()) if path.is_dir() else []
+    if not children:
+        raise StoreError(
+            f"{path}: not a results folder (no runs/ inside); pass an experiment folder "
+            "written by `addrop run`, e.g. results/<name>"
+        )
+    return children
+
+
+def load_runs(path: Path) -> list[RunRecord]:
+    """Every run folder of one experiment folder (or of each experiment under ``path``).
+
+    Raises :class:`StoreError` when the path is missing, was written by a newer store format,
+    or holds no runs. Unreadable runs are skipped or marked ``corrupt`` with a
+    :class:`StoreWarning`.
+    """
+    records: list[RunRecord] = []
+    for experiment in find_experiments(path):
+        _check_experiment_format(experiment)
+        run_dirs = sorted(p for p in (experiment / "runs").iterdir() if p.is_dir())
+        records += [r for r in map(_load_run, run_dirs) if r is not None]
+    if not records:
+        raise StoreError(
+            f"{path}: holds no runs (runs/ is empty or unreadable); run the experiment first "
+            "with `addrop run SPEC.yaml`"
+        )
+    return records
+
+
+def spec_variant_order(experiment: Path) -> list[str]:
+    """Variant names in the order the experiment's ``spec.yaml`` lists them ([] if unknown)."""
+    import yaml  # only needed here; the store's other files are JSON
+
+    try:
+        spec = yaml.safe_load((experiment / "spec.yaml").read_text(encoding="utf-8"))
+        return [str(name) for name in spec.get("methods") or {}]
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []
+
+
+def _check_experiment_format(experiment: Path) -> None:
+    path = experiment / "experiment.json"
+    if not path.is_file():
+        return
+    try:
+        version = json.loads(path.read_text(encoding="utf-8")).get("format", STORE_FORMAT)
+    except (OSError, ValueError, AttributeError) as err:
+        _warn(f"{path}: unreadable ({_why(err)}); reading its runs anyway")
+        return
+    if version > STORE_FORMAT:
+        raise StoreError(
+            f"{path}: format: store format {version} is newer than this addrop reads "
+            f"({STORE_FORMAT}); upgrade addrop"
+        )
+
+
+def _load_run(run_dir: Path) -> RunRecord | None:
+    config = _read_run_config(run_dir)
+    if config is None:
+        return None
+    if (run_dir / "FAILED").is_file():
+        reason = (run_dir / "FAILED").read_text(encoding="utf-8", errors="replace").strip()
+        return RunRecord(run_dir, config, "failed", reason.splitlines()[0] if reason else "failed")
+    if not (run_dir / "DONE").is_file():
+        return RunRecord(run_dir, config, "incomplete", "no DONE marker (running or killed)")
+    path = run_dir / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        _check_metrics(metrics)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        _warn(f"{path}: unreadable ({_why(err)}); run skipped")
+        return RunRecord(run_dir, config, "corrupt", f"metrics.json unreadable: {_why(err)}")
+    return RunRecord(run_dir, config, "done", "", metrics)
+
+
+def _read_run_config(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "run.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        if config.get("format", STORE_FORMAT) > STORE_FORMAT:
+            raise ValueError(f"store format {config['format']} is newer than {STORE_FORMAT}")
+        for key in ("task", "variant", "seed"):
+            if key not in config:
+                raise KeyError(key)
+        int(config["seed"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        _warn(f"{path}: unreadable ({_why(err)}); run folder skipped")
+        return None
+    return config
+
+
+def _check_metrics(metrics: Any) -> None:
+    """Raise unless the dev metrics at the best and last epochs are numbers."""
+    for epoch in ("best", "last"):
+        dev = metrics[epoch]["dev"]
+        if not dev:
+            raise ValueError(f"{epoch}.dev is empty")
+        for key, value in dev.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"{epoch}.dev.{key} is not a number: {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{epoch}.dev.{key} is {value}")
+
+
+def _why(err: BaseException) -> str:
+    if isinstance(err, KeyError):
+        return f"missing key {err}"
+    if isinstance(err, json.JSONDecodeError):
+        return f"not JSON: {err.msg} at line {err.lineno}"
+    return str(err) or type(err).__name__
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, StoreWarning, stacklevel=3)

@@ -1,0 +1,118 @@
+"""Report plots (valid, non-empty PNG and SVG) and the sweep protocols behind them."""
+
+from __future__ import annotations
+
+import importlib.util
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from addrop_cli.report import build_report, write_plots
+
+STORE = Path(__file__).resolve().parent / "fixtures" / "store"
+_spec = importlib.util.spec_from_file_location("make_store", STORE / "make_store.py")
+make_store = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_store)
+
+GRID = {(0.1, 0.1): 0.60, (0.1, 0.2): 0.62, (0.3, 0.1): 0.63, (0.3, 0.2): 0.66}
+"""(p, q) -> RTE dev accuracy of seed 1 (seed 2 scores 0.02 more)."""
+
+
+def assert_valid_figure(stem: Path) -> None:
+    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png.stat().st_size > 1000
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg") and len(root) > 0
+
+
+def _write_sweep(exp: Path, *, two_stage: bool) -> None:
+    stage = "select" if two_stage else None
+    for (p, q), acc in GRID.items():
+        params = dict(make_store.ADDROP, p=p, q=q)
+        point = {"methods.addrop.p": p, "methods.addrop.q": q}
+        for seed in (1, 2):
+            config = make_store.run_config(
+                exp.name,
+                task="rte",
+                variant="addrop",
+                params=params,
+                seed=seed,
+                sweep={"point": point, "stage": stage},
+            )
+            make_store.write_run(exp, config, {"accuracy": acc + 0.02 * (seed - 1)})
+    report_seeds = (3, 4, 5) if two_stage else (1, 2)
+    for seed in report_seeds:
+        base = make_store.run_config(
+            exp.name, task="rte", variant="baseline", params=make_store.BASELINE, seed=seed
+        )
+        make_store.write_run(exp, base, {"accuracy": 0.61})
+        if two_stage:
+            params = dict(make_store.ADDROP, p=0.3, q=0.2)
+            point = {"methods.addrop.p": 0.3, "methods.addrop.q": 0.2}
+            config = make_store.run_config(
+                exp.name,
+                task="rte",
+                variant="addrop",
+                params=params,
+                seed=seed,
+                sweep={"point": point, "stage": "report"},
+            )
+            make_store.write_run(exp, config, {"accuracy": 0.60 + 0.01 * seed})
+
+
+def test_fixture_plots_are_written_and_valid(tmp_path: Path) -> None:
+    report = build_report([STORE / "glue-small"], resamples=20)
+    files = write_plots(report, tmp_path)
+    stems = {f.stem for f in files}
+    assert stems == {"curves_mrpc", "curves_stsb", "curves_rte", "bars"}
+    assert len(files) == 8
+    for stem in stems:
+        assert_valid_figure(tmp_path / stem)
+
+
+def test_paper_protocol_sweep_picks_best_point_and_draws_heatmap(tmp_path: Path) -> None:
+    exp = tmp_path / "sweep"
+    _write_sweep(exp, two_stage=False)
+    report = build_report([exp], resamples=20)
+    cell = report.table.cell("rte", "addrop")
+    assert cell.protocol.startswith("paper protocol: best of grid (4 points)")
+    assert cell.point == {"methods.addrop.p": 0.3, "methods.addrop.q": 0.2}
+    assert cell.metrics["accuracy"].center == pytest.approx(0.67)
+    assert (cell.n, cell.expected) == (2, 2)
+    assert any("paper protocol" in line for line in report.protocol)
+    files = write_plots(report, tmp_path / "plots")
+    assert_valid_figure(tmp_path / "plots" / "heatmap_rte_addrop")
+    assert tmp_path / "plots" / "heatmap_rte_addrop.png" in files
+
+
+def test_two_stage_sweep_reports_on_other_seeds(tmp_path: Path) -> None:
+    exp = tmp_path / "two-stage"
+    _write_sweep(exp, two_stage=True)
+    report = build_report([exp], resamples=20)
+    cell = report.table.cell("rte", "addrop")
+    assert cell.protocol == "two-stage: selected on seeds 1, 2, reported on seeds 3, 4, 5"
+    assert sorted(cell.seed_scores) == [3, 4, 5]
+    assert cell.metrics["accuracy"].center == pytest.approx(0.64)
+    assert (cell.n, cell.expected) == (3, 3)
+    write_plots(report, tmp_path / "plots")
+    assert_valid_figure(tmp_path / "plots" / "heatmap_rte_addrop")  # from the selection runs
+
+
+def test_prior_experiment_plot(tmp_path: Path) -> None:
+    exp = tmp_path / "prior"
+    variants = {
+        "drop-low": (dict(make_store.ADDROP, drop="low"), 0.6),
+        "drop-high": (make_store.ADDROP, 1.0),
+        "random": (dict(make_store.ADDROP, attribution="random"), 0.9),
+        "baseline": (make_store.BASELINE, 0.8),
+    }
+    for variant, (params, scale) in variants.items():
+        for seed in (1, 2):
+            config = make_store.run_config(
+                "prior", task="sst2", variant=variant, params=params, seed=seed
+            )
+            make_store.write_run(exp, config, {"accuracy": 0.85}, loss_scale=scale)
+    files = write_plots(build_report([exp], resamples=20), tmp_path / "plots")
+    assert {f.stem for f in files} >= {"prior_sst2", "curves_sst2", "bars"}
+    assert_valid_figure(tmp_path / "plots" / "prior_sst2")

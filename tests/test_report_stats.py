@@ -1,0 +1,146 @@
+"""Report statistics against scipy, hand-worked Holm corrections and a plain-loop bootstrap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from addrop_cli.metrics import METRICS
+from addrop_cli.report import build_report, holm, paired_bootstrap, seed_tests
+from addrop_cli.report.stats import batch_metric, marker
+
+GLUE_SMALL = Path(__file__).resolve().parent / "fixtures" / "store" / "glue-small"
+
+
+def test_seed_tests_match_scipy_on_known_inputs() -> None:
+    variant = {1: 0.71, 2: 0.74, 3: 0.70, 4: 0.76, 5: 0.73}
+    reference = {1: 0.69, 2: 0.70, 3: 0.70, 4: 0.72, 5: 0.68, 6: 0.71}
+    got = seed_tests(variant, reference)
+    a = [variant[s] for s in range(1, 6)]
+    b = [reference[s] for s in range(1, 6)]
+    assert got.n_paired == 5
+    assert got.mean_diff == pytest.approx(np.mean(np.subtract(a, b)))
+    assert got.t_p == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert got.wilcoxon_p == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    welch = stats.ttest_ind(list(variant.values()), list(reference.values()), equal_var=False)
+    assert got.welch_p == pytest.approx(welch.pvalue)
+
+
+def test_seed_tests_undefined_cases_give_none() -> None:
+    same = seed_tests({1: 0.5, 2: 0.6}, {1: 0.5, 2: 0.6})
+    assert same.t_p is None and same.wilcoxon_p is None  # no difference at all
+    shifted = seed_tests({1: 0.51, 2: 0.61}, {1: 0.5, 2: 0.6})
+    assert shifted.t_p is None  # equal differences: t undefined, not a p of 0
+    disjoint = seed_tests({1: 0.5, 2: 0.6}, {3: 0.4, 4: 0.45})
+    assert disjoint.n_paired == 0 and disjoint.t_p is None and disjoint.welch_p is not None
+
+
+def test_holm_against_hand_worked_values() -> None:
+    # sorted 0.01, 0.03, 0.04 -> 3*0.01, 2*0.03, max(1*0.04, 0.06)
+    assert holm([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])
+    assert holm([0.6, 0.9]) == [1.0, 1.0]
+    assert holm([]) == []
+
+
+def test_markers() -> None:
+    assert (marker(0.009), marker(0.03), marker(0.05), marker(None)) == ("**", "*", "", "")
+
+
+def test_fixture_comparisons_use_scipy_and_holm_across_tasks() -> None:
+    report = build_report([GLUE_SMALL], resamples=200)
+    by_task = {c.task: c for c in report.comparisons}
+    rte = by_task["rte"]
+    assert rte.seeds.t_p == pytest.approx(stats.ttest_rel([0.65, 0.69], [0.60, 0.62]).pvalue)
+    assert rte.seeds.welch_p == pytest.approx(
+        stats.ttest_ind([0.65, 0.69], [0.60, 0.62, 0.64], equal_var=False).pvalue
+    )
+    raw = [by_task[t].seeds.t_p for t in ("mrpc", "stsb", "rte")]
+    assert [by_task[t].p_holm for t in ("mrpc", "stsb", "rte")] == pytest.approx(holm(raw))
+    assert all(c.marker == marker(c.p_holm) for c in report.comparisons)
+    boot = rte.bootstrap
+    assert boot is not None and boot.seeds == (1, 2) and boot.n_examples == 100
+    assert boot.diff == pytest.approx(((0.65 - 0.60) + (0.69 - 0.62)) / 2)
+    assert boot.low < boot.diff < boot.high
+    assert by_task["mrpc"].bootstrap is None  # no predictions stored for MRPC
+
+
+def _record(preds, labels, guids=None) -> dict:
+    guids = guids if guids is not None else [f"g{i}" for i in range(len(labels))]
+    return {"guids": list(guids), "predictions": list(preds), "labels": list(labels)}
+
+
+def test_paired_bootstrap_matches_a_plain_loop() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 60)
+    mine = np.where(rng.random(60) < 0.8, labels, 1 - labels)
+    theirs = np.where(rng.random(60) < 0.7, labels, 1 - labels)
+    got = paired_bootstrap(
+        {1: (_record(mine, labels), _record(theirs, labels))}, "accuracy", resamples=300, seed=7
+    )
+    draws = np.random.default_rng(7).integers(0, 60, size=(300, 60))
+    acc = METRICS["accuracy"].fn
+    diffs = [acc(mine[i], labels[i]) - acc(theirs[i], labels[i]) for i in draws]
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    assert (got.low, got.high) == pytest.approx((low, high))
+    assert got.diff == pytest.approx(acc(mine, labels) - acc(theirs, labels))
+    again = paired_bootstrap(
+        {1: (_record(mine, labels), _record(theirs, labels))}, "accuracy", resamples=300, seed=7
+    )
+    assert again == got
+
+
+def test_paired_bootstrap_matches_on_guid_and_is_null_for_equal_predictions() -> None:
+    labels = np.array([0, 1, 1, 0, 1, 0, 0, 1])
+    preds = np.array([0, 1, 0, 0, 1, 1, 0, 1])
+    guids = [f"g{i}" for i in range(8)]
+    reversed_mine = _record(preds[::-1], labels[::-1], guids[::-1])
+    got = paired_bootstrap({1: (reversed_mine, _record(preds, labels, guids))}, "f1", seed=1)
+    assert (got.diff, got.low, got.high, got.p) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_paired_bootstrap_averages_seeds_and_detects_a_clear_gain() -> None:
+    rng = np.random.default_rng(0)
+    pairs = {}
+    for seed in (1, 2, 3):
+        y = rng.normal(size=200)
+        good, bad = y + rng.normal(scale=0.3, size=200), y + rng.normal(scale=1.5, size=200)
+        pairs[seed] = (_record(good, y), _record(bad, y))
+    got = paired_bootstrap(pairs, "pearson", resamples=400)
+    expected = np.mean(
+        [
+            METRICS["pearson"].fn(np.array(m["predictions"]), np.array(m["labels"]))
+            - METRICS["pearson"].fn(np.array(t["predictions"]), np.array(t["labels"]))
+            for m, t in pairs.values()
+        ]
+    )
+    assert got.diff == pytest.approx(expected)
+    assert got.seeds == (1, 2, 3)
+    assert 0 < got.low < got.diff < got.high and got.p < 0.01
+
+
+@pytest.mark.parametrize("name", ["accuracy", "f1", "mcc", "pearson", "spearman", "accuracy_mm"])
+def test_vectorised_metrics_agree_with_metrics_module(name: str) -> None:
+    rng = np.random.default_rng(5)
+    fn, reference = batch_metric(name), METRICS[name.split("_")[0]].fn
+    if name in ("pearson", "spearman"):
+        y = rng.normal(size=(6, 40))
+        p = np.round(y + rng.normal(size=(6, 40)), 1)  # rounding makes ties for Spearman
+        p[0] = 1.0  # a constant row: 0 by convention
+    else:
+        classes = 3 if name in ("mcc", "f1") else 2
+        y = rng.integers(0, classes, size=(6, 40))
+        p = np.where(rng.random((6, 40)) < 0.7, y, rng.integers(0, classes, size=(6, 40)))
+        y[1], p[1] = y[1] % 2, p[1] % 2  # a binary row too
+        p[2] = 0  # one predicted class only
+    got = fn(p, y)
+    want = [reference(p[i], y[i]) for i in range(len(y))]
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_last_epoch_reports_skip_the_best_epoch_bootstrap() -> None:
+    report = build_report([GLUE_SMALL], epoch="last", resamples=50)
+    assert all(c.bootstrap is None for c in report.comparisons)
+    assert all(c.seeds.t_p is not None for c in report.comparisons)
