@@ -6,6 +6,7 @@ failed runs); a traceback only with ``--debug``.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -27,7 +28,10 @@ app = typer.Typer(
 list_app = typer.Typer(help="List what addrop knows: GLUE tasks, methods.", no_args_is_help=True)
 app.add_typer(list_app, name="list")
 
-console = Console(soft_wrap=True)
+# Off a terminal (pipes, CI logs, files) Rich would wrap tables at 80 columns: use a width that
+# fits the report tables unless the user set COLUMNS.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+console = Console(soft_wrap=True, width=_WIDTH)
 err_console = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
