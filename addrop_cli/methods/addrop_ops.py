@@ -1,0 +1,141 @@
+"""AD-DROP's maths as pure tensor functions (ALGORITHM.md), testable on hand-made tensors.
+
+Shapes: attribution scores and masks are B x H x T x T (batch, head, query row, key);
+``key_real`` is the B x T padding mask of the batch (True = real token). No model in here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+
+Drop = Literal["high", "low"]
+
+_EPS = 1e-6
+"""Guards the floors against float error: (1 - 0.9) * 10 is 0.999..., but means 1."""
+
+
+def is_addrop_epoch(epoch: int, cross_tuning: bool) -> bool:
+    """Cross-tuning: plain fine-tuning on even 0-based epochs, AD-DROP on odd ones."""
+    return epoch % 2 == 1 if cross_tuning else True
+
+
+def candidate_counts(n_real: torch.Tensor, p: float, drop: Drop = "high") -> torch.Tensor:
+    """Size of the candidate discard region per example.
+
+    ``high``: ``n - floor((1 - p) n)`` (the keys left after keeping the ``floor((1-p) n)``
+    lowest); ``low``: ``floor(p n)``.
+    """
+    n = n_real.to(torch.float64)
+    high = n - torch.floor((1.0 - p) * n + _EPS)
+    counts = high if drop == "high" else torch.floor(p * n + _EPS)
+    return counts.clamp(min=0).to(torch.long)
+
+
+def _masked_for_ranking(scores: torch.Tensor, key_real: torch.Tensor) -> torch.Tensor:
+    """Scores as float with padding keys at -inf, so they never rank among real keys."""
+    return scores.float().masked_fill(~key_real[:, None, None, :], -math.inf)
+
+
+def candidate_region(
+    scores: torch.Tensor, key_real: torch.Tensor, p: float, drop: Drop = "high"
+) -> torch.Tensor:
+    """Boolean B x H x T x T: per row, the top (or bottom) candidate keys by attribution.
+
+    Uses one ``topk`` per row, not a full sort; exactly ``candidate_counts`` real keys per row,
+    padding never included. The counts grow with n, so the count at n = T bounds them all
+    without reading the batch back from the device.
+    """
+    counts = candidate_counts(key_real.sum(-1), p, drop)
+    region = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    k_max = int(candidate_counts(torch.tensor([scores.shape[-1]]), p, drop))
+    if k_max == 0:
+        return region
+    ranked = scores if drop == "high" else -scores
+    index = _masked_for_ranking(ranked, key_real).topk(k_max, dim=-1, sorted=True).indices
+    rank = torch.arange(k_max, device=scores.device)
+    chosen = (rank < counts[:, None, None, None]).expand_as(index)
+    return region.scatter_(-1, index, chosen)
+
+
+def _uniform(shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def keep_one_per_row(
+    drop: torch.Tensor, scores: torch.Tensor, key_real: torch.Tensor
+) -> torch.Tensor:
+    """Un-drop the highest-attribution key of every row whose real keys would all be dropped.
+
+    Computed for every row without a data-dependent branch (no device sync).
+    """
+    emptied = (drop | ~key_real[:, None, None, :]).all(-1, keepdim=True)  # B x H x T x 1
+    best = _masked_for_ranking(scores, key_real).argmax(-1, keepdim=True)
+    rescue = torch.zeros_like(drop).scatter_(-1, best, emptied)
+    return drop & ~rescue
+
+
+def drop_mask(
+    scores: torch.Tensor | None,
+    key_real: torch.Tensor,
+    *,
+    p: float,
+    q: float,
+    generator: torch.Generator,
+    drop: Drop = "high",
+    shape: torch.Size | None = None,
+) -> torch.Tensor:
+    """The boolean AD-DROP mask (True = drop) for one target layer.
+
+    ``scores=None`` is the random control (RD): every real key dropped with probability p*q,
+    and an emptied row keeps a uniformly random key (the one with the largest draw). Padding
+    query rows are never masked (their outputs are ignored). ``shape`` is needed only when
+    ``scores`` is None.
+    """
+    if scores is None:
+        if shape is None:
+            raise ValueError("drop_mask: give shape when scores is None")
+        device = key_real.device
+        candidates = key_real[:, None, None, :].expand(shape)
+        rate = p * q
+    else:
+        shape, device = scores.shape, scores.device
+        candidates = candidate_region(scores, key_real, p, drop)
+        rate = q
+    draws = _uniform(shape, generator, device)
+    mask = candidates & (draws < rate)
+    mask = keep_one_per_row(mask, draws if scores is None else scores, key_real)
+    return mask & key_real[:, None, :, None]
+
+
+def dropped_fraction(mask: torch.Tensor, key_real: torch.Tensor) -> torch.Tensor:
+    """Fraction of real (real query row, real key) positions dropped, over heads and batch.
+
+    A 0-d tensor on the mask's device, so a training step never waits on the device for it.
+    """
+    n = key_real.sum(-1).to(torch.float64)
+    real_positions = (n * n).sum() * mask.shape[1]
+    pair = key_real[:, None, :, None] & key_real[:, None, None, :]
+    return (mask & pair).sum() / real_positions.clamp(min=1)
+
+
+def integrated_attribution(
+    attention: torch.Tensor, grad_sum: torch.Tensor, steps: int
+) -> torch.Tensor:
+    """Integrated-gradient attribution: the mean of the m step gradients times the attention.
+
+    Takes the running sum of the step gradients, so the m gradients are never all alive.
+    """
+    return attention * (grad_sum / steps)
+
+
+def pseudo_label_objective(logits: torch.Tensor) -> torch.Tensor:
+    """The sum over the batch of each example's top logit (its pseudo label), for attribution."""
+    return logits.float().gather(1, logits.argmax(-1, keepdim=True)).sum()
+
+
+def regression_objective(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Negated gold-label MSE (STS-B): its gradient is ``-dMSE/dA``."""
+    return -torch.nn.functional.mse_loss(logits.float().squeeze(-1), labels.float())

@@ -1,0 +1,95 @@
+"""The one interface every fine-tuning method implements.
+
+The training loop calls :meth:`Method.training_step` and back-propagates the loss it returns;
+it never knows which method runs. A method owns its per-epoch statistics, so the loop can log
+whatever the method thinks a user needs to trust it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass
+class StepOutput:
+    """What a training step hands back: the loss to back-propagate, and its logits."""
+
+    loss: torch.Tensor
+    """Scalar, not yet back-propagated: the loop calls backward on it."""
+    logits: torch.Tensor
+    """The logits the loss came from (detached)."""
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, is_regression: bool) -> torch.Tensor:
+    """Cross-entropy for classification, MSE on the squeezed logits for regression (fp32)."""
+    if is_regression:
+        return F.mse_loss(logits.float().squeeze(-1), labels.float())
+    return F.cross_entropy(logits.float(), labels.long())
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch without its labels: what the model's forward takes."""
+    return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
+
+
+class EpochStats:
+    """Per-step numbers accumulated since the epoch started, reported as per-step means."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float | torch.Tensor] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, **values: float | torch.Tensor) -> None:
+        """Tensors are summed where they live and read back only in :meth:`means`."""
+        for key, value in values.items():
+            self.sums[key] = self.sums[key] + (value.detach() if torch.is_tensor(value) else value)
+            self.counts[key] += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: float(self.sums[k]) / self.counts[k] for k in self.sums if self.counts[k]}
+
+
+class Method(ABC):
+    """A fine-tuning method: how one batch becomes a loss."""
+
+    name: str
+
+    def __init__(self, *, is_regression: bool) -> None:
+        self.is_regression = is_regression
+        self.epoch = 0
+        self.stats = EpochStats()
+
+    def config_overrides(self) -> dict:
+        """Model config values this method sets before the model is loaded (dropout rates)."""
+        return {}
+
+    def attach(self, model: nn.Module) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Install whatever the method needs inside the model; nothing by default."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Start a new 0-based epoch: statistics restart here."""
+        self.epoch = epoch
+        self.stats = EpochStats()
+
+    @abstractmethod
+    def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        """The loss for one batch (model in train mode); the caller back-propagates it."""
+
+    def epoch_stats(self) -> dict[str, float]:
+        """Per-step means since :meth:`on_epoch_start`, JSON-serialisable."""
+        return {"addrop_epoch": 0.0, **self.stats.means()}
+
+    def plain_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        """One forward pass and its task loss: plain fine-tuning."""
+        logits = model(**model_inputs(batch)).logits
+        self.stats.add(forward_passes=1, backward_passes=1)
+        loss = task_loss(logits, batch["labels"], self.is_regression)
+        return StepOutput(loss=loss, logits=logits.detach())

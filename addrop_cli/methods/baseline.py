@@ -1,0 +1,29 @@
+"""Plain fine-tuning with the model's own dropout."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from addrop_cli.methods.base import Method, StepOutput
+from addrop_cli.spec import BaselineParams, DropoutParams
+
+
+class BaselineMethod(Method):
+    """One forward pass, the task loss; the model's config decides its dropout."""
+
+    name = "baseline"
+
+    def __init__(
+        self,
+        params: BaselineParams | DropoutParams,
+        *,
+        is_regression: bool,
+        seed: int,
+        device: torch.device,
+    ) -> None:
+        super().__init__(is_regression=is_regression)
+        self.params = params
+
+    def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        return self.plain_step(model, batch)

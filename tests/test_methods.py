@@ -1,0 +1,314 @@
+"""The method interface, baseline and dropout, and AD-DROP's step on a tiny BERT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from addrop_cli import modeling
+from addrop_cli.methods import METHOD_REGISTRY, build_method, task_loss
+from addrop_cli.methods.addrop import AddropMethod
+from addrop_cli.spec import AddropParams, BaselineParams, DropoutParams
+
+CPU = torch.device("cpu")
+
+
+def tiny(
+    tiny_bert_dir: Path, *, num_labels: int = 3, dropout: float = 0.0, impl: str = "sdpa", **kw
+) -> torch.nn.Module:
+    """The conftest tiny BERT, seeded; dropout 0 makes both passes deterministic."""
+    config = AutoConfig.from_pretrained(
+        tiny_bert_dir,
+        num_labels=num_labels,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        **kw,
+    )
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(config, attn_implementation=impl).train()
+
+
+def batch(lengths: list[int], *, labels: torch.Tensor | None = None, length: int = 10):
+    g = torch.Generator().manual_seed(4)
+    ids = torch.randint(5, 400, (len(lengths), length), generator=g)
+    mask = (torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]).long()
+    out = {
+        "input_ids": ids * mask,
+        "attention_mask": mask,
+        "token_type_ids": torch.zeros_like(ids),
+        "labels": torch.zeros(len(lengths), dtype=torch.long) if labels is None else labels,
+    }
+    return out
+
+
+def addrop(**kw: object) -> AddropMethod:
+    params = AddropParams(**{"cross_tuning": False, **kw})  # type: ignore[arg-type]
+    method = build_method(params, is_regression=bool(kw.get("_r")), seed=11, device=CPU)
+    assert isinstance(method, AddropMethod)
+    return method
+
+
+def capture_masks(method: AddropMethod) -> list[dict[int, torch.Tensor]]:
+    """Record the masks each step draws, without changing them."""
+    seen: list[dict[int, torch.Tensor]] = []
+    original = method.masks
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(original(*args, **kwargs))
+        return seen[-1]
+
+    method.masks = spy  # type: ignore[method-assign]
+    return seen
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Equal up to float rounding, relative to the (tiny) scale of attention gradients."""
+    scale = float(expected.abs().max())
+    assert scale > 0
+    return torch.allclose(actual, expected, rtol=1e-4, atol=1e-5 * scale)
+
+
+def inputs_of(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in b.items() if k != "labels"}
+
+
+# ----------------------------------------------------------------------------- interface
+
+
+def test_registry_and_build_method() -> None:
+    assert set(METHOD_REGISTRY) == {"baseline", "dropout", "addrop"}
+    for params in (BaselineParams(), DropoutParams(), AddropParams()):
+        method = build_method(params, is_regression=False, seed=0, device=CPU)
+        assert method.name == params.method
+    dropout = build_method(
+        DropoutParams(hidden_dropout=0.2, attention_dropout=0.05),
+        is_regression=False,
+        seed=0,
+        device=CPU,
+    )
+    assert dropout.config_overrides() == {
+        "hidden_dropout_prob": 0.2,
+        "attention_probs_dropout_prob": 0.05,
+    }
+    assert (
+        build_method(BaselineParams(), is_regression=False, seed=0, device=CPU).config_overrides()
+        == {}
+    )
+
+
+def test_task_loss() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    ce = task_loss(logits, torch.tensor([0, 1]), is_regression=False)
+    assert torch.allclose(ce, torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])))
+    mse = task_loss(torch.tensor([[1.0], [3.0]]), torch.tensor([1.0, 1.0]), is_regression=True)
+    assert mse.item() == pytest.approx(2.0)
+
+
+def test_baseline_step_and_stats(tiny_bert_dir: Path) -> None:
+    model = tiny(tiny_bert_dir)
+    method = build_method(BaselineParams(), is_regression=False, seed=0, device=CPU)
+    method.attach(model)
+    method.on_epoch_start(0)
+    b = batch([10, 6], labels=torch.tensor([2, 1]))
+    out = method.training_step(model, b)
+    expected = task_loss(model(**inputs_of(b)).logits, b["labels"], False)
+    assert torch.allclose(out.loss, expected)
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert method.epoch_stats() == {
+        "addrop_epoch": 0.0,
+        "forward_passes": 1.0,
+        "backward_passes": 1.0,
+    }
+
+
+# ----------------------------------------------------------------------------- AD-DROP
+
+
+def test_cross_tuning_schedule_decides_per_epoch(tiny_bert_dir: Path) -> None:
+    model = tiny(tiny_bert_dir)
+    method = addrop(cross_tuning=True)
+    method.attach(model)
+    b = batch([10, 7])
+    passes = []
+    for epoch in range(4):
+        method.on_epoch_start(epoch)
+        method.training_step(model, b)
+        stats = method.epoch_stats()
+        passes.append((stats["addrop_epoch"], stats["forward_passes"], "dropped_frac_l0" in stats))
+    assert passes == [(0, 1, False), (1, 2, True), (0, 1, False), (1, 2, True)]
+    always = addrop(cross_tuning=False)
+    always.on_epoch_start(0)
+    always.training_step(model, b)
+    assert always.epoch_stats()["addrop_epoch"] == 1.0
+
+
+def test_gradient_attribution_matches_an_independent_eager_computation(tiny_bert_dir: Path) -> None:
+    model = tiny(tiny_bert_dir)
+    method = addrop(layers=[0, 1])
+    method.attach(model)
+    b = batch([10, 7, 3], labels=torch.tensor([0, 1, 2]))
+    scores, forwards, backwards = method.attribution(model, inputs_of(b), b["labels"])
+    assert (forwards, backwards) == (1, 1)
+    assert all(p.grad is None and p.requires_grad for p in model.parameters()), (
+        "the attribution pass must not touch parameter gradients"
+    )
+    eager = tiny(tiny_bert_dir, impl="eager")
+    eager.load_state_dict(model.state_dict())
+    out = eager(**inputs_of(b), output_attentions=True)
+    for a in out.attentions:
+        a.retain_grad()
+    pseudo = out.logits.argmax(-1)
+    assert not torch.equal(pseudo, b["labels"]), "the test needs gold != pseudo somewhere"
+    out.logits.gather(1, pseudo[:, None]).sum().backward()
+    for layer in (0, 1):
+        assert close(scores[layer], out.attentions[layer].grad)
+    # ...and not the gold-label gradient
+    eager.zero_grad()
+    out = eager(**inputs_of(b), output_attentions=True)
+    out.attentions[0].retain_grad()
+    out.logits.gather(1, b["labels"][:, None]).sum().backward()
+    assert not close(scores[0], out.attentions[0].grad)
+
+
+def test_regression_attribution_is_the_negated_mse_gradient(tiny_bert_dir: Path) -> None:
+    model = tiny(tiny_bert_dir, num_labels=1, problem_type="regression")
+    method = build_method(AddropParams(), is_regression=True, seed=0, device=CPU)
+    b = batch([10, 5])
+    b["labels"] = torch.tensor([0.5, 4.0])
+    scores, _, _ = method.attribution(model, inputs_of(b), b["labels"])  # type: ignore[attr-defined]
+    eager = tiny(tiny_bert_dir, num_labels=1, impl="eager", problem_type="regression")
+    eager.load_state_dict(model.state_dict())
+    out = eager(**inputs_of(b), output_attentions=True)
+    out.attentions[0].retain_grad()
+    torch.nn.functional.mse_loss(out.logits.squeeze(-1), b["labels"]).backward()
+    assert close(scores[0], -out.attentions[0].grad)
+
+
+def test_integrated_gradient_with_one_step_is_attention_times_gradient(
+    tiny_bert_dir: Path,
+) -> None:
+    model = tiny(tiny_bert_dir)
+    b = batch([10, 4])
+    grad_scores, _, _ = addrop().attribution(model, inputs_of(b), b["labels"])
+    ig = addrop(attribution="integrated_gradient", ig_steps=1)
+    ig_scores, forwards, backwards = ig.attribution(model, inputs_of(b), b["labels"])
+    assert (forwards, backwards) == (2, 1)
+    hook = ig.hook
+    assert hook is not None
+    with torch.no_grad(), hook.recording() as probs:
+        model(**inputs_of(b))
+    assert close(ig_scores[0], probs[0] * grad_scores[0])
+    assert model.training, "integrated gradients restore train mode"
+    steps = addrop(attribution="integrated_gradient", ig_steps=3, layers=[0, 1])
+    _, forwards, backwards = steps.attribution(model, inputs_of(b), b["labels"])
+    assert (forwards, backwards) == (1 + 3 * 2, 3 * 2)
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("attribution", ["gradient", "integrated_gradient", "attention", "random"])
+def test_second_pass_drops_exactly_the_mask(tiny_bert_dir: Path, attribution: str) -> None:
+    model = tiny(tiny_bert_dir)
+    method = addrop(attribution=attribution, layers="all", p=0.5, q=0.5, ig_steps=2)
+    method.attach(model)
+    assert method.hook is not None
+    method.hook.keep_probs = True
+    seen = capture_masks(method)
+    b = batch([10, 8, 2], labels=torch.tensor([0, 1, 2]))
+    out = method.training_step(model, b)
+    out.loss.backward()
+    probs = method.hook.probs
+    key_real = b["attention_mask"].bool()
+    for layer in (0, 1):
+        mask = seen[0][layer]
+        assert mask.shape == (3, 4, 10, 10) and mask.dtype == torch.bool
+        assert mask.any()
+        assert torch.all(probs[layer][mask] == 0)
+        assert torch.all(probs[layer][~key_real[:, None, None, :].expand_as(mask)] == 0)
+        assert torch.allclose(probs[layer].sum(-1), torch.ones(()), atol=1e-5)
+    assert all(p.grad is not None for p in model.parameters())
+    stats = method.epoch_stats()
+    assert set(stats) >= {"dropped_frac_l0", "dropped_frac_l1", "forward_passes", "backward_passes"}
+
+
+def test_hook_keeps_no_probabilities_between_steps(tiny_bert_dir: Path) -> None:
+    model = tiny(tiny_bert_dir)
+    method = addrop(layers="all")
+    method.training_step(model, batch([10, 4])).loss.backward()
+    assert method.hook is not None and method.hook.probs == {} and method.hook.mode == "off"
+
+
+def test_extreme_p_q_on_two_token_inputs_stays_finite(tiny_bert_dir: Path) -> None:
+    model = tiny(tiny_bert_dir, dropout=0.1)
+    method = addrop(p=0.9, q=0.9, layers="all")
+    b = batch([2, 2, 1], length=2)
+    for _ in range(3):
+        out = method.training_step(model, b)
+        out.loss.backward()
+        assert torch.isfinite(out.loss)
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_dropped_fraction_is_about_p_times_q(tiny_bert_dir: Path) -> None:
+    model = tiny(tiny_bert_dir)
+    b = batch([10] * 8)
+    for attribution in ("gradient", "random"):
+        method = addrop(attribution=attribution, p=0.5, q=0.4)
+        for _ in range(3):
+            method.training_step(model, b)
+        # 8 x 4 heads x 10 rows x 5 candidates per step: q within a few standard deviations
+        assert method.epoch_stats()["dropped_frac_l0"] == pytest.approx(0.2, abs=0.04)
+
+
+def test_same_seed_same_masks_and_evaluation_is_never_masked(
+    tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tiny(tiny_bert_dir)
+    b = batch([10, 6, 3])
+    drawn = []
+    for seed in (5, 5, 6):
+        method = build_method(
+            AddropParams(attribution="attention", cross_tuning=False),
+            is_regression=False,
+            seed=seed,
+            device=CPU,
+        )
+        seen = capture_masks(method)  # type: ignore[arg-type]
+        method.training_step(model, b)
+        drawn.append(seen[0][0])
+    assert torch.equal(drawn[0], drawn[1])
+    assert not torch.equal(drawn[0], drawn[2])
+
+    model.eval()
+    explicit: list[int] = []
+    attend = modeling.AttentionHook.attend
+
+    def spy(self, module, *args, **kwargs):  # type: ignore[no-untyped-def]
+        explicit.append(module.layer_idx)
+        return attend(self, module, *args, **kwargs)
+
+    monkeypatch.setattr(modeling.AttentionHook, "attend", spy)
+    stock = tiny(tiny_bert_dir).eval()
+    stock.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(model(**inputs_of(b)).logits, stock(**inputs_of(b)).logits)
+    assert explicit == []
+
+
+def test_addrop_step_under_bf16_autocast(tiny_bert_dir: Path) -> None:
+    model = tiny(tiny_bert_dir, dropout=0.1)
+    method = addrop(p=0.9, q=0.9, layers="all")
+    method.attach(model)
+    assert method.hook is not None
+    method.hook.keep_probs = True
+    seen = capture_masks(method)
+    b = batch([10, 3, 2])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = method.training_step(model, b)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert torch.all(method.hook.probs[1][seen[0][1]] == 0)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
