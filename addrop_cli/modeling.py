@@ -87,6 +87,13 @@ def _model_type_problem(model_type: str, where: str) -> str | None:
     )
 
 
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load_model_and_tokenizer(
     model: ModelSpec,
     *,
@@ -113,6 +120,9 @@ def load_model_and_tokenizer(
     )
     try:
         if model.pretrained:
+            # the new head's "MISSING" load report and the weights progress bar are expected
+            # for fine-tuning; they would flood every run's log
+            _quiet_transformers()
             net = AutoModelForSequenceClassification.from_pretrained(
                 where, config=config, revision=model.revision, attn_implementation="sdpa"
             )
