@@ -1,7 +1,9 @@
-"""Checks that need files, run before any training: data present, model loadable, layers valid.
+"""Checks that need files, run before any training: data present and well-formed, model loadable,
+layers valid.
 
 `addrop validate` prints these; `addrop run` refuses to start while any remain, so a typo in a
-path fails in a second rather than after an hour of training.
+path or a broken row fails in seconds, with exit code 2, rather than as a failed run after an
+hour of training.
 """
 
 from __future__ import annotations
@@ -11,27 +13,54 @@ from pathlib import Path
 from addrop_cli.spec import AddropParams, ExperimentSpec, resolve_model_location
 
 
-def preflight(spec: ExperimentSpec, base_dir: Path) -> list[str]:
-    """Every problem found, one line each; [] when the experiment can start."""
-    from addrop_cli.data import check_data
+def preflight(spec: ExperimentSpec, base_dir: Path, source: str | None = None) -> list[str]:
+    """Every problem found, one line each, without repeats; [] when the experiment can start.
+
+    ``source`` (the spec file) prefixes problems that belong to a spec key.
+    """
+    problems = _data_problems(spec, base_dir) + _model_problems(spec, base_dir, source)
+    return list(dict.fromkeys(problems))
+
+
+def _data_problems(spec: ExperimentSpec, base_dir: Path) -> list[str]:
+    from addrop_cli.data import check_data, data_source, load_examples
     from addrop_cli.errors import AddropError
-    from addrop_cli.modeling import check_model
     from addrop_cli.tasks import get_task
 
     problems: list[str] = []
     for name in spec.tasks:
         task = get_task(name, spec.data)
-        problems += check_data(task, spec.data, base_dir=base_dir)
+        found = check_data(task, spec.data, base_dir=base_dir)
+        problems += found
+        if found or data_source(task, spec.data, base_dir) == "hub":
+            continue  # reading the Hub here would download: its rows are checked when loaded
+        # Parse every row now: a bad label or a short row is found before any training.
+        for split in (task.train_split, *task.dev_splits):
+            if split is None:
+                continue
+            try:
+                load_examples(task, split, spec.data, base_dir)
+            except AddropError as err:
+                problems += err.problems
+    return problems
+
+
+def _model_problems(spec: ExperimentSpec, base_dir: Path, source: str | None) -> list[str]:
+    from addrop_cli.errors import AddropError
+    from addrop_cli.modeling import check_model
+
     try:
         location = resolve_model_location(spec.model.name_or_path, base_dir)
     except AddropError as err:
-        return problems + err.problems
+        return err.problems
     model = spec.model.model_copy(update={"name_or_path": location})
-    layer_sets = [p.layers for p in spec.methods.values() if isinstance(p, AddropParams)]
-    checked: set[str] = set()
-    for layers in layer_sets or [None]:
-        for line in check_model(model, layers):
-            if line not in checked:
-                checked.add(line)
-                problems.append(line)
+    problems = check_model(model, None)
+    for variant, params in spec.methods.items():
+        if not isinstance(params, AddropParams):
+            continue
+        for line in check_model(model, params.layers):
+            if line in problems:
+                continue  # a model-wide problem, already reported once
+            key = f"methods.{variant}."
+            problems.append(f"{source}: {key}{line}" if source else f"{key}{line}")
     return problems

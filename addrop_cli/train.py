@@ -153,6 +153,19 @@ def run_one(
     keep_best_state: bool = False,
 ) -> RunOutcome:
     """Train and evaluate one run. Raises NonFiniteLoss or any error; the caller records it."""
+    threads = torch.get_num_threads()
+    try:
+        return _train_and_evaluate(run, on_eval, on_step, keep_best_state)
+    finally:
+        torch.set_num_threads(threads)  # train.threads is per run, not for the whole process
+
+
+def _train_and_evaluate(
+    run: RunSpec,
+    on_eval: Callback | None,
+    on_step: Callback | None,
+    keep_best_state: bool,
+) -> RunOutcome:
     from addrop_cli.data import make_loader, prepare_task_data
     from addrop_cli.methods import build_method
     from addrop_cli.metrics import compute_metrics, higher_is_better

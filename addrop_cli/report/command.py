@@ -32,6 +32,7 @@ from addrop_cli.report.render import (
     to_markdown,
     write_text,
 )
+from addrop_cli.store import store_error
 
 FORMATS = ("terminal", "markdown", "csv", "latex", "html", "json")
 
@@ -58,6 +59,15 @@ def report_command(
     console = console or Console()
     report = build_report(paths, epoch=epoch, agg=agg, reference=reference)
     folder = out if out is not None else report.experiments[0] / "report"
+    try:
+        return _print_and_write(report, folder, formats, plots, console)
+    except OSError as err:  # an unwritable --out folder or a full disk: one line, no traceback
+        raise store_error(folder, err, "--out DIR") from err
+
+
+def _print_and_write(
+    report: Report, folder: Path, formats: Sequence[str], plots: bool, console: Console
+) -> int:
     written: list[Path] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StoreWarning)
