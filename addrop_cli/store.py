@@ -13,18 +13,29 @@ Layout (format version 1; the README documents it, reports read it)::
         env.json               versions, git commit, device
         checkpoint/            optional best checkpoint (safetensors)
         DONE | FAILED          written last: without one of them the run is unfinished
+      runs/.<run_id>.lock      the run's lock file (an OS lock; the file itself means nothing)
+      attempts/<run_id>.log    one line per start of the run, appended, never wiped:
+                               "<UTC time> pid=<pid> host=<hostname>"
 
 A run folder without DONE or FAILED is an interrupted run: it is wiped and started again.
 Finished runs are never redone. A lock file per run keeps two processes from running it at once;
-the lock is an OS lock, so a dead process's lock is released with it.
+the lock is an OS lock, so a dead process's lock is released with it. Files are written to a
+hidden temporary file (``.<name>.<random>.tmp``), fsynced and renamed, so a reader sees the old
+file or the new one; a temporary file left by a killed process is never read.
+
+Every write that fails (full disk, read-only folder) raises a one-line :class:`StoreError` that
+names the file and the fix, never a bare ``OSError``; nothing half-written is left under a name
+that a reader opens.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,21 +50,61 @@ from addrop_cli.errors import StoreError
 FORMAT_VERSION = 1
 RunStatus = Literal["done", "failed", "unfinished", "absent"]
 
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+EXPERIMENT_LOCK_TIMEOUT_S = 60.0
+"""How long ``open_for_writing`` waits for another process updating experiment.json."""
+
+
+def store_error(path: Path, err: OSError, option: str = "--results DIR") -> StoreError:
+    """The one-line StoreError for a failed write: what happened to which file, and the fix
+    (``option`` names the command-line option that picks another folder)."""
+    why = err.strerror or str(err) or type(err).__name__
+    if err.errno in _DISK_FULL:
+        return StoreError(
+            f"{path}: disk full ({why}); free space or choose another folder with {option}, "
+            "then run the same command again (finished runs are kept)"
+        )
+    if err.errno in _NOT_WRITABLE:
+        return StoreError(
+            f"{path}: cannot write results ({why}); make the folder writable "
+            f"or choose another with {option}"
+        )
+    return StoreError(
+        f"{path}: cannot write results ({why}); check the path, "
+        f"or choose another folder with {option}"
+    )
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into a one-line StoreError."""
+    try:
+        yield
+    except Timeout:  # a busy lock (a TimeoutError, hence an OSError) is not a write failure
+        raise
+    except OSError as err:
+        raise store_error(path, err) from err
+
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half.
+
+    Raises :class:`StoreError` when the write fails; the temporary file is removed then.
+    """
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     _fsync_dir(path.parent)
 
 
@@ -68,6 +119,16 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _append_line(path: Path, line: str) -> None:
+    """Append one line and fsync it (not atomic: readers skip a torn last line)."""
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def now_iso() -> str:
@@ -93,22 +154,54 @@ class RunFolder:
             return (self.path / "FAILED").read_text(encoding="utf-8").strip()
         return ""
 
+    @property
+    def attempts_log(self) -> Path:
+        """``<experiment>/attempts/<run_id>.log``: outside the run folder, so wiping keeps it."""
+        return self.path.parent.parent / "attempts" / f"{self.path.name}.log"
+
+    def attempts(self) -> list[str]:
+        """One line per start of this run, oldest first ([] if it never started)."""
+        with contextlib.suppress(FileNotFoundError):
+            return self.attempts_log.read_text(encoding="utf-8").splitlines()
+        return []
+
     def start(self, run_config: dict[str, Any]) -> None:
-        """Begin (or begin again) a run: wipe what an interrupted attempt left, write run.json."""
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        self.path.mkdir(parents=True)
+        """Begin (or begin again) a run: wipe what an interrupted attempt left, write run.json.
+
+        Each start appends one line to the attempts log first, so "each run ran exactly once"
+        can be checked after the fact (and a run restarted after a crash shows two lines).
+        """
+        host = socket.gethostname()
+        _append_line(self.attempts_log, f"{now_iso()} pid={os.getpid()} host={host}")
+        with _writing(self.path):
+            if self.path.exists():
+                shutil.rmtree(self.path)
+            self.path.mkdir(parents=True)
         atomic_write_json(self.path / "run.json", {"format": FORMAT_VERSION, **run_config})
 
     def append_epoch(self, record: dict[str, Any]) -> None:
         """Append one evaluation record; readers skip a torn last line (a kill mid-write)."""
-        with open(self.path / "epochs.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=str) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        _append_line(self.path / "epochs.jsonl", json.dumps(record, default=str))
 
     def write_json(self, name: str, obj: Any) -> None:
         atomic_write_json(self.path / name, obj)
+
+    def write_checkpoint(self, tensors: dict[str, Any]) -> Path:
+        """``checkpoint/model.safetensors``, written to a temporary file and renamed."""
+        from safetensors.torch import save_file
+
+        path = self.path / "checkpoint" / "model.safetensors"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with _writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        return path
 
     def finish(self, metrics: dict[str, Any]) -> None:
         """Write the final metrics, then the DONE marker: only now is the run a result."""
@@ -138,32 +231,35 @@ class ExperimentStore:
         return RunFolder(self.runs_dir / run_id)
 
     def open_for_writing(self, name: str, spec_hash: str, spec_yaml: str) -> None:
-        """Create the folder (or check an existing one's format) and record this spec version."""
-        try:
+        """Create the folder (or check an existing one's format) and record this spec version.
+
+        experiment.json is read, updated and written under a lock, so two processes starting
+        different spec versions at once both get their hash recorded.
+        """
+        with _writing(self.root):
             self.runs_dir.mkdir(parents=True, exist_ok=True)
-            meta = self.read_meta()
-            hashes = list(meta.get("spec_hashes", []))
-            if spec_hash not in hashes:
-                hashes.append(spec_hash)
-            atomic_write_json(
-                self.root / "experiment.json",
-                {
-                    "format": FORMAT_VERSION,
-                    "name": name,
-                    "spec_hashes": hashes,
-                    "updated": now_iso(),
-                },
-            )
-            atomic_write_text(self.root / "spec.yaml", spec_yaml)
-        except PermissionError as err:
+        lock = FileLock(self.root / ".experiment.lock", timeout=EXPERIMENT_LOCK_TIMEOUT_S)
+        try:
+            with _writing(self.root), lock:
+                meta = self.read_meta()
+                hashes = list(meta.get("spec_hashes", []))
+                if spec_hash not in hashes:
+                    hashes.append(spec_hash)
+                atomic_write_json(
+                    self.root / "experiment.json",
+                    {
+                        "format": FORMAT_VERSION,
+                        "name": name,
+                        "spec_hashes": hashes,
+                        "updated": now_iso(),
+                    },
+                )
+                atomic_write_text(self.root / "spec.yaml", spec_yaml)
+        except Timeout:
             raise StoreError(
-                f"{self.root}: cannot write results ({err.strerror}); make the folder writable "
-                "or choose another with --results DIR"
-            ) from None
-        except OSError as err:
-            raise StoreError(
-                f"{self.root}: cannot write results ({err.strerror or err}); "
-                "check the path and free disk space, or use --results DIR"
+                f"{self.root / '.experiment.lock'}: held by another process for "
+                f"{EXPERIMENT_LOCK_TIMEOUT_S:.0f}s; check that no addrop process is stuck, "
+                "then run the same command again"
             ) from None
 
     def read_meta(self) -> dict[str, Any]:
@@ -186,10 +282,12 @@ class ExperimentStore:
     @contextlib.contextmanager
     def lock(self, run_id: str) -> Iterator[bool]:
         """Hold the run's lock; yields False (without waiting) if another process holds it."""
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(self.runs_dir / f".{run_id}.lock", timeout=0)
+        path = self.runs_dir / f".{run_id}.lock"
+        lock = FileLock(path, timeout=0)
         try:
-            lock.acquire()
+            with _writing(path):
+                self.runs_dir.mkdir(parents=True, exist_ok=True)
+                lock.acquire()
         except Timeout:
             yield False
             return

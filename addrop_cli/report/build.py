@@ -7,8 +7,9 @@ collects the store's warnings so that every renderer can list them.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from addrop_cli.metrics import GLUE_SCORE_FORMULA
@@ -20,15 +21,20 @@ from addrop_cli.report.aggregate import (
     aggregate,
     cost_rows,
     describe_protocol,
+    variant_keys,
 )
 from addrop_cli.report.load import (
     RunRecord,
     StoreWarning,
     find_experiments,
     load_runs,
+    spec_hash_order,
     spec_variant_order,
 )
 from addrop_cli.report.stats import MARKER_LEGEND, Comparison, compare
+
+VERSION_CHARS = 7
+"""How much of a spec hash labels a spec version in column names (``smoke@1a2b3c4/addrop``)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ def build_report(
         warnings.simplefilter("always", StoreWarning)
         experiments = [e for p in paths for e in find_experiments(Path(p))]
         experiments = list(dict.fromkeys(experiments))
-        records = [r for e in experiments for r in load_runs(e)]
+        records = [r for e in experiments for r in separate_spec_versions(e, load_runs(e))]
         order = [name for e in experiments for name in spec_variant_order(e)]
         table = aggregate(records, epoch=epoch, agg=agg, reference=reference, variant_order=order)
         comparisons = compare(table, resamples=resamples, seed=seed)
@@ -91,3 +97,41 @@ def build_report(
         records=tuple(records),
         warnings=tuple(dict.fromkeys(messages)),
     )
+
+
+def separate_spec_versions(experiment: Path, records: list[RunRecord]) -> list[RunRecord]:
+    """Keep runs of different spec versions in one experiment folder from being mixed.
+
+    When the folder's runs were started by several versions of the spec (their run.json
+    ``spec_hash`` differ), a :class:`StoreWarning` says so. If the versions' run settings differ
+    for some variant (a new learning rate, say), each version's runs are labelled with their
+    version, so that the table shows them apart (``smoke@1a2b3c4/addrop``) instead of
+    averaging them; versions that only added seeds or tasks stay merged. Sweep runs are left
+    alone: their points are meant to differ.
+    """
+    order = spec_hash_order(experiment)
+    counts = Counter(r.spec_hash for r in records if r.spec_hash and r.sweep_point is None)
+    if len(counts) < 2:
+        return records
+    ranked = sorted(counts, key=lambda h: (order.index(h) if h in order else len(order), h))
+    listing = ", ".join(f"{h[:VERSION_CHARS]}: {counts[h]} runs" for h in ranked)
+    tagged = [
+        replace(r, version=r.spec_hash[:VERSION_CHARS]) if r.spec_hash in counts else r
+        for r in records
+    ]
+    split = any(key != name for (_, name), key in variant_keys(tagged).items())
+    if split:
+        name = tagged[0].experiment.split("@")[0]
+        how = (
+            "some variants' run settings differ between versions, so the table shows those "
+            f"apart as {name}@<version>/<variant>"
+        )
+    else:
+        how = "each variant has the same run settings in every version, so nothing is mixed"
+    warnings.warn(
+        f"{experiment}: holds runs from {len(counts)} spec versions ({listing}); {how}; "
+        "spec_hash in each run's run.json says which version ran it",
+        StoreWarning,
+        stacklevel=2,
+    )
+    return tagged if split else records

@@ -41,6 +41,9 @@ class RunRecord:
     """Why the run is not a result (FAILED text, missing DONE, unreadable metrics)."""
     metrics: Mapping[str, Any] | None = field(default=None, repr=False)
     """``metrics.json``, only when ``status == "done"``."""
+    version: str = ""
+    """Set (a short spec hash) only when the report must keep this run's spec version apart
+    from others in the same experiment folder; it then becomes part of :attr:`experiment`."""
 
     @property
     def run_id(self) -> str:
@@ -48,7 +51,13 @@ class RunRecord:
 
     @property
     def experiment(self) -> str:
-        return str(self.config.get("experiment") or self.path.parent.parent.name)
+        name = str(self.config.get("experiment") or self.path.parent.parent.name)
+        return f"{name}@{self.version}" if self.version else name
+
+    @property
+    def spec_hash(self) -> str:
+        """The hash of the resolved spec that started this run ("" when not recorded)."""
+        return str(self.config.get("spec_hash") or "")
 
     @property
     def task(self) -> str:
@@ -157,7 +166,9 @@ def load_runs(path: Path) -> list[RunRecord]:
     records: list[RunRecord] = []
     for experiment in find_experiments(path):
         _check_experiment_format(experiment)
-        run_dirs = sorted(p for p in (experiment / "runs").iterdir() if p.is_dir())
+        run_dirs = sorted(
+            p for p in (experiment / "runs").iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
         records += [r for r in map(_load_run, run_dirs) if r is not None]
     if not records:
         raise StoreError(
@@ -194,7 +205,20 @@ def _check_experiment_format(experiment: Path) -> None:
         )
 
 
+def spec_hash_order(experiment: Path) -> list[str]:
+    """The spec versions recorded in ``experiment.json``, oldest first ([] if unknown)."""
+    try:
+        meta = json.loads((experiment / "experiment.json").read_text(encoding="utf-8"))
+        return [str(h) for h in meta.get("spec_hashes") or []]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
+
+
 def _load_run(run_dir: Path) -> RunRecord | None:
+    if not (run_dir / "run.json").exists() and not any(
+        (run_dir / marker).exists() for marker in ("DONE", "FAILED")
+    ):
+        return None  # killed while starting, before run.json: nothing ran; the next run redoes it
     config = _read_run_config(run_dir)
     if config is None:
         return None
