@@ -53,6 +53,54 @@ def _one_spec(args: list[str]) -> tuple[Path, list[str]]:
     return specs[0], overrides
 
 
+# Execution options shared by `run` and `sweep`; each becomes an executor.* override, so the
+# command line beats the spec's executor: block and is validated with it.
+BackendOpt = Annotated[
+    str | None, typer.Option("--backend", help="local (default) or slurm.", show_default=False)
+]
+WorkersOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--workers",
+        help="Local worker processes (auto: one per GPU). Default: the spec's, else 1.",
+        show_default=False,
+    ),
+]
+ThreadsOpt = Annotated[
+    int | None, typer.Option(help="torch threads per local worker on CPU.", show_default=False)
+]
+PartitionOpt = Annotated[str | None, typer.Option(help="Slurm partition.", show_default=False)]
+GpusOpt = Annotated[int | None, typer.Option(help="Slurm: GPUs per job.", show_default=False)]
+CpusOpt = Annotated[int | None, typer.Option(help="Slurm: CPUs per job.", show_default=False)]
+MemOpt = Annotated[
+    float | None, typer.Option("--mem-gb", help="Slurm: memory per job (GB).", show_default=False)
+]
+TimeOpt = Annotated[
+    int | None,
+    typer.Option("--time-min", help="Slurm: time limit per job (minutes).", show_default=False),
+]
+ArrayOpt = Annotated[
+    int | None,
+    typer.Option(help="Slurm: array tasks running at once.", show_default=False),
+]
+
+
+def _executor_overrides(**options: object) -> list[str]:
+    """Command-line execution options as executor.* overrides (None: keep the spec's)."""
+    keys = {
+        "backend": "executor.backend",
+        "workers": "executor.workers",
+        "threads": "executor.threads",
+        "partition": "executor.slurm.partition",
+        "gpus": "executor.slurm.gpus",
+        "cpus": "executor.slurm.cpus",
+        "mem_gb": "executor.slurm.mem_gb",
+        "time_min": "executor.slurm.time_min",
+        "array_parallelism": "executor.slurm.array_parallelism",
+    }
+    return [f"{keys[name]}={value}" for name, value in options.items() if value is not None]
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
@@ -77,16 +125,28 @@ def run(
     retry_failed: Annotated[
         bool, typer.Option(help="Run again the runs that failed before.")
     ] = True,
+    backend: BackendOpt = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
+    partition: PartitionOpt = None,
+    gpus: GpusOpt = None,
+    cpus: CpusOpt = None,
+    mem_gb: MemOpt = None,
+    time_min: TimeOpt = None,
+    array_parallelism: ArrayOpt = None,
 ) -> None:
     """Run an experiment: every task x method variant x seed not yet in the results store.
 
-    Finished runs are skipped; interrupted ones start again cleanly.
+    Finished runs are skipped; interrupted ones start again cleanly. Runs go through the
+    spec's executor (local serial by default; --workers N for a local pool; --backend slurm).
 
     [bold]Examples[/bold]
 
       addrop run experiments/smoke.yaml
 
-      addrop run experiments/quickstart.yaml seeds=[1] train.epochs=2
+      addrop run experiments/quickstart.yaml seeds=[1] train.epochs=2 --workers 2
+
+      addrop run experiments/glue.yaml --backend slurm --partition gpu --gpus 1
 
       addrop run experiments/glue.yaml --dry-run
     """
@@ -96,6 +156,17 @@ def run(
     path, overrides = _one_spec(args)
     if device:
         overrides.append(f"train.device={device}")
+    overrides += _executor_overrides(
+        backend=backend,
+        workers=workers,
+        threads=threads,
+        partition=partition,
+        gpus=gpus,
+        cpus=cpus,
+        mem_gb=mem_gb,
+        time_min=time_min,
+        array_parallelism=array_parallelism,
+    )
     spec = load_spec(path, overrides)
     code = run_experiment(
         spec,
@@ -137,7 +208,7 @@ def validate(
     for path in specs:
         try:
             spec = load_spec(path, overrides)
-            found = preflight(spec, path.parent.resolve()) if deep else []
+            found = preflight(spec, path.parent.resolve(), str(path)) if deep else []
         except AddropError as err:
             found = err.problems
         problems += found
@@ -150,18 +221,129 @@ def validate(
 @app.command()
 def sweep(
     args: Annotated[list[str], typer.Argument(help="SPEC.yaml, then key=value overrides.")],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            help="PATH=VALUES: add a grid axis, e.g. methods.addrop.p=[0.1,0.3] or "
+            "'train.lr={start: 1e-5, stop: 3e-5, step: 1e-5}' (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the points and stage-1 runs; train nothing.")
+    ] = False,
+    results: Annotated[
+        Path | None, typer.Option(help="Results folder (default: the spec's results_dir).")
+    ] = None,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="One line per epoch instead of live progress bars.")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option(help="Run again the runs that failed before.")
+    ] = True,
+    report: Annotated[
+        bool, typer.Option(help="Print the report (tables, heatmap files) at the end.")
+    ] = True,
+    backend: BackendOpt = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
+    partition: PartitionOpt = None,
+    gpus: GpusOpt = None,
+    cpus: CpusOpt = None,
+    mem_gb: MemOpt = None,
+    time_min: TimeOpt = None,
+    array_parallelism: ArrayOpt = None,
 ) -> None:
     """Search hyperparameters (grid or random) with an honest two-stage selection protocol.
 
+    Stage 1 runs every point of the spec's sweep: block on the selection seeds.
+
+    The best point per task (main metric on the selection split, mean over seeds) then runs on
+    the report seeds (two_stage), or is reported as is (paper protocol, labelled so).
+
+    Writes <results>/<name>/sweep/summary.json and summary.md, then prints the report; its
+    heatmap goes to <results>/<name>/report/. A restarted sweep never redoes a finished run.
+
     [bold]Examples[/bold]
 
-      addrop sweep experiments/pq-sweep.yaml
+      addrop sweep experiments/pq-sweep.yaml --workers 2
+
+      addrop sweep experiments/pq-sweep.yaml --backend slurm --cpus 2 --time-min 30
+
+      addrop sweep experiments/smoke.yaml --grid methods.addrop.q=[0.1,0.5] sweep.report_seeds=[3]
+
+      addrop sweep experiments/pq-sweep.yaml sweep.protocol=paper sweep.report_seeds=null
     """
-    err_console.print(
-        "addrop sweep: not built yet (tracked in the sweep issue); "
-        "meanwhile run each configuration with `addrop run SPEC methods.addrop.p=...`"
+    from addrop_cli.spec import load_spec
+    from addrop_cli.sweep import run_sweep
+
+    path, overrides = _one_spec(args)
+    for axis in grid or []:
+        key, sep, values = axis.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(
+                f"--grid {axis!r}: expected PATH=VALUES, e.g. --grid methods.addrop.p=[0.1,0.3]"
+            )
+        overrides.append(f"sweep.grid.{key.strip()}={values}")
+    overrides += _executor_overrides(
+        backend=backend,
+        workers=workers,
+        threads=threads,
+        partition=partition,
+        gpus=gpus,
+        cpus=cpus,
+        mem_gb=mem_gb,
+        time_min=time_min,
+        array_parallelism=array_parallelism,
     )
-    raise typer.Exit(1)
+    spec = load_spec(path, overrides)
+    code = run_sweep(
+        spec,
+        spec_path=path,
+        results_root=results,
+        dry_run=dry_run,
+        plain=plain or not console.is_terminal,
+        retry_failed=retry_failed,
+        report=report,
+        console=console,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    args: Annotated[
+        list[str],
+        typer.Argument(help="results/<name>, or SPEC.yaml then key=value overrides."),
+    ],
+    results: Annotated[
+        Path | None, typer.Option(help="Results folder, for a spec (default: its results_dir).")
+    ] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="List finished runs too.")] = False,
+) -> None:
+    """Show what each run is doing: queued, running, done, failed, interrupted (not started).
+
+    Reads the store, the run locks on this machine and the Slurm queue; never takes a lock.
+
+    [bold]Examples[/bold]
+
+      addrop status results/pq-sweep
+
+      addrop status experiments/pq-sweep.yaml --all
+    """
+    from addrop_cli.status import status_command
+
+    targets, overrides = _split_args(args)
+    if len(targets) != 1:
+        raise SpecError(
+            f"expected one results folder or spec file, got {len(targets)}: "
+            f"{' '.join(map(str, targets)) or '(none)'}; e.g. addrop status results/smoke"
+        )
+    code = status_command(
+        targets[0], overrides, results_root=results, show_all=show_all, console=console
+    )
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -289,11 +471,28 @@ def main() -> None:
         err_console.print("interrupted")
         sys.exit(130)
     except Exception as exc:  # click's usage errors and friends
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+        usage_errors, aborts = _click_exception_types()
+        if isinstance(exc, usage_errors):
+            exc.show()  # type: ignore[attr-defined]
             sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, aborts):
             sys.exit(130)
         raise
+
+
+def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """click's ClickException and Abort, and the copies in the click that typer vendors
+    (typer >= 0.2x raises ``typer._click`` exceptions, which are not click's)."""
+    import importlib
+
+    modules = []
+    for name in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError:
+            continue
+
+    def found(name: str) -> tuple[type, ...]:
+        return tuple(getattr(m, name) for m in modules if isinstance(getattr(m, name, None), type))
+
+    return found("ClickException"), found("Abort")

@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -168,6 +169,202 @@ MethodParams = Annotated[
 METHOD_NAMES = ("baseline", "dropout", "addrop")
 
 
+# --------------------------------------------------------------------------------------------
+# Sweeps and execution back-ends
+# --------------------------------------------------------------------------------------------
+
+SweepValue = Any
+"""One value a sweep sets at a spec path: a number, a string, a bool or a list (``layers``)."""
+
+_RANGE_KEYS = {"start", "stop", "step"}
+
+
+class GridRange(Frozen):
+    """A compact arithmetic grid, stop included: ``{start: 0.1, stop: 0.9, step: 0.1}``."""
+
+    start: float
+    stop: float
+    step: Annotated[float, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GridRange:
+        if self.stop < self.start:
+            raise ValueError("stop must be >= start")
+        if (self.stop - self.start) / self.step > 10_000:
+            raise ValueError("more than 10,000 values; use a larger step")
+        return self
+
+    def values(self) -> list[float | int]:
+        """The grid's values, rounded so that 0.1 + 2 * 0.1 is 0.3 (and whole ranges stay int)."""
+        n = int(round((self.stop - self.start) / self.step + 1e-9)) + 1
+        digits = max(_decimals(self.start), _decimals(self.step)) + 1
+        whole = all(float(x).is_integer() for x in (self.start, self.step))
+        out: list[float | int] = []
+        for i in range(n):
+            value = round(self.start + i * self.step, digits)
+            if value > self.stop + 1e-12:
+                break
+            out.append(int(value) if whole else value)
+        return out
+
+
+def _decimals(x: float) -> int:
+    text = repr(float(x))
+    if "e" in text:
+        mantissa, exp = text.split("e")
+        return max(0, len(mantissa.partition(".")[2]) - int(exp))
+    return len(text.partition(".")[2].rstrip("0"))
+
+
+class RandomDist(Frozen):
+    """A distribution to sample one spec path from in a random search."""
+
+    distribution: Literal["uniform", "log_uniform", "int_uniform", "choice"]
+    low: float | None = None
+    high: float | None = None
+    """Bounds; ``high`` is included for ``int_uniform``."""
+    values: list[SweepValue] | None = None
+    """The choices, for ``choice``."""
+    digits: Annotated[int, Field(ge=0, le=12)] | None = None
+    """Round sampled floats to this many significant digits (e.g. 2: 0.37, 3.2e-05)."""
+
+    @model_validator(mode="after")
+    def _parameters(self) -> RandomDist:
+        if self.distribution == "choice":
+            if not self.values:
+                raise ValueError("choice needs values: [a, b, ...]")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.distribution} needs low: and high:")
+        if self.high <= self.low:
+            raise ValueError("high must be > low")
+        if self.distribution == "log_uniform" and self.low <= 0:
+            raise ValueError("log_uniform needs low > 0")
+        if self.distribution == "int_uniform" and not (
+            float(self.low).is_integer() and float(self.high).is_integer()
+        ):
+            raise ValueError("int_uniform needs whole-number low and high")
+        return self
+
+
+def _flatten_paths(value: Any, leaf: Callable[[Any], bool]) -> Any:
+    """``{methods: {addrop: {p: [...]}}}`` -> ``{"methods.addrop.p": [...]}``.
+
+    Lets a command-line override such as ``sweep.grid.methods.addrop.p=[0.1,0.5]`` (which the
+    override parser nests at every dot) mean the same as the YAML key ``methods.addrop.p``.
+    """
+    if not isinstance(value, dict):
+        return value
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict) and node and not leaf(node):
+            for key, child in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), child)
+        else:
+            flat[prefix] = node
+
+    for key, child in value.items():
+        walk(str(key), child)
+    return flat
+
+
+class SweepSpec(Frozen):
+    """A hyperparameter search over spec paths, and how the winner is chosen and reported."""
+
+    grid: dict[str, list[SweepValue] | GridRange] = Field(default_factory=dict)
+    """Spec path -> values (every combination runs), or ``{start, stop, step}``."""
+    random: dict[str, RandomDist] = Field(default_factory=dict)
+    """Spec path -> distribution; ``samples`` draws, crossed with the grid."""
+    samples: Annotated[int, Field(ge=1)] = 10
+    seed: int = 0
+    """Seed of the random search's draws (the runs' own seeds are select/report_seeds)."""
+    protocol: Literal["two_stage", "paper"] = "two_stage"
+    """two_stage: pick on select_seeds, report the winner on report_seeds. paper: best of the
+    grid on the same dev set (the AD-DROP paper's protocol; optimistic, labelled as such)."""
+    select_seeds: list[int] | None = Field(default=None, min_length=1)
+    """Seeds of the selection stage (default: the spec's seeds)."""
+    report_seeds: list[int] | None = Field(default=None, min_length=1)
+    """Seeds the winner (and every variant not swept) is reported on; disjoint from
+    select_seeds."""
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _flat_grid(cls, v: Any) -> Any:
+        return _flatten_paths(v, lambda d: set(d) <= _RANGE_KEYS)
+
+    @field_validator("random", mode="before")
+    @classmethod
+    def _flat_random(cls, v: Any) -> Any:
+        return _flatten_paths(v, lambda d: "distribution" in d)
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty_lists(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for path, values in v.items():
+            if isinstance(values, list) and not values:
+                raise ValueError(f"{path}: give at least one value")
+        return v
+
+    @field_validator("select_seeds", "report_seeds")
+    @classmethod
+    def _distinct(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
+        return v
+
+    def grid_values(self) -> dict[str, list[SweepValue]]:
+        """The grid with every compact range expanded."""
+        return {
+            path: values.values() if isinstance(values, GridRange) else list(values)
+            for path, values in self.grid.items()
+        }
+
+
+class SlurmSpec(Frozen):
+    """Resources of each Slurm job (one array task per run, or per ``runs_per_job`` runs)."""
+
+    partition: str | None = None
+    gpus: Annotated[int, Field(ge=0)] = 0
+    """GPUs per job (--gpus-per-node)."""
+    cpus: Annotated[int, Field(ge=1)] = 2
+    """CPUs per job (--cpus-per-task); also the torch threads of a CPU run."""
+    mem_gb: Annotated[float, Field(gt=0)] = 8.0
+    time_min: Annotated[int, Field(ge=1)] = 60
+    """Time limit per job; a job that reaches it is requeued and resumes."""
+    array_parallelism: Annotated[int, Field(ge=1)] = 64
+    """At most this many array tasks run at once."""
+    runs_per_job: Annotated[int, Field(ge=1)] = 1
+    """Runs done one after another inside each array task (for many short runs)."""
+    max_requeues: Annotated[int, Field(ge=0)] = 3
+    """Requeues after a time-out (pre-emptions are requeued without limit)."""
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    setup: list[str] = Field(default_factory=list)
+    """Shell lines run before each job, e.g. ``module load cuda``."""
+    extra: dict[str, str] = Field(default_factory=dict)
+    """Other sbatch options, e.g. ``{mail-type: END}``."""
+    log_dir: Path | None = None
+    """Where job scripts and logs go (default: ``<results>/<experiment>/slurm``)."""
+
+
+class ExecutorSpec(Frozen):
+    """Where and how runs execute: never part of a run's identity."""
+
+    backend: Literal["local", "slurm"] = "local"
+    workers: Annotated[int, Field(ge=0)] = 1
+    """Local worker processes; 0 or ``auto``: one per visible GPU (one on a CPU machine)."""
+    threads: Annotated[int, Field(ge=1)] | None = None
+    """torch threads per local worker on CPU (default: the cores divided among workers)."""
+    slurm: SlurmSpec = Field(default_factory=SlurmSpec)
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto(cls, v: Any) -> Any:
+        return 0 if v == "auto" else v
+
+
 class ExperimentSpec(Frozen):
     """A whole experiment: tasks x method variants x seeds."""
 
@@ -182,6 +379,9 @@ class ExperimentSpec(Frozen):
     reference: str | None = None
     """The variant that deltas and tests compare against (default: a baseline variant)."""
     results_dir: Path = Path("results")
+    sweep: SweepSpec | None = None
+    """A hyperparameter search (``addrop sweep``); ``addrop run`` ignores it."""
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
 
     @field_validator("seeds")
     @classmethod
@@ -270,27 +470,35 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     merged = copy.deepcopy(raw)
     for text in overrides:
         path, value = parse_override(text)
-        node: Any = merged
-        for i, part in enumerate(path):
-            where = ".".join(path[: i + 1])
-            last = i == len(path) - 1
-            if isinstance(node, dict):
-                if last:
-                    node[part] = value
-                else:
-                    node = node.setdefault(part, {})
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                if last:
-                    node[int(part)] = value
-                else:
-                    node = node[int(part)]
-            else:
-                parent = ".".join(path[:i])
-                raise SpecError(
-                    f"override {text!r}: {parent} is a {type(node).__name__} and has no "
-                    f"key {part!r}; check the key path ({where})"
-                )
+        set_path(merged, path, value, f"override {text!r}")
     return merged
+
+
+def set_path(raw: dict[str, Any], path: list[str], value: Any, what: str) -> None:
+    """Set ``raw[a][b][c] = value`` for the key path ``a.b.c`` (list items by index), in place.
+
+    ``what`` names the setting in the error raised when the path runs into a non-mapping.
+    """
+    node: Any = raw
+    for i, part in enumerate(path):
+        where = ".".join(path[: i + 1])
+        last = i == len(path) - 1
+        if isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        else:
+            parent = ".".join(path[:i])
+            raise SpecError(
+                f"{what}: {parent} is a {type(node).__name__} and has no "
+                f"key {part!r}; check the key path ({where})"
+            )
 
 
 def _infer_variant_methods(raw: dict[str, Any]) -> None:
@@ -388,16 +596,15 @@ def _explain(error: dict[str, Any]) -> str:
         hint = _did_you_mean(value, _literal_choices(ctx))
         return f"got {value!r}; expected {ctx.get('expected')}{hint}"
     msg = error["msg"].removeprefix("Value error, ")
-    return f"{msg[0].lower()}{msg[1:]}, got {value!r}" if value is not None else msg
+    msg = f"{msg[0].lower()}{msg[1:]}"
+    return f"{msg}, got {value!r}" if value is not None and "got " not in msg else msg
 
 
 def _literal_choices(ctx: dict[str, Any]) -> list[str]:
     return re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
 
 
-def _validation_problems(
-    err: ValidationError, source: str, overrides: list[str]
-) -> list[str]:
+def _validation_problems(err: ValidationError, source: str, overrides: list[str]) -> list[str]:
     seen: set[str] = set()
     lines = []
     for error in err.errors():
@@ -430,7 +637,7 @@ METHOD_PARAMS: dict[str, type[BaseModel]] = {
 def load_spec(path: Path | str, overrides: list[str] | None = None) -> ExperimentSpec:
     """Read, merge and validate a spec. Raises SpecError listing every problem, one per line."""
     path = Path(path)
-    raw = apply_overrides(read_yaml(path), overrides or [])
+    raw = apply_overrides(read_yaml(path), _cwd_relative_paths(overrides or []))
     _infer_variant_methods(raw)
     try:
         spec = ExperimentSpec.model_validate(raw)
@@ -442,6 +649,26 @@ def load_spec(path: Path | str, overrides: list[str] | None = None) -> Experimen
     if problems:
         raise SpecError(*problems)
     return _resolve_data_paths(spec, path.parent.resolve())
+
+
+_PATH_KEYS = re.compile(r"^data\.(glue_dir|cache_dir|custom_tasks\.[^.]+\.(train|dev|test))$")
+
+
+def _cwd_relative_paths(overrides: list[str]) -> list[str]:
+    """A relative data path typed on the command line means 'from here', not 'beside the spec'."""
+    resolved = []
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        value = value.strip()
+        if (
+            sep
+            and _PATH_KEYS.match(key.strip())
+            and value
+            and not Path(value).expanduser().is_absolute()
+        ):
+            text = f"{key}={Path.cwd() / value}"
+        resolved.append(text)
+    return resolved
 
 
 def _resolve_data_paths(spec: ExperimentSpec, base_dir: Path) -> ExperimentSpec:
@@ -505,7 +732,109 @@ def _semantic_problems(spec: ExperimentSpec, source: str) -> list[str]:
             f"{source}: reference: no variant named {spec.reference!r}"
             f"{_did_you_mean(spec.reference, spec.methods)} (variants: {', '.join(spec.methods)})"
         )
+    if spec.sweep is not None and not problems:
+        problems += _sweep_problems(spec, spec.sweep, source)
     return problems
+
+
+SWEEPABLE_ROOTS = ("model", "data", "train", "methods")
+"""Top-level spec keys a sweep may vary (seeds come from select_seeds / report_seeds)."""
+
+
+def _sweep_problems(spec: ExperimentSpec, sweep: SweepSpec, source: str) -> list[str]:
+    """Sweep checks that need the whole spec: paths, seed sets, every grid value in range."""
+    problems: list[str] = []
+    if not sweep.grid and not sweep.random:
+        problems.append(
+            f"{source}: sweep: nothing to search; give grid: {{path: [values]}} and/or "
+            "random: {path: {distribution: ...}}"
+        )
+    for kind, paths in (("grid", sweep.grid), ("random", sweep.random)):
+        for path in paths:
+            problems += _sweep_path_problems(spec, f"sweep.{kind}.{path}", path, source)
+    both = set(sweep.grid) & set(sweep.random)
+    for path in sorted(both):
+        problems.append(
+            f"{source}: sweep.random.{path}: also in sweep.grid; search each path one way only"
+        )
+    select = sweep.select_seeds or spec.seeds
+    if sweep.protocol == "two_stage" and not sweep.report_seeds:
+        problems.append(
+            f"{source}: sweep.report_seeds: the two_stage protocol reports the winner on other "
+            "seeds; give report_seeds: [...] (disjoint from select_seeds), or protocol: paper"
+        )
+    if sweep.protocol == "paper" and sweep.report_seeds:
+        problems.append(
+            f"{source}: sweep.report_seeds: the paper protocol reports the selection runs "
+            "themselves; remove report_seeds or use protocol: two_stage"
+        )
+    shared = sorted(set(select) & set(sweep.report_seeds or []))
+    if shared:
+        which = "select_seeds" if sweep.select_seeds else "seeds (the selection seeds)"
+        problems.append(
+            f"{source}: sweep.report_seeds: seeds {shared} are also in {which}; the two sets "
+            "must be disjoint so that the reported runs played no part in choosing"
+        )
+    if problems:
+        return problems
+    grid = sweep.grid_values()
+    for path, values in grid.items():
+        for value in values:
+            problems += _point_problems(spec, {path: value}, f"sweep.grid.{path}", source)
+    for path, dist in sweep.random.items():
+        for value in dist.values or [dist.low, dist.high]:
+            problems += _point_problems(spec, {path: value}, f"sweep.random.{path}", source)
+    return list(dict.fromkeys(problems))
+
+
+def _sweep_path_problems(spec: ExperimentSpec, key: str, path: str, source: str) -> list[str]:
+    parts = path.split(".")
+    if parts[0] not in SWEEPABLE_ROOTS or len(parts) < 2:
+        return [
+            f"{source}: {key}: cannot sweep {path!r}; sweep a setting under "
+            f"{', '.join(SWEEPABLE_ROOTS)} (e.g. methods.addrop.p, train.lr)"
+        ]
+    if parts[0] == "methods":
+        if parts[1] not in spec.methods:
+            return [
+                f"{source}: {key}: no method variant {parts[1]!r}"
+                f"{_did_you_mean(parts[1], spec.methods)} (variants: {', '.join(spec.methods)})"
+            ]
+        if len(parts) < 3:
+            return [f"{source}: {key}: name a parameter, e.g. methods.{parts[1]}.p"]
+    return []
+
+
+def apply_point(spec: ExperimentSpec, point: dict[str, Any]) -> ExperimentSpec:
+    """The spec with each ``path: value`` of a sweep point set, validated again.
+
+    Raises :class:`pydantic.ValidationError` when a value is out of range; callers turn it
+    into one-line problems naming the sweep path.
+    """
+    raw = spec.model_dump(mode="json")
+    for path, value in point.items():
+        set_path(raw, path.split("."), copy.deepcopy(value), f"sweep path {path!r}")
+    return ExperimentSpec.model_validate(raw)
+
+
+def _point_problems(
+    spec: ExperimentSpec, point: dict[str, Any], key: str, source: str
+) -> list[str]:
+    """One line per problem a sweep point causes, named by the sweep path that set it."""
+    try:
+        apply_point(spec, point)
+    except ValidationError as err:
+        lines = []
+        for line in _validation_problems(err, source, []):
+            where, _, what = line.removeprefix(f"{source}: ").partition(": ")
+            shown = ", ".join(f"{v!r}" for v in point.values())
+            target = "" if key.endswith("." + where) else f" ({where})"
+            fix = "" if "; " in what else "; change the sweep's values"
+            lines.append(f"{source}: {key}: value {shown}{target}: {what}{fix}")
+        return lines
+    except SpecError as err:
+        return [f"{source}: {key}: {p}" for p in err.problems]
+    return []
 
 
 def _canonical_task(spec: ExperimentSpec, name: str) -> str:
@@ -562,7 +891,13 @@ class RunSpec(Frozen):
 
     @property
     def label(self) -> str:
-        return f"{self.task}/{self.variant}/seed{self.seed}"
+        """``task/variant/seedN``, with the sweep point for sweep runs (``[p=0.1, q=0.3]``)."""
+        base = f"{self.task}/{self.variant}/seed{self.seed}"
+        point = (self.sweep or {}).get("point")
+        if not point:
+            return base
+        shown = ", ".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value in point.items())
+        return f"{base} [{shown}]"
 
 
 def config_hash(obj: Any, length: int = 12) -> str:

@@ -12,7 +12,8 @@ SMOKE = ROOT / "experiments" / "smoke.yaml"
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["run"], ["validate"], ["sweep"], ["report"], ["predict"], ["list", "tasks"]]
+    "command",
+    [[], ["run"], ["validate"], ["sweep"], ["status"], ["report"], ["predict"], ["list", "tasks"]],
 )
 def test_help_ends_in_examples(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
     result = run_cli(capsys, *command, "--help")
@@ -78,9 +79,25 @@ def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
         run_cli(capsys, "--debug", "run", "nope.yaml")
 
 
-def test_unbuilt_command_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    result = run_cli(capsys, "sweep", SMOKE)
-    assert result.code == 1 and "not built yet" in result.err
+def test_sweep_and_status_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    no_sweep = run_cli(capsys, "sweep", SMOKE)
+    assert no_sweep.code == 2 and "Traceback" not in no_sweep.err
+    assert "sweep: the spec has no sweep: block" in no_sweep.err
+    bad_grid = run_cli(capsys, "sweep", SMOKE, "--grid", "methods.addrop.p")
+    assert bad_grid.code == 2 and "expected PATH=VALUES" in bad_grid.err
+    missing = run_cli(capsys, "status", ROOT / "results" / "no-such-experiment")
+    assert missing.code == 2 and "no such folder or spec" in missing.err
+    dry = run_cli(
+        capsys,
+        "sweep",
+        SMOKE,
+        "--dry-run",
+        "--grid",
+        "methods.addrop.q=[0.1,0.5]",
+        "sweep.report_seeds=[3]",
+    )
+    assert dry.code == 0, dry.err
+    assert "2 points x 2 tasks" in dry.out and "methods.addrop.q=0.5 (select)" in dry.out
 
 
 def test_list_methods_and_tasks(capsys: pytest.CaptureFixture[str]) -> None:

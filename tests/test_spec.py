@@ -171,3 +171,13 @@ def test_run_id_ignores_where_and_how_fast(tmp_path: Path) -> None:
 def test_relative_data_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, MINIMAL + "data: {glue_dir: glue}\n"))
     assert spec.data.glue_dir == tmp_path.resolve() / "glue"
+
+
+def test_relative_data_path_override_resolves_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec_dir = tmp_path / "specs"
+    spec_dir.mkdir()
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(write(spec_dir, MINIMAL), ["data.glue_dir=glue"])
+    assert spec.data.glue_dir == tmp_path / "glue"

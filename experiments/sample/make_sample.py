@@ -54,10 +54,7 @@ def mrpc(rng: random.Random, n: int) -> list[list[str]]:
     for i in range(n):
         a = clause(rng) + ["and"] + clause(rng)
         same = rng.random() < 0.6
-        if same:
-            b = a[5:] + ["and"] + a[:4]
-        else:
-            b = clause(rng) + ["and"] + a[5:]
+        b = a[5:] + ["and"] + a[:4] if same else clause(rng) + ["and"] + a[5:]
         rows.append([str(int(same)), str(2 * i), str(2 * i + 1), " ".join(a), " ".join(b)])
     return rows
 

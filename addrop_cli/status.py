@@ -1,0 +1,185 @@
+"""``addrop status``: what each run of an experiment is doing, from the store and the queue.
+
+States: ``done`` and ``failed`` (markers in the store), ``running`` (its run lock is held on this
+machine, or its Slurm job is running), ``queued`` (its Slurm job is pending), ``interrupted``
+(a folder without a marker that nobody is working on: the next run or sweep starts it again)
+and, given a spec, ``not started``. Reading never takes a run lock, so asking for the status
+can never make a worker skip a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from addrop_cli.errors import StoreError
+from addrop_cli.spec import RunSpec
+from addrop_cli.store import ExperimentStore
+
+STATES = ("queued", "running", "done", "failed", "interrupted", "not started")
+
+
+@dataclass(frozen=True)
+class RunState:
+    """One run's state and what it is known by."""
+
+    run_id: str
+    label: str
+    state: str
+    detail: str = ""
+
+
+def held_locks() -> set[int] | None:
+    """Inodes of files locked on this machine (``/proc/locks``); None where unreadable."""
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    inodes = set()
+    for line in text.splitlines():
+        for part in line.split():
+            if part.count(":") == 2:  # major:minor:inode
+                inodes.add(int(part.rsplit(":", 1)[1]))
+                break
+    return inodes
+
+
+def lock_held(store: ExperimentStore, run_id: str, locks: set[int] | None) -> bool:
+    path = store.runs_dir / f".{run_id}.lock"
+    if locks is None or not path.exists():
+        return False
+    return os.stat(path).st_ino in locks
+
+
+def collect(store: ExperimentStore, runs: Sequence[RunSpec] | None = None) -> list[RunState]:
+    """Every run's state: the runs of a spec, or every run folder and Slurm job of the store."""
+    from addrop_cli.slurm import QUEUED_STATES, slurm_available, squeue_states, submitted_jobs
+
+    jobs = submitted_jobs(store) if store.root.exists() else {}
+    queue = squeue_states() if jobs and slurm_available() else {}
+    locks = held_locks()
+    labels: dict[str, str] = {}
+    if runs is not None:
+        labels = {r.run_id: _label(r.label, r.sweep) for r in runs}
+    else:
+        if store.runs_dir.is_dir():
+            for folder in sorted(p for p in store.runs_dir.iterdir() if p.is_dir()):
+                labels[folder.name] = _folder_label(folder)
+        for run_id, job in jobs.items():
+            labels.setdefault(run_id, job.get("label", run_id))
+    states = []
+    for run_id, label in labels.items():
+        folder = store.run(run_id)
+        status = folder.status
+        job = jobs.get(run_id)
+        job_state = queue.get(job["job_id"]) if job else None
+        if status == "done":
+            states.append(RunState(run_id, label, "done"))
+        elif status == "failed":
+            states.append(RunState(run_id, label, "failed", folder.failure_reason()[:200]))
+        elif lock_held(store, run_id, locks) or job_state == "RUNNING":
+            where = f"Slurm job {job['job_id']}" if job_state else "on this machine"
+            states.append(RunState(run_id, label, "running", where))
+        elif job_state in QUEUED_STATES or (job_state and status == "absent"):
+            states.append(RunState(run_id, label, "queued", f"Slurm job {job['job_id']}"))
+        elif status == "unfinished":
+            states.append(RunState(run_id, label, "interrupted", "no DONE marker, not running"))
+        else:
+            states.append(RunState(run_id, label, "not started"))
+    return states
+
+
+def _label(label: str, sweep: dict | None) -> str:
+    if not sweep:
+        return label
+    point = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in (sweep.get("point") or {}).items())
+    return f"{label} [{sweep.get('stage')}{': ' + point if point else ''}]"
+
+
+def _folder_label(folder: Path) -> str:
+    try:
+        config = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        label = f"{config['task']}/{config['variant']}/seed{config['seed']}"
+        return _label(label, config.get("sweep"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return folder.name
+
+
+def print_status(
+    console: Console, store: ExperimentStore, states: Sequence[RunState], *, show_all: bool
+) -> None:
+    counts = Counter(s.state for s in states)
+    shown = [state for state in STATES if counts[state] or state != "not started"]
+    console.print(
+        f"{store.root}: {len(states)} runs: "
+        + ", ".join(f"{counts[state]} {state}" for state in shown),
+        highlight=False,
+    )
+    rows = [s for s in states if show_all or s.state != "done"]
+    if not rows:
+        return
+    table = Table()
+    for column in ("run id", "run", "state", "detail"):
+        table.add_column(column)
+    order = {state: i for i, state in enumerate(STATES)}
+    for s in sorted(rows, key=lambda s: (order[s.state], s.label)):
+        table.add_row(s.run_id, s.label, s.state, s.detail)
+    console.print(table)
+
+
+def status_command(
+    target: Path,
+    overrides: list[str],
+    *,
+    results_root: Path | None = None,
+    show_all: bool = False,
+    console: Console | None = None,
+) -> int:
+    """Print the state of every run of a spec (file) or results folder; returns 0."""
+    console = console or Console()
+    if target.is_file() or target.suffix in (".yaml", ".yml"):
+        store, runs = spec_runs(target, overrides, results_root)
+    else:
+        if overrides:
+            raise StoreError(
+                f"{target}: key=value overrides apply to a spec file, not a results folder"
+            )
+        if not target.is_dir():
+            raise StoreError(
+                f"{target}: no such folder or spec; pass results/<name> or the spec file"
+            )
+        store, runs = ExperimentStore(target.resolve()), None
+    states = collect(store, runs)
+    print_status(console, store, states, show_all=show_all)
+    return 0
+
+
+def spec_runs(
+    path: Path, overrides: list[str], results_root: Path | None
+) -> tuple[ExperimentStore, list[RunSpec]]:
+    """A spec's store and runs: its matrix, or for a sweep its selection and report runs."""
+    from addrop_cli.executors import experiment_store
+    from addrop_cli.spec import expand, load_spec
+
+    spec = load_spec(path, overrides)
+    store = experiment_store(spec, path, results_root)
+    if spec.sweep is None:
+        return store, expand(spec, path.parent)
+    from addrop_cli.sweep import plan_sweep, report_runs, select_winners, stage_records
+
+    plan = plan_sweep(spec, path.parent.resolve(), str(path))
+    runs = plan.stage1()
+    if spec.sweep.protocol == "two_stage" and (store.root / "runs").is_dir():
+        done = [r for r in plan.select_runs if store.run(r.run_id).status in ("done", "failed")]
+        if len(done) == len(plan.select_runs):
+            records = stage_records(store.root, plan.select_runs)
+            selections = select_winners(records, points=plan.points)
+            runs = runs + report_runs(plan, selections)
+    return store, runs

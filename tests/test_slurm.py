@@ -1,0 +1,139 @@
+"""The slurm back-end against a real Slurm cluster (``.ci/start-slurm.sh`` starts one here).
+
+Skipped, with the reason, where no cluster answers. Jobs run the tiny model; each test takes
+well under a minute on the one-node, 2-CPU cluster of CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cli_helpers import run_cli
+
+from addrop_cli.report import load_runs
+from addrop_cli.slurm import SlurmBackend, slurm_available, squeue_states, submitted_jobs
+from addrop_cli.spec import load_spec
+from addrop_cli.store import ExperimentStore, RunFolder
+from addrop_cli.sweep import plan_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "experiments" / "smoke.yaml"
+
+
+def _why_no_cluster() -> str | None:
+    if shutil.which("sinfo") is None:
+        return "sinfo not found: Slurm is not installed (.ci/start-slurm.sh installs it)"
+    if not slurm_available():
+        return "the Slurm controller does not answer (start it with .ci/start-slurm.sh)"
+    nodes = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True).stdout
+    if not any(state.strip() in ("idle", "mix", "alloc") for state in nodes.split()):
+        return f"no Slurm node is up (sinfo states: {nodes.split() or 'none'})"
+    return None
+
+
+_NO_CLUSTER = _why_no_cluster()
+pytestmark = pytest.mark.skipif(_NO_CLUSTER is not None, reason=str(_NO_CLUSTER))
+
+
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SlurmBackend, "poll_s", 0.5)
+
+
+def test_a_sweep_through_slurm_lands_every_run_exactly_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = [
+        "tasks=[sst2]",
+        "train.epochs=2",
+        "sweep.grid.methods.addrop.p=[0.1, 0.5]",
+        "sweep.select_seeds=[1]",
+        "sweep.report_seeds=[2]",
+    ]
+    options = ["--backend", "slurm", "--cpus", "1", "--mem-gb", "2", "--time-min", "10"]
+    result = run_cli(capsys, "sweep", SMOKE, *args, *options, "--results", tmp_path, "--no-report")
+    assert result.code == 0, result.err + result.out
+    assert "slurm: submitted job" in result.out
+    experiment = tmp_path / "smoke"
+    plan = plan_sweep(load_spec(SMOKE, args), SMOKE.parent)
+    records = [r for r in load_runs(experiment) if r.status == "done"]
+    assert len(records) == len({r.run_id for r in records}) == len(plan.stage1()) + 1
+    assert {r.run_id for r in plan.stage1()} <= {r.run_id for r in records}
+    for record in records:
+        attempts = RunFolder(record.path).attempts()
+        assert len(attempts) == 1, attempts
+        assert f"pid={os.getpid()} " not in attempts[0] + " "  # ran in a Slurm job
+    jobs = submitted_jobs(ExperimentStore(experiment))
+    assert set(jobs) == {r.run_id for r in records}
+    assert len({job["job_id"].split("_")[0] for job in jobs.values()}) == 2  # one per stage
+    status = run_cli(capsys, "status", experiment)
+    assert "4 runs: 0 queued, 0 running, 4 done, 0 failed" in status.out
+    again = run_cli(capsys, "sweep", SMOKE, *args, *options, "--results", tmp_path, "--no-report")
+    assert again.code == 0 and "slurm: submitted" not in again.out  # nothing to submit
+
+
+def test_a_preempted_job_is_requeued_and_its_run_restarts_cleanly(tmp_path: Path) -> None:
+    overrides = ["tasks=[sst2]", "seeds=[1]", "methods={baseline: {}}", "train.epochs=150"]
+    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides]
+    command += ["--backend", "slurm", "--cpus", "1", "--results", str(tmp_path), "--plain"]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    experiment = tmp_path / "smoke"
+    try:
+        job_id = _wait_for_training(experiment)
+        # what Slurm sends before a pre-emption or the time limit (sbatch --signal=USR2@...)
+        subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+        _release_requeued(job_id)
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    (record,) = load_runs(experiment)
+    assert record.status == "done"
+    assert len([e for e in record.epochs()]) == 150  # the restarted attempt ran from the start
+    assert len(RunFolder(record.path).attempts()) == 2  # interrupted once, then finished once
+    logs = "".join(p.read_text() for p in (experiment / "slurm").rglob("*_log.err"))
+    assert "this job is preempted" in logs
+
+
+def _wait_for_training(experiment: Path, timeout: float = 120) -> str:
+    """The job id, once its run has logged an epoch."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = submitted_jobs(ExperimentStore(experiment)) if experiment.exists() else {}
+        logged = list((experiment / "runs").glob("*/epochs.jsonl"))
+        if jobs and logged and logged[0].read_text().strip():
+            (job,) = jobs.values()
+            return str(job["job_id"])
+        time.sleep(0.2)
+    raise TimeoutError("the Slurm job did not start training in time")
+
+
+def _release_requeued(job_id: str, timeout: float = 60) -> None:
+    """Slurm holds a requeued job back for a while (BeginTime): let it start now."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if squeue_states().get(job_id) == "PENDING":
+            subprocess.run(
+                ["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True
+            )
+            return
+        time.sleep(0.2)
+
+
+def test_jobs_record_is_read_back_and_torn_lines_are_skipped(tmp_path: Path) -> None:
+    store = ExperimentStore(tmp_path / "x")
+    record = store.root / "slurm" / "jobs.jsonl"
+    record.parent.mkdir(parents=True)
+    lines = [{"run_id": "a", "job_id": "7_0"}, {"run_id": "a", "job_id": "9"}]
+    record.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"run_id": "b", "jo')
+    assert {k: v["job_id"] for k, v in submitted_jobs(store).items()} == {"a": "9"}

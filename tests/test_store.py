@@ -1,0 +1,148 @@
+"""The results store's promises, one at a time: atomic writes, one-line write errors, the attempts
+log, experiment.json under concurrent writers, and spec versions kept apart in reports."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from cli_helpers import run_cli
+from fault_helpers import SMOKE, smoke_args
+
+from addrop_cli.errors import StoreError
+from addrop_cli.report.build import build_report
+from addrop_cli.report.load import StoreWarning, load_runs
+from addrop_cli.store import ExperimentStore, RunFolder, atomic_write_text
+
+
+def _failing(err: int):  # type: ignore[no-untyped-def]
+    def fsync(fd: int) -> None:
+        raise OSError(err, os.strerror(err))
+
+    return fsync
+
+
+@pytest.mark.parametrize(
+    ("err", "message"),
+    [
+        (errno.ENOSPC, "disk full (No space left on device); free space"),
+        (errno.EDQUOT, "disk full (Disk quota exceeded)"),
+        (errno.EACCES, "cannot write results (Permission denied); make the folder writable"),
+        (errno.EROFS, "cannot write results (Read-only file system); make the folder writable"),
+        (errno.EIO, "cannot write results (Input/output error); check the path"),
+    ],
+    ids=["disk-full", "quota", "permission", "read-only-fs", "io-error"],
+)
+def test_a_failed_write_keeps_the_old_file_and_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: int, message: str
+) -> None:
+    path = tmp_path / "metrics.json"
+    atomic_write_text(path, '{"old": true}\n')
+    monkeypatch.setattr(os, "fsync", _failing(err))
+    with pytest.raises(StoreError) as caught:
+        atomic_write_text(path, '{"new": true}\n')
+    assert str(caught.value) == caught.value.problems[0]  # one line
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+    assert path.read_text() == '{"old": true}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no temporary file
+
+
+def test_attempts_log_survives_restarts(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path / "exp" / "runs" / "abc123def456")
+    assert folder.attempts() == []
+    folder.start({"run_id": "abc123def456"})
+    (folder.path / "epochs.jsonl").write_text('{"epoch": 0}\n')
+    folder.start({"run_id": "abc123def456"})  # an interrupted run starts again: wiped
+    assert not (folder.path / "epochs.jsonl").exists()
+    lines = folder.attempts()
+    assert len(lines) == 2 and all(f"pid={os.getpid()} host=" in line for line in lines)
+    assert folder.attempts_log == tmp_path / "exp" / "attempts" / "abc123def456.log"
+
+
+def test_concurrent_spec_versions_are_all_recorded(tmp_path: Path) -> None:
+    """Two processes opening the store with different spec versions lose no hash."""
+    code = (
+        "import sys; from pathlib import Path; from addrop_cli.store import ExperimentStore\n"
+        "store = ExperimentStore(Path(sys.argv[1]))\n"
+        "for i in range(15):\n"
+        "    store.open_for_writing('exp', f'{sys.argv[2]}{i}', 'name: exp\\n')\n"
+    )
+    root = tmp_path / "exp"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(root), prefix]) for prefix in "ab"]
+    assert [p.wait(60) for p in procs] == [0, 0]
+    hashes = json.loads((root / "experiment.json").read_text())["spec_hashes"]
+    assert sorted(hashes) == sorted(f"{p}{i}" for p in "ab" for i in range(15))
+
+
+def test_reader_ignores_bookkeeping_and_runs_killed_while_starting(tmp_path: Path) -> None:
+    store = ExperimentStore(tmp_path / "exp")
+    store.open_for_writing("exp", "h1", "name: exp\n")
+    folder = store.run("abc123def456")
+    folder.start({"run_id": "abc123def456", "task": "sst2", "variant": "baseline", "seed": 1})
+    (store.runs_dir / "0123456789ab").mkdir()  # killed after mkdir, before run.json
+    (store.runs_dir / "0123456789ab" / ".run.json.x1y2.tmp").write_text('{"task": "ss')
+    (store.runs_dir / ".hidden").mkdir()
+    with store.lock("abc123def456") as locked:
+        assert locked
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StoreWarning)
+        records = load_runs(store.root)
+    assert not caught
+    assert [(r.run_id, r.status) for r in records] == [("abc123def456", "incomplete")]
+
+
+# ---------------------------------------------------------------------------------------------
+# A changed spec: new run ids, and the report keeps the versions apart
+# ---------------------------------------------------------------------------------------------
+
+
+def _run(capsys: pytest.CaptureFixture[str], results: Path, *overrides: str) -> None:
+    result = run_cli(capsys, "run", SMOKE, "--plain", "--results", results, *overrides)
+    assert result.code == 0, result.err
+
+
+def _report(results: Path) -> tuple[object, list[str]]:
+    report = build_report([results / "smoke"], resamples=20)
+    return report.table, list(report.warnings)
+
+
+def test_a_changed_learning_rate_never_mixes_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = smoke_args([1], epochs=1)
+    _run(capsys, tmp_path, *args)
+    first = {p.name for p in (tmp_path / "smoke" / "runs").iterdir() if p.is_dir()}
+    _run(capsys, tmp_path, *args, "train.lr=2e-3")
+    runs = {p.name for p in (tmp_path / "smoke" / "runs").iterdir() if p.is_dir()}
+    assert len(first) == 2 and len(runs) == 4 and first < runs  # new ids; old runs kept
+    meta = json.loads((tmp_path / "smoke" / "experiment.json").read_text())
+    assert len(meta["spec_hashes"]) == 2
+
+    table, notes = _report(tmp_path)
+    assert len(table.variants) == 4 and all("@" in v for v in table.variants)
+    assert all(cell.n == 1 and cell.expected == 1 for cell in table.cells.values())
+    versions = sorted({v.split("/")[0] for v in table.variants})
+    assert versions == sorted(f"smoke@{h[:7]}" for h in meta["spec_hashes"])
+    note = next(n for n in notes if "spec versions" in n)
+    assert "holds runs from 2 spec versions" in note
+    assert "shows those apart as smoke@<version>/<variant>" in note
+    for h in meta["spec_hashes"]:
+        assert f"{h[:7]}: 2 runs" in note
+
+
+def test_added_seeds_are_a_new_spec_version_but_stay_merged(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _run(capsys, tmp_path, *smoke_args([1], epochs=1))
+    _run(capsys, tmp_path, *smoke_args([1, 2], epochs=1))
+    table, notes = _report(tmp_path)
+    assert set(table.variants) == {"baseline", "addrop"}
+    assert all(cell.n == 2 and cell.expected == 2 for cell in table.cells.values())
+    note = next(n for n in notes if "spec versions" in n)
+    assert "same run settings in every version" in note
