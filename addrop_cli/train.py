@@ -178,6 +178,8 @@ def _train_and_evaluate(
         torch.set_num_threads(train.threads)
     device = pick_device(train.device)
     amp_dtype = pick_precision(train.precision, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # this run's peak, not the process's
     task = get_task(run.task, run.data)
 
     # Seeds: one for the model (head init), one generator for data order, one inside the method
