@@ -28,3 +28,18 @@ def tiny_bert_dir() -> Path:
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+def _results_listing() -> set[str]:
+    results = ROOT / "results"
+    return {str(p.relative_to(results)) for p in results.rglob("*")} if results.exists() else set()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tests_leave_the_checkouts_results_alone():
+    """Tests write runs under tmp folders only: a test that forgets --results would otherwise
+    leave runs in the user's results/ (and make `make demo` report them)."""
+    before = _results_listing()
+    yield
+    added = sorted(_results_listing() - before)
+    assert not added, f"tests wrote into {ROOT / 'results'}: {added[:5]}"

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,17 +277,21 @@ def invoke(argv: list[str]) -> tuple[int, str, str]:
 
     out, err = io.StringIO(), io.StringIO()
     old_argv, old_cwd = sys.argv, Path.cwd()
-    sys.argv = ["addrop", *argv]
     code = 0
-    try:
-        os.chdir(ROOT)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            cli.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = old_argv
-        os.chdir(old_cwd)
+    with tempfile.TemporaryDirectory(prefix="addrop-bad-input-") as scratch:
+        if argv[:1] in (["run"], ["sweep"]) and "--results" not in argv:
+            # runs that get past validation must never write into the checkout's results/
+            argv = [*argv, "--results", scratch]
+        sys.argv = ["addrop", *argv]
+        try:
+            os.chdir(ROOT)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                cli.main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            sys.argv = old_argv
+            os.chdir(old_cwd)
     return code, out.getvalue(), err.getvalue()
 
 
