@@ -187,6 +187,10 @@ def validate(
         bool,
         typer.Option(help="Also check data files and model configs (reads files, no training)."),
     ] = True,
+    hub: Annotated[
+        bool,
+        typer.Option(help="Fetch the config of Hub models that are not cached, to check them."),
+    ] = False,
 ) -> None:
     """Check spec files: keys, types, ranges, task and method names, data files, model layers.
 
@@ -206,12 +210,19 @@ def validate(
         raise SpecError("give at least one spec file, e.g. addrop validate experiments/*.yaml")
     problems: list[str] = []
     for path in specs:
+        notes: list[str] = []
         try:
             spec = load_spec(path, overrides)
-            found = preflight(spec, path.parent.resolve(), str(path)) if deep else []
+            found = (
+                preflight(spec, path.parent.resolve(), str(path), hub=hub, notes=notes)
+                if deep
+                else []
+            )
         except AddropError as err:
             found = err.problems
         problems += found
+        for note in notes:
+            err_console.print(f"note: {note}", markup=False, highlight=False)
         if not found:
             console.print(f"[green]ok[/green] {path}", highlight=False)
     if problems:

@@ -167,6 +167,19 @@ def _layer_problems(layers: list[int] | str, num_layers: int, where: str) -> lis
     ]
 
 
+def is_cached_or_local(model: ModelSpec) -> bool:
+    """Whether the model's config can be read without the network (a folder, or the HF cache)."""
+    if _is_local(model.name_or_path):
+        return True
+    try:
+        AutoConfig.from_pretrained(
+            model.name_or_path, revision=model.revision, local_files_only=True
+        )
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
+
+
 def check_model(model: ModelSpec, layers: list[int] | str | None) -> list[str]:
     """Cheap pre-flight (config only): unsupported model type, layer indices out of range."""
     try:

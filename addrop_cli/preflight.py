@@ -13,12 +13,21 @@ from pathlib import Path
 from addrop_cli.spec import AddropParams, ExperimentSpec, resolve_model_location
 
 
-def preflight(spec: ExperimentSpec, base_dir: Path, source: str | None = None) -> list[str]:
+def preflight(
+    spec: ExperimentSpec,
+    base_dir: Path,
+    source: str | None = None,
+    *,
+    hub: bool = True,
+    notes: list[str] | None = None,
+) -> list[str]:
     """Every problem found, one line each, without repeats; [] when the experiment can start.
 
-    ``source`` (the spec file) prefixes problems that belong to a spec key.
+    ``source`` (the spec file) prefixes problems that belong to a spec key. With ``hub=False``
+    a Hub model that is not in the local cache is not fetched: a line saying so goes to
+    ``notes`` instead (offline validation stays fast; `addrop run` fetches it anyway).
     """
-    problems = _data_problems(spec, base_dir) + _model_problems(spec, base_dir, source)
+    problems = _data_problems(spec, base_dir) + _model_problems(spec, base_dir, source, hub, notes)
     return list(dict.fromkeys(problems))
 
 
@@ -45,15 +54,25 @@ def _data_problems(spec: ExperimentSpec, base_dir: Path) -> list[str]:
     return problems
 
 
-def _model_problems(spec: ExperimentSpec, base_dir: Path, source: str | None) -> list[str]:
+def _model_problems(
+    spec: ExperimentSpec, base_dir: Path, source: str | None, hub: bool, notes: list[str] | None
+) -> list[str]:
     from addrop_cli.errors import AddropError
-    from addrop_cli.modeling import check_model
+    from addrop_cli.modeling import check_model, is_cached_or_local
 
     try:
         location = resolve_model_location(spec.model.name_or_path, base_dir)
     except AddropError as err:
         return err.problems
     model = spec.model.model_copy(update={"name_or_path": location})
+    if not hub and not is_cached_or_local(model):
+        if notes is not None:
+            notes.append(
+                f"{source or 'spec'}: model.name_or_path: {location} is a Hub id not in the local "
+                "cache, so its type and layers were not checked (addrop validate --hub fetches "
+                "its config; addrop run downloads it)"
+            )
+        return []
     problems = check_model(model, None)
     for variant, params in spec.methods.items():
         if not isinstance(params, AddropParams):

@@ -109,3 +109,10 @@ def test_list_methods_and_tasks(capsys: pytest.CaptureFixture[str]) -> None:
     assert tasks.code == 0
     for name in ("CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"):
         assert name in tasks.out
+
+
+def test_validate_does_not_fetch_uncached_hub_models(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "validate", SMOKE, "model.name_or_path=no-such-org/uncached-model")
+    assert result.code == 0, result.err
+    assert "no-such-org/uncached-model is a Hub id not in the local cache" in result.err
+    assert "ok " in result.out
