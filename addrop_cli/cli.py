@@ -85,20 +85,30 @@ ArrayOpt = Annotated[
 ]
 
 
-def _executor_overrides(**options: object) -> list[str]:
-    """Command-line execution options as executor.* overrides (None: keep the spec's)."""
-    keys = {
-        "backend": "executor.backend",
-        "workers": "executor.workers",
-        "threads": "executor.threads",
-        "partition": "executor.slurm.partition",
-        "gpus": "executor.slurm.gpus",
-        "cpus": "executor.slurm.cpus",
-        "mem_gb": "executor.slurm.mem_gb",
-        "time_min": "executor.slurm.time_min",
-        "array_parallelism": "executor.slurm.array_parallelism",
-    }
-    return [f"{keys[name]}={value}" for name, value in options.items() if value is not None]
+_EXECUTOR_OPTIONS = {
+    "backend": "executor.backend",
+    "workers": "executor.workers",
+    "threads": "executor.threads",
+    "partition": "executor.slurm.partition",
+    "gpus": "executor.slurm.gpus",
+    "cpus": "executor.slurm.cpus",
+    "mem_gb": "executor.slurm.mem_gb",
+    "time_min": "executor.slurm.time_min",
+    "array_parallelism": "executor.slurm.array_parallelism",
+}
+
+
+def _executor_overrides(options: dict[str, object]) -> list[str]:
+    """A command's execution options (its parameters, by name) as executor.* overrides.
+
+    None keeps the spec's value. `run` and `sweep` pass their ``locals()``: both declare the
+    same option parameters, and this is the one place that maps them to spec paths.
+    """
+    return [
+        f"{path}={options[name]}"
+        for name, path in _EXECUTOR_OPTIONS.items()
+        if options.get(name) is not None
+    ]
 
 
 @app.callback()
@@ -156,17 +166,7 @@ def run(
     path, overrides = _one_spec(args)
     if device:
         overrides.append(f"train.device={device}")
-    overrides += _executor_overrides(
-        backend=backend,
-        workers=workers,
-        threads=threads,
-        partition=partition,
-        gpus=gpus,
-        cpus=cpus,
-        mem_gb=mem_gb,
-        time_min=time_min,
-        array_parallelism=array_parallelism,
-    )
+    overrides += _executor_overrides(locals())
     spec = load_spec(path, overrides)
     code = run_experiment(
         spec,
@@ -297,17 +297,7 @@ def sweep(
                 f"--grid {axis!r}: expected PATH=VALUES, e.g. --grid methods.addrop.p=[0.1,0.3]"
             )
         overrides.append(f"sweep.grid.{key.strip()}={values}")
-    overrides += _executor_overrides(
-        backend=backend,
-        workers=workers,
-        threads=threads,
-        partition=partition,
-        gpus=gpus,
-        cpus=cpus,
-        mem_gb=mem_gb,
-        time_min=time_min,
-        array_parallelism=array_parallelism,
-    )
+    overrides += _executor_overrides(locals())
     spec = load_spec(path, overrides)
     code = run_sweep(
         spec,

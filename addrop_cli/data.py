@@ -86,6 +86,18 @@ class Example:
     label: int | float | None
     """Index into ``task.label_names``; a float for regression; None for unlabelled test rows."""
 
+    @classmethod
+    def at(
+        cls, split: str, position: int, texts: Sequence[str], label: int | float | None
+    ) -> Example:
+        """The example at ``position`` of ``split``: every source names examples the same way."""
+        return cls(
+            guid=f"{split}-{position}",
+            text_a=texts[0],
+            text_b=texts[1] if len(texts) > 1 else None,
+            label=label,
+        )
+
 
 # ---------------------------------------------------------------------------------------------
 # Where the data lives
@@ -256,14 +268,7 @@ def _read_glue_file(task: TaskInfo, split: str, path: Path) -> list[Example]:
         label: int | float | None = None
         if layout.label is not None:
             label = _parse_label(task, row[index[layout.label]], where, layout.label, label_map)
-        examples.append(
-            Example(
-                guid=f"{split}-{len(examples)}",
-                text_a=texts[0],
-                text_b=texts[1] if len(texts) > 1 else None,
-                label=label,
-            )
-        )
+        examples.append(Example.at(split, len(examples), texts, label))
     return examples
 
 
@@ -343,14 +348,7 @@ def _read_custom_file(task: TaskInfo, split: str, path: Path) -> list[Example]:
         label = (
             _parse_label(task, rec[label_col], where, label_col, label_map) if label_col else None
         )
-        examples.append(
-            Example(
-                guid=f"{split}-{len(examples)}",
-                text_a=values[0],
-                text_b=values[1] if len(values) > 1 else None,
-                label=label,
-            )
-        )
+        examples.append(Example.at(split, len(examples), values, label))
     return examples
 
 
@@ -426,14 +424,7 @@ def examples_from_hub_rows(
                 f"{at}: unlabelled row in the {split} split; the Hub data is incomplete"
             )
         texts = [row[c] for c in task.text_columns]
-        examples.append(
-            Example(
-                guid=f"{split}-{pos}",
-                text_a=texts[0],
-                text_b=texts[1] if len(texts) > 1 else None,
-                label=label,
-            )
-        )
+        examples.append(Example.at(split, pos, texts, label))
     return examples
 
 

@@ -116,9 +116,8 @@ class Backend(Protocol):
 # ---------------------------------------------------------------------------------------------
 
 
-def experiment_store(
-    spec: ExperimentSpec, spec_path: Path, results_root: Path | None
-) -> ExperimentStore:
+def experiment_store(spec: ExperimentSpec, results_root: Path | None) -> ExperimentStore:
+    """``<results root>/<name>``: the root from --results, else the spec's results_dir."""
     root = results_root if results_root is not None else resolve_path(spec.results_dir, Path.cwd())
     return ExperimentStore(root.resolve() / spec.name)
 
@@ -206,7 +205,7 @@ def run_experiment(
     """
     console = console or Console()
     runs = expand(spec, spec_path.parent)
-    store = experiment_store(spec, spec_path, results_root)
+    store = experiment_store(spec, results_root)
     if dry_run:
         print_plan(spec, runs, store, console)
         return EXIT_OK

@@ -100,7 +100,7 @@ def predict_command(
     from addrop_cli.tasks import get_task, task_names
     from addrop_cli.train import pick_device, predict_split
 
-    store = experiment_store(spec, spec_path, None)
+    store = experiment_store(spec, None)
     runs = expand(spec, spec_path.parent)
     out = out or store.root / "leaderboard"
     device = pick_device(spec.train.device)

@@ -169,7 +169,7 @@ def spec_runs(
     from addrop_cli.spec import expand, load_spec
 
     spec = load_spec(path, overrides)
-    store = experiment_store(spec, path, results_root)
+    store = experiment_store(spec, results_root)
     if spec.sweep is None:
         return store, expand(spec, path.parent)
     from addrop_cli.sweep import plan_sweep, report_runs, select_winners, stage_records

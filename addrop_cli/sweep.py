@@ -448,7 +448,7 @@ def run_sweep(
 
     console = console or Console()
     plan = plan_sweep(spec, spec_path.parent.resolve(), str(spec_path))
-    store = experiment_store(spec, spec_path, results_root)
+    store = experiment_store(spec, results_root)
     stage2 = "the winner per task on report seeds" if spec.sweep.protocol == "two_stage" else "none"
     head = (
         f"sweep {spec.name}: {len(plan.points)} points x {len(spec.tasks)} tasks, "

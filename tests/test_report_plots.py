@@ -29,16 +29,9 @@ def assert_valid_figure(stem: Path) -> None:
 def _write_sweep(exp: Path, *, two_stage: bool) -> None:
     stage = "select" if two_stage else None
     for (p, q), acc in GRID.items():
-        params = dict(make_store.ADDROP, p=p, q=q)
-        point = {"methods.addrop.p": p, "methods.addrop.q": q}
         for seed in (1, 2):
-            config = make_store.run_config(
-                exp.name,
-                task="rte",
-                variant="addrop",
-                params=params,
-                seed=seed,
-                sweep={"point": point, "stage": stage},
+            config = make_store.pq_run_config(
+                exp.name, task="rte", p=p, q=q, seed=seed, stage=stage
             )
             make_store.write_run(exp, config, {"accuracy": acc + 0.02 * (seed - 1)})
     report_seeds = (3, 4, 5) if two_stage else (1, 2)
@@ -48,15 +41,8 @@ def _write_sweep(exp: Path, *, two_stage: bool) -> None:
         )
         make_store.write_run(exp, base, {"accuracy": 0.61})
         if two_stage:
-            params = dict(make_store.ADDROP, p=0.3, q=0.2)
-            point = {"methods.addrop.p": 0.3, "methods.addrop.q": 0.2}
-            config = make_store.run_config(
-                exp.name,
-                task="rte",
-                variant="addrop",
-                params=params,
-                seed=seed,
-                sweep={"point": point, "stage": "report"},
+            config = make_store.pq_run_config(
+                exp.name, task="rte", p=0.3, q=0.2, seed=seed, stage="report"
             )
             make_store.write_run(exp, config, {"accuracy": 0.60 + 0.01 * seed})
 

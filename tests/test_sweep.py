@@ -186,16 +186,9 @@ GRID = {(0.1, 0.1): 0.60, (0.1, 0.2): 0.62, (0.3, 0.1): 0.66, (0.3, 0.2): 0.64}
 
 def write_selection_store(exp: Path) -> None:
     for (p, q), acc in GRID.items():
-        params = dict(make_store.ADDROP, p=p, q=q)
-        point = {"methods.addrop.p": p, "methods.addrop.q": q}
         for seed in (1, 2):
-            config = make_store.run_config(
-                exp.name,
-                task="rte",
-                variant="addrop",
-                params=params,
-                seed=seed,
-                sweep={"point": point, "stage": "select"},
+            config = make_store.pq_run_config(
+                exp.name, task="rte", p=p, q=q, seed=seed, stage="select"
             )
             # (0.3, 0.1) leads on seed 1 only: its seed 2 failed, so it is scored on 1 of 2
             best = (
