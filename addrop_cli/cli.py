@@ -160,8 +160,8 @@ def run(
 
       addrop run experiments/glue.yaml --dry-run
     """
-    from addrop_cli.executors import run_experiment
-    from addrop_cli.spec import load_spec
+    from addrop_cli.execution.runner import run_experiment
+    from addrop_cli.spec.load import load_spec
 
     path, overrides = _one_spec(args)
     if device:
@@ -202,8 +202,8 @@ def validate(
 
       addrop validate experiments/sst2.yaml methods.addrop.p=0.5
     """
-    from addrop_cli.preflight import preflight
-    from addrop_cli.spec import load_spec
+    from addrop_cli.execution.preflight import preflight
+    from addrop_cli.spec.load import load_spec
 
     specs, overrides = _split_args(args)
     if not specs:
@@ -286,8 +286,8 @@ def sweep(
 
       addrop sweep experiments/pq-sweep.yaml sweep.protocol=paper sweep.report_seeds=null
     """
-    from addrop_cli.spec import load_spec
-    from addrop_cli.sweep import run_sweep
+    from addrop_cli.execution.sweep import run_sweep
+    from addrop_cli.spec.load import load_spec
 
     path, overrides = _one_spec(args)
     for axis in grid or []:
@@ -333,7 +333,7 @@ def status(
 
       addrop status experiments/pq-sweep.yaml --all
     """
-    from addrop_cli.status import status_command
+    from addrop_cli.execution.status import status_command
 
     targets, overrides = _split_args(args)
     if len(targets) != 1:
@@ -407,8 +407,8 @@ def predict(
 
       addrop predict experiments/glue.yaml train.save_checkpoint=true --out submission/
     """
-    from addrop_cli.predict import predict_command
-    from addrop_cli.spec import load_spec
+    from addrop_cli.execution.predict import predict_command
+    from addrop_cli.spec.load import load_spec
 
     path, overrides = _one_spec(args)
     spec = load_spec(path, overrides)
@@ -425,7 +425,7 @@ def list_tasks() -> None:
 
       ADDROP_GLUE_DIR=../shared/glue_data addrop list tasks
     """
-    from addrop_cli.tasks import registry_table
+    from addrop_cli.data.tasks import registry_table
 
     console.print(registry_table())
 
@@ -438,19 +438,19 @@ def list_methods() -> None:
 
       addrop list methods
     """
-    from addrop_cli.spec import METHOD_PARAMS
+    from addrop_cli.methods.registry import METHODS
 
     table = Table(title="methods")
     table.add_column("method")
     table.add_column("parameters (default)")
     table.add_column("what it does")
-    for name, model in METHOD_PARAMS.items():
+    for name, info in METHODS.items():
         fields = ", ".join(
             f"{key}={field.get_default(call_default_factory=True)!r}"
-            for key, field in model.model_fields.items()
+            for key, field in info.params.model_fields.items()
             if key != "method"
         )
-        table.add_row(name, fields or "-", (model.__doc__ or "").strip().splitlines()[0])
+        table.add_row(name, fields or "-", info.summary)
     console.print(table)
 
 

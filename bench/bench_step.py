@@ -43,8 +43,8 @@ from addrop_cli.methods import addrop_ops as ops  # noqa: E402
 from addrop_cli.methods.addrop import AddropMethod  # noqa: E402
 from addrop_cli.methods.base import model_inputs, task_loss  # noqa: E402
 from addrop_cli.methods.baseline import BaselineMethod  # noqa: E402
-from addrop_cli.modeling import AttentionHook, attach_attention_hook  # noqa: E402
-from addrop_cli.spec import AddropParams, BaselineParams  # noqa: E402
+from addrop_cli.methods.config import AddropParams, BaselineParams  # noqa: E402
+from addrop_cli.models.attention import AttentionHook, attach_attention_hook  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "experiments" / "assets" / "tiny-bert"

@@ -23,8 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from addrop_cli.spec import expand, load_spec  # noqa: E402
-from addrop_cli.train import run_one  # noqa: E402
+from addrop_cli.engine.loop import run_one  # noqa: E402
+from addrop_cli.spec.load import load_spec  # noqa: E402
+from addrop_cli.spec.matrix import expand  # noqa: E402
 
 
 def addrop_side(spec_path: Path, overrides: list[str]) -> dict:
@@ -43,10 +44,10 @@ def trainer_side(run) -> dict:  # type: ignore[no-untyped-def]
     """The standard recipe: Trainer with the same data, model and hyperparameters."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from addrop_cli.data import prepare_task_data
-    from addrop_cli.modeling import load_model_and_tokenizer
-    from addrop_cli.spec import resolve_model_location
-    from addrop_cli.tasks import get_task
+    from addrop_cli.data.batching import prepare_task_data
+    from addrop_cli.data.tasks import get_task
+    from addrop_cli.models.loading import load_model_and_tokenizer
+    from addrop_cli.models.location import resolve_model_location
 
     task = get_task(run.task, run.data)
     torch.manual_seed(run.seed)

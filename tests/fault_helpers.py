@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from addrop_cli.report.load import StoreWarning, load_runs
-from addrop_cli.spec import expand, load_spec
-from addrop_cli.store import RunFolder
+from addrop_cli.spec.load import load_spec
+from addrop_cli.spec.matrix import expand
+from addrop_cli.store.folders import RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "experiments" / "smoke.yaml"

@@ -22,7 +22,8 @@ from fault_helpers import (
     start_addrop,
 )
 
-from addrop_cli.spec import expand, load_spec
+from addrop_cli.spec.load import load_spec
+from addrop_cli.spec.matrix import expand
 
 EPOCHS = 3
 

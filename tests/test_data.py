@@ -10,24 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from addrop_cli import data as data_mod
-from addrop_cli.data import (
-    Example,
-    cache_path,
+from addrop_cli.data import encoding as data_mod
+from addrop_cli.data.batching import make_loader, prepare_task_data
+from addrop_cli.data.encoding import cache_path, encode_split
+from addrop_cli.data.examples import Example
+from addrop_cli.data.hub import examples_from_hub_rows
+from addrop_cli.data.sources import (
     check_data,
     data_source,
-    encode_split,
-    examples_from_hub_rows,
     load_examples,
-    make_loader,
-    prepare_task_data,
     resolve_cache_dir,
     resolve_glue_dir,
-    split_train,
 )
+from addrop_cli.data.subsets import split_train
+from addrop_cli.data.tasks import get_task, task_names
 from addrop_cli.errors import DataError, SpecError
-from addrop_cli.spec import CustomTaskSpec, DataSpec
-from addrop_cli.tasks import get_task, task_names
+from addrop_cli.spec.schema import CustomTaskSpec, DataSpec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 GLUE = FIXTURES / "glue"

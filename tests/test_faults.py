@@ -143,7 +143,7 @@ def test_out_of_memory_fails_the_run_with_advice_and_the_rest_continue(
 
 
 def test_failure_reasons_name_out_of_memory_only_when_it_is() -> None:
-    from addrop_cli.failures import describe_failure, is_out_of_memory
+    from addrop_cli.engine.failures import describe_failure, is_out_of_memory
 
     assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))

@@ -8,10 +8,11 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from addrop_cli import modeling
-from addrop_cli.methods import METHOD_REGISTRY, build_method, task_loss
 from addrop_cli.methods.addrop import AddropMethod
-from addrop_cli.spec import AddropParams, BaselineParams, DropoutParams
+from addrop_cli.methods.base import task_loss
+from addrop_cli.methods.config import AddropParams, BaselineParams, DropoutParams
+from addrop_cli.methods.registry import METHODS, build_method
+from addrop_cli.models import attention as modeling
 
 CPU = torch.device("cpu")
 
@@ -79,7 +80,7 @@ def inputs_of(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def test_registry_and_build_method() -> None:
-    assert set(METHOD_REGISTRY) == {"baseline", "dropout", "addrop"}
+    assert set(METHODS) == {"baseline", "dropout", "addrop"}
     for params in (BaselineParams(), DropoutParams(), AddropParams()):
         method = build_method(params, is_regression=False, seed=0, device=CPU)
         assert method.name == params.method

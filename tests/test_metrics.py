@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from addrop_cli.metrics import (
+from addrop_cli.data.metrics import (
     GLUE_SCORE_FORMULA,
     METRICS,
     base_metric,
@@ -16,8 +16,8 @@ from addrop_cli.metrics import (
     higher_is_better,
     task_score,
 )
-from addrop_cli.spec import CustomTaskSpec, DataSpec
-from addrop_cli.tasks import get_task
+from addrop_cli.data.tasks import get_task
+from addrop_cli.spec.schema import CustomTaskSpec, DataSpec
 
 
 def a(*xs):

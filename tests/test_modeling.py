@@ -17,15 +17,11 @@ from transformers import (
     XLMRobertaConfig,
 )
 
-from addrop_cli import modeling
 from addrop_cli.errors import ModelError
-from addrop_cli.modeling import (
-    attach_attention_hook,
-    check_model,
-    load_model_and_tokenizer,
-    resolve_layers,
-)
-from addrop_cli.spec import ModelSpec
+from addrop_cli.models import attention as modeling
+from addrop_cli.models.attention import attach_attention_hook
+from addrop_cli.models.loading import check_model, load_model_and_tokenizer, resolve_layers
+from addrop_cli.spec.schema import ModelSpec
 
 SIZES = {
     "hidden_size": 32,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from addrop_cli.metrics import METRICS
+from addrop_cli.data.metrics import METRICS
 from addrop_cli.report import build_report, holm, paired_bootstrap, seed_tests
 from addrop_cli.report.stats import batch_metric, marker
 

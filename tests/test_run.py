@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_cli
 
-from addrop_cli.spec import expand, load_spec
-from addrop_cli.train import run_one
+from addrop_cli.engine.loop import run_one
+from addrop_cli.spec.load import load_spec
+from addrop_cli.spec.matrix import expand
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "experiments" / "smoke.yaml"
@@ -99,7 +100,7 @@ def test_failed_run_is_recorded_and_the_rest_complete(
 def test_ctrl_c_keeps_finished_runs_and_says_what_is_left(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import addrop_cli.train as train
+    import addrop_cli.engine.loop as train
 
     calls = {"n": 0}
     real_run_one = train.run_one

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from addrop_cli.errors import SpecError
-from addrop_cli.spec import AddropParams, expand, load_spec
+from addrop_cli.methods.config import AddropParams
+from addrop_cli.spec.load import load_spec
+from addrop_cli.spec.matrix import expand
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))

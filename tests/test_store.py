@@ -18,7 +18,8 @@ from fault_helpers import SMOKE, smoke_args
 from addrop_cli.errors import StoreError
 from addrop_cli.report.build import build_report
 from addrop_cli.report.load import StoreWarning, load_runs
-from addrop_cli.store import ExperimentStore, RunFolder, atomic_write_text
+from addrop_cli.store.atomic import atomic_write_text
+from addrop_cli.store.folders import ExperimentStore, RunFolder
 
 
 def _failing(err: int):  # type: ignore[no-untyped-def]
@@ -68,7 +69,8 @@ def test_attempts_log_survives_restarts(tmp_path: Path) -> None:
 def test_concurrent_spec_versions_are_all_recorded(tmp_path: Path) -> None:
     """Two processes opening the store with different spec versions lose no hash."""
     code = (
-        "import sys; from pathlib import Path; from addrop_cli.store import ExperimentStore\n"
+        "import sys; from pathlib import Path\n"
+        "from addrop_cli.store.folders import ExperimentStore\n"
         "store = ExperimentStore(Path(sys.argv[1]))\n"
         "for i in range(15):\n"
         "    store.open_for_writing('exp', f'{sys.argv[2]}{i}', 'name: exp\\n')\n"

@@ -16,11 +16,12 @@ from cli_helpers import run_cli
 from filelock import FileLock
 
 from addrop_cli.errors import SpecError
-from addrop_cli.executors import worker_placement
+from addrop_cli.execution.local import worker_placement
+from addrop_cli.execution.sweep import plan_sweep, report_runs, select_winners, sweep_points
 from addrop_cli.report import build_report, load_runs
-from addrop_cli.spec import ExperimentSpec, load_spec
-from addrop_cli.store import RunFolder
-from addrop_cli.sweep import plan_sweep, report_runs, select_winners, sweep_points
+from addrop_cli.spec.load import load_spec
+from addrop_cli.spec.schema import ExperimentSpec
+from addrop_cli.store.folders import RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "experiments" / "smoke.yaml"
@@ -322,7 +323,7 @@ def test_status_tells_running_from_interrupted_and_not_started(
 ) -> None:
     args = ["tasks=[sst2]", "seeds=[1, 2]", "train.epochs=1"]
     spec = load_spec(SMOKE, args)
-    from addrop_cli.spec import expand
+    from addrop_cli.spec.matrix import expand
 
     runs = expand(spec, SMOKE.parent)
     experiment = tmp_path / "smoke"

@@ -19,8 +19,8 @@ from torch import nn
 
 from addrop_cli.methods import addrop_ops as ops
 from addrop_cli.methods.base import Method, StepOutput, model_inputs, task_loss
-from addrop_cli.modeling import AttentionHook, attach_attention_hook
-from addrop_cli.spec import AddropParams
+from addrop_cli.methods.config import AddropParams
+from addrop_cli.models.attention import AttentionHook, attach_attention_hook
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from addrop_cli.methods.base import Method, StepOutput
-from addrop_cli.spec import BaselineParams, DropoutParams
+from addrop_cli.methods.config import BaselineParams, DropoutParams
 
 
 class BaselineMethod(Method):

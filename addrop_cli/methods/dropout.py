@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from addrop_cli.methods.baseline import BaselineMethod
-from addrop_cli.spec import DropoutParams
+from addrop_cli.methods.config import DropoutParams
 
 
 class DropoutMethod(BaselineMethod):

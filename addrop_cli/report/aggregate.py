@@ -6,9 +6,9 @@ Rows are tasks, columns are method variants, a cell summarises one (task, varian
   distinct seeds of the experiment's runs at the same sweep stage. A failed, unfinished or
   unreadable run is listed in ``Cell.missing`` and shows as ``n=4/5``; it is never averaged away.
 * **Scores.** Each run's per-metric dev values (best or last epoch) and its task score (the GLUE
-  rule, :func:`addrop_cli.metrics.task_score`: the mean of the task's metrics). Deltas, the best
-  cell of a row, the statistics and the GLUE row use the task score; for one-metric tasks that is
-  the metric itself.
+  rule, :func:`addrop_cli.data.metrics.task_score`: the mean of the task's metrics). Deltas, the
+  best cell of a row, the statistics and the GLUE row use the task score; for one-metric tasks
+  that is the metric itself.
 * **Sweeps.** When a (task, variant) holds runs at several hyperparameter points, the table shows
   one point. Runs whose ``sweep.stage`` is ``"select"`` are the selection stage; runs at any other
   stage are the reported ones ("two-stage": selected on some seeds, reported on others). Without a
@@ -29,10 +29,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from addrop_cli.data.metrics import glue_score, higher_is_better, task_score
+from addrop_cli.data.tasks import TaskInfo, get_task, task_names
 from addrop_cli.errors import SpecError
-from addrop_cli.metrics import glue_score, higher_is_better, task_score
 from addrop_cli.report.load import RunRecord
-from addrop_cli.tasks import TaskInfo, get_task, task_names
 
 Epoch = Literal["best", "last"]
 Agg = Literal["mean", "median"]
@@ -374,7 +374,7 @@ def _task_row(name: str, runs: Sequence[RunRecord]) -> TaskRow:
 
 def _task_info(name: str, runs: Sequence[RunRecord]) -> TaskInfo | None:
     from addrop_cli.errors import AddropError
-    from addrop_cli.spec import DataSpec
+    from addrop_cli.spec.schema import DataSpec
 
     try:
         return get_task(name)

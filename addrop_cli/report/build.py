@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from addrop_cli.metrics import GLUE_SCORE_FORMULA
+from addrop_cli.data.metrics import GLUE_SCORE_FORMULA
 from addrop_cli.report.aggregate import (
     Agg,
     CostRow,

@@ -32,7 +32,7 @@ from addrop_cli.report.render import (
     to_markdown,
     write_text,
 )
-from addrop_cli.store import store_error
+from addrop_cli.store.atomic import store_error
 
 FORMATS = ("terminal", "markdown", "csv", "latex", "html", "json")
 

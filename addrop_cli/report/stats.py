@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from addrop_cli.metrics import METRICS, base_metric
+from addrop_cli.data.metrics import METRICS, base_metric
 from addrop_cli.report.aggregate import Cell, Table, TaskRow
 from addrop_cli.report.load import StoreWarning
 
@@ -248,7 +248,7 @@ def batch_metric(metric_key: str) -> Callable[[np.ndarray, np.ndarray], np.ndarr
     """A function scoring each row of (resamples x examples) arrays with ``metric_key``.
 
     The common GLUE metrics are vectorised here; any other metric of
-    :data:`addrop_cli.metrics.METRICS` is applied row by row.
+    :data:`addrop_cli.data.metrics.METRICS` is applied row by row.
     """
     name = base_metric(metric_key)
     if name in _BATCH:

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from addrop_cli.tasks import TaskInfo, glue_tasks
+from addrop_cli.data.tasks import TaskInfo, glue_tasks
 
 
 def _as_class_ids(a: np.ndarray) -> np.ndarray:
@@ -130,8 +130,8 @@ def compute_metrics(
     """The task's flat metric dict from ``dev split -> (predictions, labels)``.
 
     Predictions are class ids (argmax already taken) or floats for regression. Splits may be any of
-    the task's dev splits, or ``heldout`` (see :mod:`addrop_cli.tasks` for the key rule). For MNLI
-    with both dev splits this returns ``{"accuracy_m": ..., "accuracy_mm": ...}``.
+    the task's dev splits, or ``heldout`` (see :mod:`addrop_cli.data.tasks` for the key rule).
+    For MNLI    with both dev splits this returns ``{"accuracy_m": ..., "accuracy_mm": ...}``.
     """
     out: dict[str, float] = {}
     for split, (preds, labels) in split_outputs.items():

@@ -6,6 +6,7 @@ Both take the same calls from the executor, so the training code never prints.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
@@ -19,8 +20,18 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from addrop_cli.spec import RunSpec
-from addrop_cli.train import StepProgress
+from addrop_cli.spec.matrix import RunSpec
+
+
+@dataclass
+class StepProgress:
+    """What a progress display needs after each optimiser step."""
+
+    epoch: int
+    step_in_epoch: int
+    steps_per_epoch: int
+    loss: float
+    samples_per_s: float
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from addrop_cli.spec import AddropParams, ExperimentSpec, resolve_model_location
+from addrop_cli.methods.config import AddropParams
+from addrop_cli.models.location import resolve_model_location
+from addrop_cli.spec.schema import ExperimentSpec
 
 
 def preflight(
@@ -32,9 +34,9 @@ def preflight(
 
 
 def _data_problems(spec: ExperimentSpec, base_dir: Path) -> list[str]:
-    from addrop_cli.data import check_data, data_source, load_examples
+    from addrop_cli.data.sources import check_data, data_source, load_examples
+    from addrop_cli.data.tasks import get_task
     from addrop_cli.errors import AddropError
-    from addrop_cli.tasks import get_task
 
     problems: list[str] = []
     for name in spec.tasks:
@@ -58,7 +60,7 @@ def _model_problems(
     spec: ExperimentSpec, base_dir: Path, source: str | None, hub: bool, notes: list[str] | None
 ) -> list[str]:
     from addrop_cli.errors import AddropError
-    from addrop_cli.modeling import check_model, is_cached_or_local
+    from addrop_cli.models.loading import check_model, is_cached_or_local
 
     try:
         location = resolve_model_location(spec.model.name_or_path, base_dir)

@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from addrop_cli.errors import StoreError
-from addrop_cli.spec import RunSpec
-from addrop_cli.store import ExperimentStore
+from addrop_cli.spec.matrix import RunSpec
+from addrop_cli.store.folders import ExperimentStore
 
 STATES = ("queued", "running", "done", "failed", "interrupted", "not started")
 
@@ -60,7 +60,12 @@ def lock_held(store: ExperimentStore, run_id: str, locks: set[int] | None) -> bo
 
 def collect(store: ExperimentStore, runs: Sequence[RunSpec] | None = None) -> list[RunState]:
     """Every run's state: the runs of a spec, or every run folder and Slurm job of the store."""
-    from addrop_cli.slurm import QUEUED_STATES, slurm_available, squeue_states, submitted_jobs
+    from addrop_cli.execution.slurm import (
+        QUEUED_STATES,
+        slurm_available,
+        squeue_states,
+        submitted_jobs,
+    )
 
     jobs = submitted_jobs(store) if store.root.exists() else {}
     queue = squeue_states() if jobs and slurm_available() else {}
@@ -165,14 +170,15 @@ def spec_runs(
     path: Path, overrides: list[str], results_root: Path | None
 ) -> tuple[ExperimentStore, list[RunSpec]]:
     """A spec's store and runs: its matrix, or for a sweep its selection and report runs."""
-    from addrop_cli.executors import experiment_store
-    from addrop_cli.spec import expand, load_spec
+    from addrop_cli.execution.runner import experiment_store
+    from addrop_cli.spec.load import load_spec
+    from addrop_cli.spec.matrix import expand
 
     spec = load_spec(path, overrides)
     store = experiment_store(spec, results_root)
     if spec.sweep is None:
         return store, expand(spec, path.parent)
-    from addrop_cli.sweep import plan_sweep, report_runs, select_winners, stage_records
+    from addrop_cli.execution.sweep import plan_sweep, report_runs, select_winners, stage_records
 
     plan = plan_sweep(spec, path.parent.resolve(), str(path))
     runs = plan.stage1()

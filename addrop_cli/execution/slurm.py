@@ -1,10 +1,11 @@
 """The ``slurm`` back-end: one submitit job array per batch, watched through the store.
 
-Each array task runs one run (or ``runs_per_job`` runs) with :func:`addrop_cli.executors.attempt`,
-the same code as the local back-ends: the store lock keeps a run from being done twice and the
-DONE marker keeps a finished run from being redone. A job that reaches its time limit or is
-pre-empted gets submitit's signal, is requeued by :class:`RunJob.checkpoint`, and on restart skips
-its finished runs and starts its interrupted one again cleanly.
+Each array task runs one run (or ``runs_per_job`` runs) with
+:func:`addrop_cli.execution.batch.attempt`, the same code as the local back-ends: the store lock
+keeps a run from being done twice and the DONE marker keeps a finished run from being redone. A
+job that reaches its time limit or is pre-empted gets submitit's signal, is requeued by
+:class:`RunJob.checkpoint`, and on restart skips its finished runs and starts its interrupted one
+again cleanly.
 
 The submitting process waits, reading completion from the store (not from ``sacct``, which needs
 Slurm's accounting database) and queue state from ``squeue``. Ctrl-C leaves the jobs running;
@@ -26,11 +27,13 @@ from typing import Any
 
 from rich.console import Console
 
+from addrop_cli.engine.progress import PlainProgress
 from addrop_cli.errors import RunError
-from addrop_cli.executors import Batch, Summary, attempt, with_threads
-from addrop_cli.progress import PlainProgress
-from addrop_cli.spec import RunSpec, SlurmSpec
-from addrop_cli.store import ExperimentStore, now_iso
+from addrop_cli.execution.batch import Batch, Summary, attempt, with_threads
+from addrop_cli.spec.matrix import RunSpec
+from addrop_cli.spec.schema import SlurmSpec
+from addrop_cli.store.atomic import now_iso
+from addrop_cli.store.folders import ExperimentStore
 
 JOBS_FILE = "jobs.jsonl"
 QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED"}

@@ -18,9 +18,12 @@ import numpy as np
 from rich.console import Console
 
 from addrop_cli.errors import StoreError
-from addrop_cli.executors import experiment_store
-from addrop_cli.spec import ExperimentSpec, RunSpec, expand, resolve_model_location
-from addrop_cli.store import ExperimentStore, atomic_write_json, atomic_write_text
+from addrop_cli.execution.runner import experiment_store
+from addrop_cli.models.location import resolve_model_location
+from addrop_cli.spec.matrix import RunSpec, expand
+from addrop_cli.spec.schema import ExperimentSpec
+from addrop_cli.store.atomic import atomic_write_json, atomic_write_text
+from addrop_cli.store.folders import ExperimentStore
 
 
 def _finished_with_checkpoint(store: ExperimentStore, runs: list[RunSpec]) -> list[tuple]:
@@ -61,7 +64,7 @@ def choose_run(
 def _load_trained(run: RunSpec, checkpoint: Path, task: Any) -> tuple[Any, Any]:
     from safetensors.torch import load_file
 
-    from addrop_cli.modeling import load_model_and_tokenizer
+    from addrop_cli.models.loading import load_model_and_tokenizer
 
     model_spec = run.model.model_copy(
         update={"name_or_path": resolve_model_location(run.model.name_or_path, run.base_dir)}
@@ -96,9 +99,10 @@ def predict_command(
     variant: str | None,
     console: Console,
 ) -> int:
-    from addrop_cli.data import encode_split, make_loader
-    from addrop_cli.tasks import get_task, task_names
-    from addrop_cli.train import pick_device, predict_split
+    from addrop_cli.data.batching import make_loader
+    from addrop_cli.data.encoding import encode_split
+    from addrop_cli.data.tasks import get_task, task_names
+    from addrop_cli.engine.loop import pick_device, predict_split
 
     store = experiment_store(spec, None)
     runs = expand(spec, spec_path.parent)

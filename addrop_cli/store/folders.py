@@ -31,108 +31,28 @@ that a reader opens.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import shutil
 import socket
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from filelock import FileLock, Timeout
 
 from addrop_cli.errors import StoreError
-
-FORMAT_VERSION = 1
-RunStatus = Literal["done", "failed", "unfinished", "absent"]
-
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
-_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
-EXPERIMENT_LOCK_TIMEOUT_S = 60.0
-"""How long ``open_for_writing`` waits for another process updating experiment.json."""
-
-
-def store_error(path: Path, err: OSError, option: str = "--results DIR") -> StoreError:
-    """The one-line StoreError for a failed write: what happened to which file, and the fix
-    (``option`` names the command-line option that picks another folder)."""
-    why = err.strerror or str(err) or type(err).__name__
-    if err.errno in _DISK_FULL:
-        return StoreError(
-            f"{path}: disk full ({why}); free space or choose another folder with {option}, "
-            "then run the same command again (finished runs are kept)"
-        )
-    if err.errno in _NOT_WRITABLE:
-        return StoreError(
-            f"{path}: cannot write results ({why}); make the folder writable "
-            f"or choose another with {option}"
-        )
-    return StoreError(
-        f"{path}: cannot write results ({why}); check the path, "
-        f"or choose another folder with {option}"
-    )
-
-
-@contextlib.contextmanager
-def _writing(path: Path) -> Iterator[None]:
-    """Turn an OSError raised while writing ``path`` into a one-line StoreError."""
-    try:
-        yield
-    except Timeout:  # a busy lock (a TimeoutError, hence an OSError) is not a write failure
-        raise
-    except OSError as err:
-        raise store_error(path, err) from err
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half.
-
-    Raises :class:`StoreError` when the write fails; the temporary file is removed then.
-    """
-    with _writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _append_line(path: Path, line: str) -> None:
-    """Append one line and fsync it (not atomic: readers skip a torn last line)."""
-    with _writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+from addrop_cli.store.atomic import (
+    EXPERIMENT_LOCK_TIMEOUT_S,
+    FORMAT_VERSION,
+    RunStatus,
+    _append_line,
+    _writing,
+    atomic_write_json,
+    atomic_write_text,
+    now_iso,
+)
 
 
 @dataclass

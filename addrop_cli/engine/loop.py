@@ -21,23 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from addrop_cli.engine.progress import StepProgress
 from addrop_cli.errors import RunError
-from addrop_cli.spec import RunSpec, TrainSpec, resolve_model_location
+from addrop_cli.models.location import resolve_model_location
+from addrop_cli.spec.matrix import RunSpec
+from addrop_cli.spec.schema import TrainSpec
 
 
 class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite: the run is recorded as failed."""
-
-
-@dataclass
-class StepProgress:
-    """What a progress display needs after each optimiser step."""
-
-    epoch: int
-    step_in_epoch: int
-    steps_per_epoch: int
-    loss: float
-    samples_per_s: float
 
 
 @dataclass
@@ -169,11 +161,11 @@ def _train_and_evaluate(
     on_step: Callback | None,
     keep_best_state: bool,
 ) -> RunOutcome:
-    from addrop_cli.data import make_loader, prepare_task_data
-    from addrop_cli.methods import build_method
-    from addrop_cli.metrics import compute_metrics, higher_is_better
-    from addrop_cli.modeling import load_model_and_tokenizer
-    from addrop_cli.tasks import get_task
+    from addrop_cli.data.batching import make_loader, prepare_task_data
+    from addrop_cli.data.metrics import compute_metrics, higher_is_better
+    from addrop_cli.data.tasks import get_task
+    from addrop_cli.methods.registry import build_method
+    from addrop_cli.models.loading import load_model_and_tokenizer
 
     started = time.perf_counter()
     train = run.train

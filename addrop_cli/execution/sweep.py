@@ -35,12 +35,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from addrop_cli.data.metrics import higher_is_better
 from addrop_cli.errors import SpecError
-from addrop_cli.metrics import higher_is_better
 from addrop_cli.report.aggregate import SELECT_STAGE, Summary, summarize
 from addrop_cli.report.load import RunRecord
-from addrop_cli.spec import ExperimentSpec, RandomDist, RunSpec, SweepSpec, apply_point, expand
-from addrop_cli.store import atomic_write_json, atomic_write_text
+from addrop_cli.spec.matrix import RunSpec, expand
+from addrop_cli.spec.schema import ExperimentSpec, RandomDist, SweepSpec
+from addrop_cli.spec.sweeps import apply_point
+from addrop_cli.store.atomic import atomic_write_json, atomic_write_text
 
 REPORT_STAGE = "report"
 Point = dict[str, Any]
@@ -437,8 +439,8 @@ def run_sweep(
 
     Returns the exit code: 0, 1 when a run failed or was lost, 130 when interrupted.
     """
-    from addrop_cli.executors import (
-        EXIT_RUNS_FAILED,
+    from addrop_cli.execution.batch import EXIT_RUNS_FAILED
+    from addrop_cli.execution.runner import (
         execute_runs,
         experiment_store,
         make_backend,

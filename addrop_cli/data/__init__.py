@@ -1,0 +1,1 @@
+"""Tasks and their data: the GLUE registry, sources, subsets, tokenisation, batching, metrics."""

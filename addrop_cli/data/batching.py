@@ -1,0 +1,153 @@
+"""A task's splits for one run, and batching with dynamic padding."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from addrop_cli.data.encoding import EncodedSplit, encode_split
+from addrop_cli.data.sources import load_examples
+from addrop_cli.data.subsets import split_train
+from addrop_cli.data.tasks import TaskInfo
+from addrop_cli.errors import DataError, SpecError
+
+if TYPE_CHECKING:
+    import torch
+
+    from addrop_cli.spec.schema import DataSpec
+
+log = logging.getLogger(__name__)
+
+
+# A task's splits for one run
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskData:
+    task: TaskInfo
+    train: EncodedSplit
+    select: dict[str, EncodedSplit]
+    """Splits for early stopping / selection: ``{"heldout": ...}`` with data.heldout, else dev."""
+    dev: dict[str, EncodedSplit]
+    """The GLUE dev split(s) for reporting, ``data.dev_size`` applied."""
+    test: dict[str, EncodedSplit]
+    """Test splits (unlabelled for GLUE) when ``include_test=True``, else {}."""
+
+
+def prepare_task_data(
+    task: TaskInfo,
+    data: DataSpec,
+    tokenizer: Any,
+    max_length: int,
+    seed: int,
+    *,
+    base_dir: Path | None = None,
+    include_test: bool = False,
+) -> TaskData:
+    """Load, subset and tokenise every split one run of ``task`` needs.
+
+    Raises :class:`DataError` for bad data, before any training starts.
+    """
+    if task.train_split is None:
+        raise SpecError(
+            f"{task.display} has no training data; it is scored with the {task.eval_with} model"
+        )
+    train_ex = load_examples(task, task.train_split, data, base_dir)
+    dev_ex = {s: load_examples(task, s, data, base_dir) for s in task.dev_splits}
+    test_ex = (
+        {s: load_examples(task, s, data, base_dir) for s in task.test_splits}
+        if include_test
+        else {}
+    )
+    train_all = encode_split(
+        task, task.train_split, data, tokenizer, max_length, base_dir=base_dir, examples=train_ex
+    )
+    train_idx, heldout_idx = split_train(
+        train_ex, data, seed, regression=task.is_regression, task_name=task.display
+    )
+    train = train_all.subset(train_idx)
+    dev: dict[str, EncodedSplit] = {}
+    for s, ex in dev_ex.items():
+        enc = encode_split(task, s, data, tokenizer, max_length, base_dir=base_dir, examples=ex)
+        if data.dev_size is not None and data.dev_size < len(enc):
+            enc = enc.subset(range(data.dev_size))
+        dev[s] = enc
+    select = (
+        {"heldout": train_all.subset(heldout_idx, "heldout")}
+        if heldout_idx is not None
+        else dict(dev)
+    )
+    test = {
+        s: encode_split(task, s, data, tokenizer, max_length, base_dir=base_dir, examples=ex)
+        for s, ex in test_ex.items()
+    }
+    return TaskData(task=task, train=train, select=select, dev=dev, test=test)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching
+# ---------------------------------------------------------------------------------------------
+
+
+class _Collate:
+    """Pads a batch to its longest sequence; labels as long (classification) or float tensors."""
+
+    def __init__(self, split: EncodedSplit, pad_token_id: int) -> None:
+        self.split = split
+        self.pad = pad_token_id
+
+    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        import torch
+
+        s = self.split
+        width = max(len(s.input_ids[i]) for i in indices)
+        n = len(indices)
+        input_ids = torch.full((n, width), self.pad, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        tti = torch.zeros((n, width), dtype=torch.long) if s.token_type_ids is not None else None
+        for row, i in enumerate(indices):
+            ids = s.input_ids[i]
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            mask[row, : len(ids)] = 1
+            if tti is not None:
+                tti[row, : len(ids)] = torch.tensor(s.token_type_ids[i], dtype=torch.long)  # type: ignore[index]
+        batch = {"input_ids": input_ids, "attention_mask": mask}
+        if tti is not None:
+            batch["token_type_ids"] = tti
+        if s.labels is not None:
+            values = [s.labels[i] for i in indices]
+            dtype = torch.float32 if s.is_regression else torch.long
+            batch["labels"] = torch.tensor(values, dtype=dtype)
+        return batch
+
+
+def make_loader(
+    split: EncodedSplit,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: torch.Generator | None,
+    pad_token_id: int,
+) -> torch.utils.data.DataLoader:
+    """Batches of a split as dicts of tensors, padded per batch, in a seeded order.
+
+    ``shuffle=True`` needs a ``generator`` (the run's seeded ``torch.Generator``), so the order
+    never depends on global random state. Without shuffling the order is the split's order.
+    """
+    from torch.utils.data import DataLoader
+
+    if shuffle and generator is None:
+        raise ValueError("make_loader(shuffle=True) needs a seeded torch.Generator")
+    if len(split) == 0:
+        raise DataError(f"{split.name}: the split has no examples; nothing to batch")
+    return DataLoader(
+        list(range(len(split))),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator if shuffle else None,
+        collate_fn=_Collate(split, pad_token_id),
+        num_workers=0,
+    )

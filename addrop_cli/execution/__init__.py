@@ -1,0 +1,1 @@
+"""Running many runs: local and pool back-ends, Slurm, sweeps, status, prediction files."""

@@ -1,0 +1,171 @@
+"""One batch of runs and one attempt at one run: shared by every back-end."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from rich.console import Console
+
+from addrop_cli.engine.progress import PlainProgress
+from addrop_cli.errors import StoreError
+from addrop_cli.spec.matrix import RunSpec
+from addrop_cli.store.folders import ExperimentStore, RunFolder
+
+EXIT_OK, EXIT_RUNS_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+Status = Literal["done", "failed", "busy", "skipped", "lost"]
+
+
+@dataclass
+class Summary:
+    """What happened to each run of an experiment in this invocation."""
+
+    skipped: list[RunSpec] = field(default_factory=list)
+    done: list[RunSpec] = field(default_factory=list)
+    failed: list[tuple[RunSpec, str]] = field(default_factory=list)
+    busy: list[RunSpec] = field(default_factory=list)
+    left: list[RunSpec] = field(default_factory=list)
+    lost: list[tuple[RunSpec, str]] = field(default_factory=list)
+    """Runs whose worker or job vanished without a DONE or FAILED marker (rerun to retry)."""
+    interrupted: bool = False
+
+    def record(self, run: RunSpec, status: Status, reason: str = "") -> None:
+        """File one run's outcome under its status."""
+        if status == "done":
+            self.done.append(run)
+        elif status == "failed":
+            self.failed.append((run, reason))
+        elif status == "busy":
+            self.busy.append(run)
+        elif status == "lost":
+            self.lost.append((run, reason))
+        else:
+            self.skipped.append(run)
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_RUNS_FAILED if self.failed or self.lost else EXIT_OK
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What every back-end needs to carry out runs: the store, the spec version, the spec folder."""
+
+    store: ExperimentStore
+    spec_hash: str
+    base_dir: Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt at a run ended."""
+
+    status: Status
+    reason: str = ""
+
+
+class Backend(Protocol):
+    """Carries out runs; records each outcome in ``summary`` and returns when all have one.
+
+    ``KeyboardInterrupt`` propagates to the caller once the back-end has stopped cleanly.
+    """
+
+    def execute(
+        self, runs: Sequence[RunSpec], batch: Batch, summary: Summary, console: Console
+    ) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+# One attempt at one run: the same in this process, a pool worker or a Slurm job
+# ---------------------------------------------------------------------------------------------
+
+
+def run_config(run: RunSpec, spec_hash: str) -> dict:
+    """run.json: everything about the run, in plain JSON (the store's format)."""
+    return {
+        "run_id": run.run_id,
+        "experiment": run.experiment,
+        "spec_hash": spec_hash,
+        "task": run.task,
+        "variant": run.variant,
+        "method": run.params.method,
+        "method_params": run.params.model_dump(mode="json"),
+        "seed": run.seed,
+        "model": run.model.model_dump(mode="json"),
+        "train": run.train.model_dump(mode="json"),
+        "data": run.data.model_dump(mode="json"),
+        "sweep": run.sweep,
+    }
+
+
+def attempt(run: RunSpec, batch: Batch, progress: PlainProgress, index: int) -> Outcome:
+    """Take the run's lock, skip it if finished meanwhile, else run it start to end."""
+    with batch.store.lock(run.run_id) as locked:
+        if not locked:
+            progress.run_end(run, "busy", "(another addrop process is running it)")
+            return Outcome("busy")
+        folder = batch.store.run(run.run_id)
+        if folder.status == "done":  # finished by another process meanwhile
+            return Outcome("skipped")
+        progress.run_start(run, index)
+        return _execute(run, folder, batch, progress)
+
+
+def with_threads(run: RunSpec, threads: int | None) -> RunSpec:
+    """The run with ``threads`` torch threads, unless its spec sets them (not part of its id)."""
+    if threads is None or run.train.threads is not None:
+        return run
+    return run.model_copy(update={"train": run.train.model_copy(update={"threads": threads})})
+
+
+def _execute(run: RunSpec, folder: RunFolder, batch: Batch, progress: PlainProgress) -> Outcome:
+    """One run, contained: any exception becomes a FAILED run, never a crash of the experiment."""
+    from addrop_cli.engine.environment import describe_environment
+    from addrop_cli.engine.failures import describe_failure, release_accelerator_memory
+    from addrop_cli.engine.loop import run_one
+
+    folder.start(run_config(run, batch.spec_hash))
+    try:
+        outcome = run_one(
+            run,
+            on_eval=lambda record: (folder.append_epoch(record), progress.evaluated(run, record)),
+            on_step=progress.step,
+            keep_best_state=run.train.save_checkpoint,
+        )
+    except (KeyboardInterrupt, StoreError):
+        # the folder stays unfinished and is started again next time; a store that cannot be
+        # written (full disk) stops the experiment with its one-line error
+        raise
+    except Exception as err:  # noqa: BLE001 - containment is the point
+        reason = describe_failure(err)
+        folder.write_json("traceback.json", {"traceback": traceback.format_exc()})
+        folder.fail(reason, {"task": run.task, "variant": run.variant, "seed": run.seed})
+        release_accelerator_memory()
+        progress.run_end(run, "FAILED", reason.splitlines()[0][:200])
+        return Outcome("failed", reason)
+    folder.write_json("env.json", describe_environment(batch.base_dir, outcome.metrics["device"]))
+    folder.write_json("predictions.json", outcome.predictions)
+    if outcome.best_state is not None:
+        folder.write_checkpoint(outcome.best_state)
+    folder.finish(outcome.metrics)
+    main = outcome.metrics["main_metric"]
+    progress.run_end(
+        run,
+        "done",
+        f"best {main}={outcome.metrics['best']['dev'][main]:.4f} "
+        f"(epoch {outcome.metrics['best_epoch']}, {outcome.metrics['wall_time_s']:.0f}s)",
+    )
+    return Outcome("done")
+
+
+# ---------------------------------------------------------------------------------------------
+# local, one worker: this process
+# ---------------------------------------------------------------------------------------------

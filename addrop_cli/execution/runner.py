@@ -1,0 +1,197 @@
+"""``addrop run``: plan, pick a back-end, execute the pending runs, summarise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from addrop_cli.errors import SpecError
+from addrop_cli.execution.batch import EXIT_OK, Backend, Batch, Summary
+from addrop_cli.execution.local import PoolBackend, SerialBackend, visible_gpus
+from addrop_cli.spec.load import resolve_path, spec_to_yaml
+from addrop_cli.spec.matrix import RunSpec, config_hash, expand
+from addrop_cli.spec.schema import ExecutorSpec, ExperimentSpec
+from addrop_cli.store.folders import ExperimentStore
+
+# Store helpers shared by `addrop run` and `addrop sweep`
+# ---------------------------------------------------------------------------------------------
+
+
+def experiment_store(spec: ExperimentSpec, results_root: Path | None) -> ExperimentStore:
+    """``<results root>/<name>``: the root from --results, else the spec's results_dir."""
+    root = results_root if results_root is not None else resolve_path(spec.results_dir, Path.cwd())
+    return ExperimentStore(root.resolve() / spec.name)
+
+
+def open_batch(spec: ExperimentSpec, spec_path: Path, store: ExperimentStore) -> Batch:
+    """Check everything checkable (data, model), then open the store for writing."""
+    from addrop_cli.execution.preflight import preflight
+
+    base_dir = spec_path.parent.resolve()
+    problems = preflight(spec, base_dir, str(spec_path))
+    if problems:
+        raise SpecError(*problems)
+    spec_yaml = spec_to_yaml(spec)
+    spec_hash = config_hash(yaml.safe_load(spec_yaml))
+    store.open_for_writing(spec.name, spec_hash, spec_yaml)
+    return Batch(store, spec_hash, base_dir)
+
+
+def print_plan(
+    spec: ExperimentSpec, runs: list[RunSpec], store: ExperimentStore, console: Console
+) -> None:
+    """--dry-run: the resolved spec and the whole run matrix with each run's state."""
+    console.rule("resolved spec")
+    console.print(spec_to_yaml(spec), markup=False, highlight=False)
+    table = Table(title=f"{len(runs)} runs -> {store.root}")
+    swept = any(run.sweep for run in runs)
+    for column in ("run id", "task", "variant", "method", "seed", "state"):
+        table.add_column(column)
+    if swept:
+        table.add_column("sweep point (stage)")
+    for run in runs:
+        state = store.run(run.run_id).status
+        row = [
+            run.run_id,
+            run.task,
+            run.variant,
+            run.params.method,
+            str(run.seed),
+            {"absent": "to run", "unfinished": "to run (restart)"}.get(state, state),
+        ]
+        if swept:
+            sweep = run.sweep or {}
+            point = ", ".join(f"{k}={v}" for k, v in (sweep.get("point") or {}).items())
+            row.append(f"{point} ({sweep['stage']})" if sweep else "-")
+        table.add_row(*row)
+    console.print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    *,
+    spec_path: Path,
+    results_root: Path | None = None,
+    dry_run: bool = False,
+    plain: bool = True,
+    retry_failed: bool = True,
+    console: Console | None = None,
+) -> int:
+    """Run every pending run of ``spec``; returns the exit code (0, 1 if any failed, 130).
+
+    The back-end (local serial or pool, Slurm) comes from ``spec.executor``.
+    """
+    console = console or Console()
+    runs = expand(spec, spec_path.parent)
+    store = experiment_store(spec, results_root)
+    if dry_run:
+        print_plan(spec, runs, store, console)
+        return EXIT_OK
+    if spec.sweep is not None:
+        console.print(
+            "note: this spec has a sweep: block, which `addrop run` ignores (it runs the plain "
+            "matrix); use `addrop sweep` to search it",
+            highlight=False,
+        )
+    batch = open_batch(spec, spec_path, store)
+    backend = make_backend(spec.executor, spec.train.device, plain=plain)
+    summary = execute_runs(
+        runs, batch, backend, name=spec.name, console=console, retry_failed=retry_failed
+    )
+    return summary.exit_code
+
+
+def execute_runs(
+    runs: Sequence[RunSpec],
+    batch: Batch,
+    backend: Backend,
+    *,
+    name: str,
+    console: Console,
+    retry_failed: bool = True,
+) -> Summary:
+    """Skip what the store already holds, hand the rest to ``backend``, print a summary."""
+    summary = Summary()
+    pending = []
+    for run in runs:
+        status = batch.store.run(run.run_id).status
+        if status == "done" or (status == "failed" and not retry_failed):
+            summary.skipped.append(run)
+        else:
+            pending.append(run)
+    console.print(
+        f"{name}: {len(runs)} runs, {len(summary.skipped)} already in {batch.store.root} "
+        f"(skipped), {len(pending)} to run",
+        highlight=False,
+    )
+    try:
+        if pending:
+            backend.execute(pending, batch, summary, console)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        finished = {r.run_id for r in summary.done + summary.busy + summary.skipped}
+        finished |= {r.run_id for r, _ in summary.failed + summary.lost}
+        summary.left = [r for r in pending if r.run_id not in finished]
+        print_summary(console, summary, batch.store)
+        console.print(
+            f"interrupted: {len(summary.left)} runs left; run the same command again to "
+            "finish them (finished runs are kept and skipped)",
+            highlight=False,
+        )
+        return summary
+    print_summary(console, summary, batch.store)
+    return summary
+
+
+def make_backend(executor: ExecutorSpec, device: str = "auto", *, plain: bool = True) -> Backend:
+    """The back-end ``executor`` asks for."""
+    if executor.backend == "slurm":
+        from addrop_cli.execution.slurm import SlurmBackend
+
+        return SlurmBackend(executor.slurm, threads=executor.threads)
+    gpus = visible_gpus() if device in ("auto", "cuda") else []
+    workers = executor.workers or max(1, len(gpus))
+    if workers == 1:
+        return SerialBackend(plain=plain, threads=executor.threads)
+    return PoolBackend(workers=workers, gpus=gpus, threads=executor.threads)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+# Summary
+# ---------------------------------------------------------------------------------------------
+
+
+def print_summary(console: Console, summary: Summary, store: ExperimentStore) -> None:
+    parts = [
+        f"{len(summary.done)} done",
+        f"{len(summary.skipped)} skipped",
+        f"{len(summary.failed)} failed",
+    ]
+    if summary.busy:
+        parts.append(f"{len(summary.busy)} running elsewhere")
+    if summary.lost:
+        parts.append(f"{len(summary.lost)} lost")
+    if summary.left:
+        parts.append(f"{len(summary.left)} left")
+    console.print(f"runs: {', '.join(parts)}; results in {store.root}", highlight=False)
+    for run, reason in summary.failed:
+        console.print(
+            f"  failed: {run.label}: {reason.splitlines()[0][:200]}", markup=False, highlight=False
+        )
+    for run, reason in summary.lost:
+        console.print(
+            f"  lost: {run.label}: {reason}; run the same command again to retry it",
+            markup=False,
+            highlight=False,
+        )

@@ -1,0 +1,62 @@
+"""Each method's parameters: frozen pydantic models, importable without torch.
+
+They are both the spec's ``methods:`` entries (validated by the spec's schema, which builds its
+discriminated union from :mod:`addrop_cli.methods.registry`) and the configuration objects of the
+library API, so the CLI and a user's own script describe a method the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Probability = Annotated[float, Field(gt=0.0, le=1.0)]
+"""A rate in (0, 1]: AD-DROP's p and q."""
+
+DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
+"""A dropout rate in [0, 1)."""
+
+
+class MethodConfig(BaseModel):
+    """Base for every method's parameters: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaselineParams(MethodConfig):
+    """Plain fine-tuning with the model's own dropout."""
+
+    method: Literal["baseline"] = "baseline"
+
+
+class DropoutParams(MethodConfig):
+    """Fine-tuning with hidden and attention-probability dropout rates set here."""
+
+    method: Literal["dropout"] = "dropout"
+    hidden_dropout: DropoutRate = 0.1
+    attention_dropout: DropoutRate = 0.1
+
+
+class AddropParams(MethodConfig):
+    """AD-DROP, as ALGORITHM.md defines it."""
+
+    method: Literal["addrop"] = "addrop"
+    attribution: Literal["gradient", "integrated_gradient", "attention", "random"] = "gradient"
+    drop: Literal["high", "low"] = "high"
+    p: Probability = 0.3
+    q: Probability = 0.2
+    layers: list[Annotated[int, Field(ge=0)]] | Literal["all"] = Field(default_factory=lambda: [0])
+    cross_tuning: bool = True
+    ig_steps: Annotated[int, Field(ge=1)] = 20
+
+    @field_validator("layers")
+    @classmethod
+    def _distinct_layers(cls, v: list[int] | str) -> list[int] | str:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give at least one layer index, or 'all'")
+            if len(set(v)) != len(v):
+                raise ValueError(f"layer indices must be distinct, got {v}")
+            return sorted(v)
+        return v

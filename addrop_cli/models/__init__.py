@@ -1,0 +1,1 @@
+"""Pre-trained encoders: loading models and tokenizers, and the attention hook AD-DROP uses."""

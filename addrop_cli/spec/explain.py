@@ -1,0 +1,129 @@
+"""Pydantic validation errors -> one line each: key path, what is wrong, how to fix it."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Annotated, Any, get_args
+
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+)
+
+from addrop_cli.methods.registry import METHOD_NAMES, METHODS
+from addrop_cli.spec.schema import ExperimentSpec
+
+Probability = Annotated[float, Field(gt=0.0, le=1.0)]
+"""A rate in (0, 1]: AD-DROP's p and q."""
+
+DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
+"""A dropout rate in [0, 1)."""
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The spec model class that owns the mapping at ``loc`` (for listing its allowed keys)."""
+    model: Any = ExperimentSpec
+    i = 0
+    while i < len(loc):
+        field = model.model_fields.get(loc[i]) if isinstance(model, type) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        if loc[i] == "methods":
+            # methods.<variant>.<method tag>: the tag picks the params model
+            if i + 2 < len(loc):
+                info = METHODS.get(loc[i + 2])
+                model = info.params if info else None
+                i += 3
+                continue
+            return None
+        args = [a for a in get_args(annotation) if isinstance(a, type)] or [annotation]
+        model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return None
+        i += 1
+    return model
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    # Drop the discriminator tag pydantic puts after a variant: methods.a.addrop.p -> methods.a.p
+    parts = list(loc)
+    if len(parts) >= 3 and parts[0] == "methods" and parts[2] in METHOD_NAMES:
+        del parts[2]
+    return ".".join(str(p) for p in parts) or "(top level)"
+
+
+def _explain(error: dict[str, Any]) -> str:
+    """One pydantic error -> 'what is wrong; how to fix it'."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    loc = tuple(error["loc"])
+    if kind == "extra_forbidden":
+        owner = _model_at(loc[:-1])
+        allowed = list(owner.model_fields) if owner else []
+        hint = _did_you_mean(loc[-1], allowed) or (
+            f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        )
+        return f"unknown key{hint}"
+    if kind == "missing":
+        return "required key is missing; add it"
+    if kind == "union_tag_invalid":
+        return (
+            f"unknown method {ctx.get('tag')!r}{_did_you_mean(ctx.get('tag'), METHOD_NAMES)}"
+            f" (methods: {', '.join(METHOD_NAMES)})"
+        )
+    if kind == "union_tag_not_found":
+        return f"say which method this variant runs: method: {' | '.join(METHOD_NAMES)}"
+    bounds = {
+        "greater_than": "> {gt}",
+        "greater_than_equal": ">= {ge}",
+        "less_than": "< {lt}",
+        "less_than_equal": "<= {le}",
+    }
+    if kind in bounds:
+        if loc[-1] in ("p", "q"):
+            return f"must be in (0, 1], got {value}"
+        return f"must be {bounds[kind].format(**ctx)}, got {value}"
+    if kind == "too_short":
+        return "must not be empty; give at least one item"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} is not allowed: use letters, digits, '_', '-' and '.'"
+    if kind == "literal_error":
+        hint = _did_you_mean(value, _literal_choices(ctx))
+        return f"got {value!r}; expected {ctx.get('expected')}{hint}"
+    msg = error["msg"].removeprefix("Value error, ")
+    msg = f"{msg[0].lower()}{msg[1:]}"
+    return f"{msg}, got {value!r}" if value is not None and "got " not in msg else msg
+
+
+def _literal_choices(ctx: dict[str, Any]) -> list[str]:
+    return re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+
+
+def _validation_problems(err: ValidationError, source: str, overrides: list[str]) -> list[str]:
+    seen: set[str] = set()
+    lines = []
+    for error in err.errors():
+        loc = tuple(error["loc"])
+        # a list|"all" field reports once per union member: keep the first message per key
+        key = _format_loc(loc)
+        if key in seen:
+            continue
+        seen.add(key)
+        lines.append(f"{source}: {key}{_override_note(key, overrides)}: {_explain(error)}")
+    return lines
+
+
+def _override_note(key: str, overrides: list[str]) -> str:
+    """Say which command-line override set a bad key, so the user looks in the right place."""
+    for text in reversed(overrides):
+        path = text.partition("=")[0].strip()
+        if key == path or key.startswith(path + ".") or path.startswith(key + "."):
+            return f" (from override {text})"
+    return ""

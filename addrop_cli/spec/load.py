@@ -1,0 +1,165 @@
+"""Loading a spec: YAML (strict) -> ``key=value`` overrides merged -> validated, frozen objects."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    Field,
+    ValidationError,
+)
+
+from addrop_cli.data.sources import resolve_path
+from addrop_cli.errors import SpecError
+from addrop_cli.methods.registry import METHOD_NAMES
+from addrop_cli.spec.explain import _did_you_mean, _validation_problems
+from addrop_cli.spec.overrides import apply_overrides, read_yaml
+from addrop_cli.spec.schema import DataSpec, ExperimentSpec
+from addrop_cli.spec.sweeps import _sweep_problems
+
+Probability = Annotated[float, Field(gt=0.0, le=1.0)]
+"""A rate in (0, 1]: AD-DROP's p and q."""
+
+DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
+"""A dropout rate in [0, 1)."""
+
+
+def _infer_variant_methods(raw: dict[str, Any]) -> None:
+    """Let ``baseline: {}`` or ``addrop-rd: {attribution: random}`` omit ``method:``.
+
+    A variant without ``method`` takes it from its name: the whole name, or the part before the
+    first ``-`` or ``_``, when that is a method name. Anything else is left for validation.
+    """
+    methods = raw.get("methods")
+    if not isinstance(methods, dict):
+        return
+    for name, params in list(methods.items()):
+        if params is None:
+            params = methods[name] = {}
+        if isinstance(params, dict) and "method" not in params:
+            stem = re.split(r"[-_]", str(name), maxsplit=1)[0]
+            for candidate in (str(name), stem):
+                if candidate in METHOD_NAMES:
+                    params["method"] = candidate
+                    break
+
+
+def load_spec(path: Path | str, overrides: list[str] | None = None) -> ExperimentSpec:
+    """Read, merge and validate a spec. Raises SpecError listing every problem, one per line."""
+    path = Path(path)
+    raw = apply_overrides(read_yaml(path), _cwd_relative_paths(overrides or []))
+    _infer_variant_methods(raw)
+    try:
+        spec = ExperimentSpec.model_validate(raw)
+    except ValidationError as err:
+        # report unknown task names too, so that one round of fixes is enough
+        problems = _validation_problems(err, str(path), overrides or [])
+        raise SpecError(*problems, *_raw_task_problems(raw, str(path))) from None
+    problems = _semantic_problems(spec, str(path))
+    if problems:
+        raise SpecError(*problems)
+    return _resolve_data_paths(spec, path.parent.resolve())
+
+
+_PATH_KEYS = re.compile(r"^data\.(glue_dir|cache_dir|custom_tasks\.[^.]+\.(train|dev|test))$")
+
+
+def _cwd_relative_paths(overrides: list[str]) -> list[str]:
+    """A relative data path typed on the command line means 'from here', not 'beside the spec'."""
+    resolved = []
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        value = value.strip()
+        if (
+            sep
+            and _PATH_KEYS.match(key.strip())
+            and value
+            and not Path(value).expanduser().is_absolute()
+        ):
+            text = f"{key}={Path.cwd() / value}"
+        resolved.append(text)
+    return resolved
+
+
+def _resolve_data_paths(spec: ExperimentSpec, base_dir: Path) -> ExperimentSpec:
+    """Relative data paths in a spec mean 'beside the spec file': make them absolute once here.
+
+    Data paths are not part of a run's identity, so this never changes a run id.
+    """
+    data = spec.data
+    update: dict[str, Any] = {}
+    for key in ("glue_dir", "cache_dir"):
+        value = getattr(data, key)
+        if value is not None:
+            update[key] = resolve_path(value, base_dir)
+    if data.custom_tasks:
+        update["custom_tasks"] = {
+            name: task.model_copy(
+                update={
+                    split: resolve_path(getattr(task, split), base_dir)
+                    for split in ("train", "dev", "test")
+                    if getattr(task, split) is not None
+                }
+            )
+            for name, task in data.custom_tasks.items()
+        }
+    if not update:
+        return spec
+    return spec.model_copy(update={"data": data.model_copy(update=update)})
+
+
+def _task_problems(tasks: list[str], data: DataSpec | None, source: str) -> list[str]:
+    from addrop_cli.data.tasks import get_task
+    from addrop_cli.errors import AddropError
+
+    problems = []
+    for i, task in enumerate(tasks):
+        try:
+            get_task(task, data)
+        except AddropError as err:
+            problems.append(f"{source}: tasks[{i}]: {err}")
+    return problems
+
+
+def _raw_task_problems(raw: dict[str, Any], source: str) -> list[str]:
+    tasks = raw.get("tasks")
+    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+        return []
+    try:
+        data = DataSpec.model_validate(raw.get("data") or {})
+    except ValidationError:
+        data = None
+    return _task_problems(tasks, data, source)
+
+
+def _semantic_problems(spec: ExperimentSpec, source: str) -> list[str]:
+    """Checks that need more than one field: task names, the reference variant."""
+    problems = _task_problems(spec.tasks, spec.data, source)
+    if len({_canonical_task(spec, t) for t in spec.tasks}) != len(spec.tasks):
+        problems.append(f"{source}: tasks: a task is listed twice; list each task once")
+    if spec.reference is not None and spec.reference not in spec.methods:
+        problems.append(
+            f"{source}: reference: no variant named {spec.reference!r}"
+            f"{_did_you_mean(spec.reference, spec.methods)} (variants: {', '.join(spec.methods)})"
+        )
+    if spec.sweep is not None and not problems:
+        problems += _sweep_problems(spec, spec.sweep, source)
+    return problems
+
+
+def _canonical_task(spec: ExperimentSpec, name: str) -> str:
+    from addrop_cli.data.tasks import get_task
+    from addrop_cli.errors import AddropError
+
+    try:
+        return get_task(name, spec.data).name
+    except AddropError:
+        return name
+
+
+def spec_to_yaml(spec: ExperimentSpec) -> str:
+    """The resolved spec as YAML (defaults filled in), for printing and for the store."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,344 @@
+"""The experiment spec's schema: frozen pydantic models, unknown keys rejected.
+
+Everything past :func:`addrop_cli.spec.load_spec` works with these objects, never with raw dicts.
+Method parameters are a discriminated union on ``method``, built from the method registry, so
+each method checks its own fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from addrop_cli.methods.registry import METHODS
+
+MethodParams = Annotated[
+    Union[tuple(info.params for info in METHODS.values())],  # noqa: UP007
+    Field(discriminator="method"),
+]
+"""One variant's parameters: the registered method that its ``method:`` names."""
+
+
+class Frozen(BaseModel):
+    """Base for every spec model: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Frozen):
+    """The pre-trained encoder: a Hub id or a local folder in the Hugging Face layout."""
+
+    name_or_path: str = Field(min_length=1)
+    tokenizer: str | None = None
+    """Tokenizer Hub id or folder, when it differs from the model's."""
+    pretrained: bool = True
+    """False builds the model from its config with random weights (tests, smoke runs)."""
+    revision: str | None = None
+
+
+class CustomTaskSpec(Frozen):
+    """A task of the user's own, read from CSV / TSV / JSON-lines files with a column mapping."""
+
+    train: Path
+    dev: Path
+    test: Path | None = None
+    text_a: str = Field(min_length=1)
+    text_b: str | None = None
+    label: str = "label"
+    labels: list[str] | None = None
+    """Label names in order (classification); omit with ``regression: true``."""
+    regression: bool = False
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
+    main_metric: str | None = None
+
+    @model_validator(mode="after")
+    def _labels_or_regression(self) -> CustomTaskSpec:
+        if self.regression and self.labels:
+            raise ValueError("give either labels (classification) or regression: true, not both")
+        if not self.regression and not self.labels:
+            raise ValueError("a classification task needs labels: [name, ...]")
+        return self
+
+
+class DataSpec(Frozen):
+    """Where the data comes from and how much of it a run uses."""
+
+    source: Literal["auto", "glue_dir", "hub"] = "auto"
+    """auto: ``glue_dir`` (or ADDROP_GLUE_DIR) when set, else the Hub dataset ``nyu-mll/glue``."""
+    glue_dir: Path | None = None
+    train_size: Annotated[float, Field(gt=0)] | None = None
+    """A count (>= 1) or a fraction (< 1) of the training set, stratified by label, seeded."""
+    heldout: Annotated[float, Field(gt=0)] | None = None
+    """Carve this many (>= 1) or this fraction (< 1) of train out as the selection split, used
+    for early stopping and selection, leaving the GLUE dev set for reporting only."""
+    dev_size: Annotated[int, Field(ge=1)] | None = None
+    """Use only the first N dev examples (quick checks; reports say so)."""
+    cache_dir: Path | None = None
+    custom_tasks: dict[str, CustomTaskSpec] = Field(default_factory=dict)
+
+    @field_validator("train_size", "heldout")
+    @classmethod
+    def _count_or_fraction(cls, v: float | None) -> float | None:
+        if v is not None and v >= 1 and v != int(v):
+            raise ValueError(f"must be a fraction below 1 or a whole count, got {v}")
+        return v
+
+
+class TrainSpec(Frozen):
+    """Training settings; the defaults are the AD-DROP reference recipe."""
+
+    epochs: Annotated[int, Field(ge=1)] = 3
+    batch_size: Annotated[int, Field(ge=1)] = 16
+    eval_batch_size: Annotated[int, Field(ge=1)] = 64
+    lr: Annotated[float, Field(gt=0)] = 1e-5
+    schedule: Literal["constant", "linear"] = "constant"
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    max_length: Annotated[int, Field(ge=8)] = 128
+    patience: Annotated[int, Field(ge=1)] | None = 5
+    """Stop after this many evaluations without improvement; null disables early stopping."""
+    grad_clip: Annotated[float, Field(gt=0)] | None = None
+    grad_accum: Annotated[int, Field(ge=1)] = 1
+    eval_every_steps: Annotated[int, Field(ge=1)] | None = None
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto: bf16 autocast on GPUs that support it, fp16 on older GPUs, fp32 on CPU."""
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    save_checkpoint: bool = False
+    threads: Annotated[int, Field(ge=1)] | None = None
+    """torch intra-op threads for CPU runs; null leaves torch's default."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps and execution back-ends
+# --------------------------------------------------------------------------------------------
+
+SweepValue = Any
+"""One value a sweep sets at a spec path: a number, a string, a bool or a list (``layers``)."""
+
+_RANGE_KEYS = {"start", "stop", "step"}
+
+
+class GridRange(Frozen):
+    """A compact arithmetic grid, stop included: ``{start: 0.1, stop: 0.9, step: 0.1}``."""
+
+    start: float
+    stop: float
+    step: Annotated[float, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GridRange:
+        if self.stop < self.start:
+            raise ValueError("stop must be >= start")
+        if (self.stop - self.start) / self.step > 10_000:
+            raise ValueError("more than 10,000 values; use a larger step")
+        return self
+
+    def values(self) -> list[float | int]:
+        """The grid's values, rounded so that 0.1 + 2 * 0.1 is 0.3 (and whole ranges stay int)."""
+        n = int(round((self.stop - self.start) / self.step + 1e-9)) + 1
+        digits = max(_decimals(self.start), _decimals(self.step)) + 1
+        whole = all(float(x).is_integer() for x in (self.start, self.step))
+        out: list[float | int] = []
+        for i in range(n):
+            value = round(self.start + i * self.step, digits)
+            if value > self.stop + 1e-12:
+                break
+            out.append(int(value) if whole else value)
+        return out
+
+
+def _decimals(x: float) -> int:
+    text = repr(float(x))
+    if "e" in text:
+        mantissa, exp = text.split("e")
+        return max(0, len(mantissa.partition(".")[2]) - int(exp))
+    return len(text.partition(".")[2].rstrip("0"))
+
+
+class RandomDist(Frozen):
+    """A distribution to sample one spec path from in a random search."""
+
+    distribution: Literal["uniform", "log_uniform", "int_uniform", "choice"]
+    low: float | None = None
+    high: float | None = None
+    """Bounds; ``high`` is included for ``int_uniform``."""
+    values: list[SweepValue] | None = None
+    """The choices, for ``choice``."""
+    digits: Annotated[int, Field(ge=0, le=12)] | None = None
+    """Round sampled floats to this many significant digits (e.g. 2: 0.37, 3.2e-05)."""
+
+    @model_validator(mode="after")
+    def _parameters(self) -> RandomDist:
+        if self.distribution == "choice":
+            if not self.values:
+                raise ValueError("choice needs values: [a, b, ...]")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.distribution} needs low: and high:")
+        if self.high <= self.low:
+            raise ValueError("high must be > low")
+        if self.distribution == "log_uniform" and self.low <= 0:
+            raise ValueError("log_uniform needs low > 0")
+        if self.distribution == "int_uniform" and not (
+            float(self.low).is_integer() and float(self.high).is_integer()
+        ):
+            raise ValueError("int_uniform needs whole-number low and high")
+        return self
+
+
+def _flatten_paths(value: Any, leaf: Callable[[Any], bool]) -> Any:
+    """``{methods: {addrop: {p: [...]}}}`` -> ``{"methods.addrop.p": [...]}``.
+
+    Lets a command-line override such as ``sweep.grid.methods.addrop.p=[0.1,0.5]`` (which the
+    override parser nests at every dot) mean the same as the YAML key ``methods.addrop.p``.
+    """
+    if not isinstance(value, dict):
+        return value
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict) and node and not leaf(node):
+            for key, child in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), child)
+        else:
+            flat[prefix] = node
+
+    for key, child in value.items():
+        walk(str(key), child)
+    return flat
+
+
+class SweepSpec(Frozen):
+    """A hyperparameter search over spec paths, and how the winner is chosen and reported."""
+
+    grid: dict[str, list[SweepValue] | GridRange] = Field(default_factory=dict)
+    """Spec path -> values (every combination runs), or ``{start, stop, step}``."""
+    random: dict[str, RandomDist] = Field(default_factory=dict)
+    """Spec path -> distribution; ``samples`` draws, crossed with the grid."""
+    samples: Annotated[int, Field(ge=1)] = 10
+    seed: int = 0
+    """Seed of the random search's draws (the runs' own seeds are select/report_seeds)."""
+    protocol: Literal["two_stage", "paper"] = "two_stage"
+    """two_stage: pick on select_seeds, report the winner on report_seeds. paper: best of the
+    grid on the same dev set (the AD-DROP paper's protocol; optimistic, labelled as such)."""
+    select_seeds: list[int] | None = Field(default=None, min_length=1)
+    """Seeds of the selection stage (default: the spec's seeds)."""
+    report_seeds: list[int] | None = Field(default=None, min_length=1)
+    """Seeds the winner (and every variant not swept) is reported on; disjoint from
+    select_seeds."""
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _flat_grid(cls, v: Any) -> Any:
+        return _flatten_paths(v, lambda d: set(d) <= _RANGE_KEYS)
+
+    @field_validator("random", mode="before")
+    @classmethod
+    def _flat_random(cls, v: Any) -> Any:
+        return _flatten_paths(v, lambda d: "distribution" in d)
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty_lists(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for path, values in v.items():
+            if isinstance(values, list) and not values:
+                raise ValueError(f"{path}: give at least one value")
+        return v
+
+    @field_validator("select_seeds", "report_seeds")
+    @classmethod
+    def _distinct(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
+        return v
+
+    def grid_values(self) -> dict[str, list[SweepValue]]:
+        """The grid with every compact range expanded."""
+        return {
+            path: values.values() if isinstance(values, GridRange) else list(values)
+            for path, values in self.grid.items()
+        }
+
+
+class SlurmSpec(Frozen):
+    """Resources of each Slurm job (one array task per run, or per ``runs_per_job`` runs)."""
+
+    partition: str | None = None
+    gpus: Annotated[int, Field(ge=0)] = 0
+    """GPUs per job (--gpus-per-node)."""
+    cpus: Annotated[int, Field(ge=1)] = 2
+    """CPUs per job (--cpus-per-task); also the torch threads of a CPU run."""
+    mem_gb: Annotated[float, Field(gt=0)] = 8.0
+    time_min: Annotated[int, Field(ge=1)] = 60
+    """Time limit per job; a job that reaches it is requeued and resumes."""
+    array_parallelism: Annotated[int, Field(ge=1)] = 64
+    """At most this many array tasks run at once."""
+    runs_per_job: Annotated[int, Field(ge=1)] = 1
+    """Runs done one after another inside each array task (for many short runs)."""
+    max_requeues: Annotated[int, Field(ge=0)] = 3
+    """Requeues after a time-out (pre-emptions are requeued without limit)."""
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    setup: list[str] = Field(default_factory=list)
+    """Shell lines run before each job, e.g. ``module load cuda``."""
+    extra: dict[str, str] = Field(default_factory=dict)
+    """Other sbatch options, e.g. ``{mail-type: END}``."""
+    log_dir: Path | None = None
+    """Where job scripts and logs go (default: ``<results>/<experiment>/slurm``)."""
+
+
+class ExecutorSpec(Frozen):
+    """Where and how runs execute: never part of a run's identity."""
+
+    backend: Literal["local", "slurm"] = "local"
+    workers: Annotated[int, Field(ge=0)] = 1
+    """Local worker processes; 0 or ``auto``: one per visible GPU (one on a CPU machine)."""
+    threads: Annotated[int, Field(ge=1)] | None = None
+    """torch threads per local worker on CPU (default: the cores divided among workers)."""
+    slurm: SlurmSpec = Field(default_factory=SlurmSpec)
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto(cls, v: Any) -> Any:
+        return 0 if v == "auto" else v
+
+
+class ExperimentSpec(Frozen):
+    """A whole experiment: tasks x method variants x seeds."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    model: ModelSpec
+    tasks: list[str] = Field(min_length=1)
+    data: DataSpec = Field(default_factory=DataSpec)
+    seeds: list[int] = Field(min_length=1)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    methods: dict[str, MethodParams] = Field(min_length=1)
+    """Named method variants, e.g. ``addrop-ga`` and ``addrop-rd``."""
+    reference: str | None = None
+    """The variant that deltas and tests compare against (default: a baseline variant)."""
+    results_dir: Path = Path("results")
+    sweep: SweepSpec | None = None
+    """A hyperparameter search (``addrop sweep``); ``addrop run`` ignores it."""
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
+        return v
+
+
+# --------------------------------------------------------------------------------------------
+# Loading: YAML -> overrides merged -> validated, frozen ExperimentSpec
+# --------------------------------------------------------------------------------------------

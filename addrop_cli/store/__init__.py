@@ -1,0 +1,1 @@
+"""The results store: the typed on-disk contract, run folders, atomic writes and locks."""
