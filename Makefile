@@ -25,6 +25,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports  # the layers and no cycles ([tool.importlinter] in pyproject.toml)
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -306,10 +306,17 @@ def sweep(
         dry_run=dry_run,
         plain=plain or not console.is_terminal,
         retry_failed=retry_failed,
-        report=report,
+        on_done=_print_report if report else None,
         console=console,
     )
     raise typer.Exit(code)
+
+
+def _print_report(experiment: Path) -> None:
+    from addrop_cli.report import report_command
+
+    console.rule("report")
+    report_command([experiment], console=console)
 
 
 @app.command()

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from addrop_cli.report.load import StoreWarning, load_runs
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.matrix import expand
 from addrop_cli.store.folders import RunFolder
+from addrop_cli.store.reader import StoreWarning, load_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "experiments" / "smoke.yaml"

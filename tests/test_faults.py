@@ -31,7 +31,7 @@ from fault_helpers import (
     start_addrop,
 )
 
-from addrop_cli.report.load import load_runs
+from addrop_cli.store.reader import load_runs
 
 EPOCHS = 3
 KILLS = int(os.environ.get("ADDROP_SOAK") or 5)

@@ -17,9 +17,9 @@ from fault_helpers import SMOKE, smoke_args
 
 from addrop_cli.errors import StoreError
 from addrop_cli.report.build import build_report
-from addrop_cli.report.load import StoreWarning, load_runs
 from addrop_cli.store.atomic import atomic_write_text
 from addrop_cli.store.folders import ExperimentStore, RunFolder
+from addrop_cli.store.reader import StoreWarning, load_runs
 
 
 def _failing(err: int):  # type: ignore[no-untyped-def]

@@ -19,8 +19,10 @@ not part of it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy import stats
@@ -201,3 +203,25 @@ __all__ = [
     "higher_is_better",
     "task_score",
 ]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A centre (mean or median) and the sample standard deviation of values over seeds."""
+
+    center: float | None
+    std: float | None
+    """Sample standard deviation (ddof 1); None with fewer than two values."""
+    n: int
+
+
+Agg = Literal["mean", "median"]
+
+
+def summarize(values: Sequence[float], agg: Agg = "mean") -> Summary:
+    """Centre and sample standard deviation of ``values`` (None where undefined)."""
+    if not values:
+        return Summary(None, None, 0)
+    center = statistics.fmean(values) if agg == "mean" else statistics.median(values)
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return Summary(float(center), None if std is None else float(std), len(values))

@@ -26,7 +26,7 @@ import json
 import math
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,14 +35,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from addrop_cli.data.metrics import higher_is_better
+from addrop_cli.data.metrics import Summary, higher_is_better, summarize
 from addrop_cli.errors import SpecError
-from addrop_cli.report.aggregate import SELECT_STAGE, Summary, summarize
-from addrop_cli.report.load import RunRecord
 from addrop_cli.spec.matrix import RunSpec, expand
 from addrop_cli.spec.schema import ExperimentSpec, RandomDist, SweepSpec
 from addrop_cli.spec.sweeps import apply_point
 from addrop_cli.store.atomic import atomic_write_json, atomic_write_text
+from addrop_cli.store.reader import SELECT_STAGE, RunRecord
 
 REPORT_STAGE = "report"
 Point = dict[str, Any]
@@ -432,10 +431,11 @@ def run_sweep(
     dry_run: bool = False,
     plain: bool = True,
     retry_failed: bool = True,
-    report: bool = True,
+    on_done: Callable[[Path], None] | None = None,
     console: Console | None = None,
 ) -> int:
-    """Run a sweep's stages through the spec's back-end, write its summary, print the report.
+    """Run a sweep's stages through the spec's back-end and write its summary; ``on_done`` gets
+    the experiment folder once every stage ran (the CLI prints the report there).
 
     Returns the exit code: 0, 1 when a run failed or was lost, 130 when interrupted.
     """
@@ -503,11 +503,8 @@ def run_sweep(
     files = write_summary(store.root / "sweep", plan, selections)
     print_selection(console, selections, protocol_text(plan))
     console.print(f"sweep summary: {', '.join(str(f) for f in files)}", highlight=False)
-    if report:
-        from addrop_cli.report import report_command
-
-        console.rule("report")
-        report_command([store.root], console=console)
+    if on_done is not None:
+        on_done(store.root)
     return max(codes)
 
 
@@ -516,7 +513,7 @@ def stage_records(root: Path, runs: Sequence[RunSpec]) -> list[RunRecord]:
     import warnings
 
     from addrop_cli.errors import StoreError
-    from addrop_cli.report.load import StoreWarning, load_runs
+    from addrop_cli.store.reader import StoreWarning, load_runs
 
     wanted = {r.run_id for r in runs}
     with warnings.catch_warnings():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from transformers import (
     AutoConfig,
@@ -14,7 +14,9 @@ from transformers import (
 )
 
 from addrop_cli.errors import ModelError
-from addrop_cli.spec.schema import ModelSpec
+
+if TYPE_CHECKING:  # models take the spec's ModelSpec but never import the spec at run time
+    from addrop_cli.spec.schema import ModelSpec
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra", "xlm-roberta")
 ADDROP_ATTENTION = "addrop"

@@ -6,22 +6,20 @@ Reports only read the store (``load``); aggregation (``aggregate``, ``stats``) i
 :func:`summarize` to choose hyperparameters from stored runs.
 """
 
+from addrop_cli.data.metrics import Summary, summarize
 from addrop_cli.report.aggregate import (
     Cell,
     CostRow,
     GlueCell,
-    Summary,
     Table,
     TaskRow,
     aggregate,
     cost_rows,
     describe_protocol,
-    summarize,
     variant_keys,
 )
 from addrop_cli.report.build import Report, build_report
 from addrop_cli.report.command import FORMATS, report_command, write_markdown_report
-from addrop_cli.report.load import RunRecord, StoreWarning, find_experiments, load_runs
 from addrop_cli.report.plots import write_plots
 from addrop_cli.report.stats import (
     BootstrapCI,
@@ -32,6 +30,7 @@ from addrop_cli.report.stats import (
     paired_bootstrap,
     seed_tests,
 )
+from addrop_cli.store.reader import RunRecord, StoreWarning, find_experiments, load_runs
 
 __all__ = [
     "FORMATS",

@@ -29,28 +29,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from addrop_cli.data.metrics import glue_score, higher_is_better, task_score
+from addrop_cli.data.metrics import (
+    Agg,
+    Summary,
+    glue_score,
+    higher_is_better,
+    summarize,
+    task_score,
+)
 from addrop_cli.data.tasks import TaskInfo, get_task, task_names
 from addrop_cli.errors import SpecError
-from addrop_cli.report.load import RunRecord
+from addrop_cli.store.reader import SELECT_STAGE, RunRecord
 
 Epoch = Literal["best", "last"]
-Agg = Literal["mean", "median"]
 
-SELECT_STAGE = "select"
-"""The ``sweep.stage`` of runs used only to choose hyperparameters."""
 
 _IDENTITY_IGNORED = ("format", "run_id", "experiment", "spec_hash", "task", "seed", "sweep")
-
-
-@dataclass(frozen=True)
-class Summary:
-    """A centre (mean or median) and the sample standard deviation of values over seeds."""
-
-    center: float | None
-    std: float | None
-    """Sample standard deviation (ddof 1); None with fewer than two values."""
-    n: int
 
 
 @dataclass(frozen=True)
@@ -148,15 +142,6 @@ class VariantInfo:
     experiments: tuple[str, ...]
     method: str
     method_params: Mapping[str, Any]
-
-
-def summarize(values: Sequence[float], agg: Agg = "mean") -> Summary:
-    """Centre and sample standard deviation of ``values`` (None where undefined)."""
-    if not values:
-        return Summary(None, None, 0)
-    center = statistics.fmean(values) if agg == "mean" else statistics.median(values)
-    std = statistics.stdev(values) if len(values) > 1 else None
-    return Summary(float(center), None if std is None else float(std), len(values))
 
 
 def variant_keys(records: Iterable[RunRecord]) -> dict[tuple[str, str], str]:
@@ -374,18 +359,12 @@ def _task_row(name: str, runs: Sequence[RunRecord]) -> TaskRow:
 
 def _task_info(name: str, runs: Sequence[RunRecord]) -> TaskInfo | None:
     from addrop_cli.errors import AddropError
-    from addrop_cli.spec.schema import DataSpec
 
     try:
         return get_task(name)
     except AddropError:
         pass
-    for r in runs:
-        try:
-            return get_task(name, DataSpec.model_validate(r.config.get("data") or {}))
-        except (AddropError, ValueError):
-            continue
-    return None
+    return None  # a task of the user's own: the caller uses the facts its runs carry
 
 
 def _order_tasks(rows: Mapping[str, TaskRow]) -> list[str]:

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from addrop_cli.data.metrics import GLUE_SCORE_FORMULA
+from addrop_cli.data.metrics import GLUE_SCORE_FORMULA, Agg
 from addrop_cli.report.aggregate import (
-    Agg,
     CostRow,
     Epoch,
     Table,
@@ -23,7 +22,8 @@ from addrop_cli.report.aggregate import (
     describe_protocol,
     variant_keys,
 )
-from addrop_cli.report.load import (
+from addrop_cli.report.stats import MARKER_LEGEND, Comparison, compare
+from addrop_cli.store.reader import (
     RunRecord,
     StoreWarning,
     find_experiments,
@@ -31,7 +31,6 @@ from addrop_cli.report.load import (
     spec_hash_order,
     spec_variant_order,
 )
-from addrop_cli.report.stats import MARKER_LEGEND, Comparison, compare
 
 VERSION_CHARS = 7
 """How much of a spec hash labels a spec version in column names (``smoke@1a2b3c4/addrop``)."""

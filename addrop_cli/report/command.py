@@ -12,10 +12,10 @@ from typing import Literal
 
 from rich.console import Console
 
+from addrop_cli.data.metrics import Agg
 from addrop_cli.errors import SpecError, StoreError
-from addrop_cli.report.aggregate import Agg, Epoch
+from addrop_cli.report.aggregate import Epoch
 from addrop_cli.report.build import Report, build_report
-from addrop_cli.report.load import StoreWarning
 from addrop_cli.report.plots import png_files, write_plots
 from addrop_cli.report.render import (
     cost_grid,
@@ -33,6 +33,7 @@ from addrop_cli.report.render import (
     write_text,
 )
 from addrop_cli.store.atomic import store_error
+from addrop_cli.store.reader import StoreWarning
 
 FORMATS = ("terminal", "markdown", "csv", "latex", "html", "json")
 

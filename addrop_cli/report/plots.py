@@ -26,9 +26,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
-from addrop_cli.report.aggregate import SELECT_STAGE, Table, TaskRow, summarize, variant_keys
+from addrop_cli.data.metrics import summarize
+from addrop_cli.report.aggregate import Table, TaskRow, variant_keys
 from addrop_cli.report.build import Report
-from addrop_cli.report.load import RunRecord
+from addrop_cli.store.reader import SELECT_STAGE, RunRecord
 
 FORMATS = ("png", "svg")
 

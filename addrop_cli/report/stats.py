@@ -28,7 +28,7 @@ from scipy import stats
 
 from addrop_cli.data.metrics import METRICS, base_metric
 from addrop_cli.report.aggregate import Cell, Table, TaskRow
-from addrop_cli.report.load import StoreWarning
+from addrop_cli.store.reader import StoreWarning
 
 MARKERS = ((0.01, "**"), (0.05, "*"))
 """(threshold, marker) on Holm-adjusted p-values, strictest first."""

@@ -25,6 +25,10 @@ STORE_FORMAT = 1
 RunStatus = Literal["done", "failed", "incomplete", "corrupt"]
 
 
+SELECT_STAGE = "select"
+"""The ``sweep.stage`` of runs used only to choose hyperparameters."""
+
+
 class StoreWarning(UserWarning):
     """A run file that cannot be read; the run is skipped, the report goes on."""
 
