@@ -53,15 +53,20 @@ class RunSpec(Frozen):
     """The spec file's folder: relative paths in the spec resolve against it."""
 
     def identity(self) -> dict[str, Any]:
-        """What determines the run's result: hashed into its run id."""
-        data = self.data.model_dump(mode="json", exclude=_DATA_KEYS_NOT_IN_ID)
+        """What determines the run's result: hashed into its run id.
+
+        Settings at their default are left out, so a setting added in a later version (at its
+        default) never changes the id of a run stored before it; changing a default is a store
+        format change.
+        """
+        dump = {"mode": "json", "exclude_defaults": True}
         return {
             "task": self.task,
-            "params": self.params.model_dump(mode="json"),
+            "params": {"method": self.params.method, **self.params.model_dump(**dump)},
             "seed": self.seed,
-            "model": self.model.model_dump(mode="json"),
-            "train": self.train.model_dump(mode="json", exclude=_TRAIN_KEYS_NOT_IN_ID),
-            "data": data,
+            "model": self.model.model_dump(**dump),
+            "train": self.train.model_dump(exclude=_TRAIN_KEYS_NOT_IN_ID, **dump),
+            "data": self.data.model_dump(exclude=_DATA_KEYS_NOT_IN_ID, **dump),
             "sweep": self.sweep,
         }
 
