@@ -145,3 +145,25 @@ def test_objectives_and_integrated_attribution() -> None:
         ops.integrated_attribution(attention, torch.tensor([4.0, 8.0]), 4),
         torch.tensor([0.5, 0.5]),
     )
+
+
+def test_gold_objective_differentiates_the_gold_logit() -> None:
+    logits = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 0.5]], requires_grad=True)
+    (grad,) = torch.autograd.grad(ops.gold_label_objective(logits, torch.tensor([2, 1])), logits)
+    assert torch.equal(grad, torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))
+
+
+def test_integrated_step_reference_carries_a_factor_alpha() -> None:
+    attention = torch.tensor([0.5, 0.25])
+
+    def f(a: torch.Tensor) -> torch.Tensor:  # a non-linear function of the attention
+        return (a**2).sum()
+
+    for alpha in (0.25, 1.0):
+        leaf, used = ops.integrated_step(attention, alpha, "standard")
+        (standard,) = torch.autograd.grad(f(used), leaf)
+        assert torch.allclose(standard, 2 * alpha * attention)  # f'(alpha A)
+        leaf, used = ops.integrated_step(attention, alpha, "reference")
+        (reference,) = torch.autograd.grad(f(used), leaf)
+        assert torch.allclose(reference, alpha * standard)
+        assert torch.equal(leaf, attention) and not attention.requires_grad

@@ -175,9 +175,13 @@ def test_gradient_attribution_matches_an_independent_eager_computation(tiny_bert
     assert not close(scores[0], out.attentions[0].grad)
 
 
-def test_regression_attribution_is_the_negated_mse_gradient(tiny_bert_dir: Path) -> None:
+@pytest.mark.parametrize("labels", ["pseudo", "gold"])
+def test_regression_attribution_is_the_negated_mse_gradient(
+    tiny_bert_dir: Path, labels: str
+) -> None:
     model = tiny(tiny_bert_dir, num_labels=1, problem_type="regression")
-    method = build_method(AddropParams(), is_regression=True, seed=0, device=CPU)
+    params = AddropParams(labels=labels)  # type: ignore[arg-type]
+    method = build_method(params, is_regression=True, seed=0, device=CPU)
     b = batch([10, 5])
     b["labels"] = torch.tensor([0.5, 4.0])
     scores, _, _ = method.attribution(model, inputs_of(b), b["labels"])  # type: ignore[attr-defined]
@@ -208,6 +212,89 @@ def test_integrated_gradient_with_one_step_is_attention_times_gradient(
     _, forwards, backwards = steps.attribution(model, inputs_of(b), b["labels"])
     assert (forwards, backwards) == (1 + 3 * 2, 3 * 2)
     assert all(p.grad is None for p in model.parameters())
+
+
+def independent_integrated_gradient(
+    eager: torch.nn.Module,
+    b: dict[str, torch.Tensor],
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    steps: int,
+    ig: str,
+    gold: bool,
+) -> torch.Tensor:
+    """Layer 0's IG written out from ALGORITHM.md on the stock eager BERT, without addrop's
+    hook: the dropout-free attention A, m passes with layer 0 using alpha_k * A (standard:
+    the gradient at the scaled attention; reference: w.r.t. the unscaled one)."""
+    from transformers.models.bert import modeling_bert
+
+    eager.eval()
+    with torch.no_grad():
+        attention = eager(**inputs_of(b), output_attentions=True).attentions[0]
+    stock = modeling_bert.eager_attention_forward
+    used: list[torch.Tensor] = []
+
+    def replaced(module, query, key, value, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if module.layer_idx != 0:
+            return stock(module, query, key, value, *args, **kwargs)
+        return torch.matmul(used[-1], value).transpose(1, 2).contiguous(), used[-1]
+
+    monkeypatch.setattr(modeling_bert, "eager_attention_forward", replaced)
+    total = torch.zeros_like(attention)
+    for k in range(1, steps + 1):
+        alpha = k / steps
+        leaf = (attention * alpha if ig == "standard" else attention.clone()).requires_grad_()
+        used.append(leaf if ig == "standard" else leaf * alpha)
+        logits = eager(**inputs_of(b)).logits
+        target = b["labels"] if gold else logits.argmax(-1)
+        (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), leaf)
+        total += grad
+    monkeypatch.setattr(modeling_bert, "eager_attention_forward", stock)
+    return attention * total / steps
+
+
+@pytest.mark.parametrize("ig", ["standard", "reference"])
+@pytest.mark.parametrize("labels", ["pseudo", "gold"])
+def test_integrated_gradient_matches_an_independent_computation(
+    tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch, ig: str, labels: str
+) -> None:
+    # Attention dropout on: the attribution must still use the dropout-free attention.
+    model = tiny(tiny_bert_dir, dropout=0.3)
+    b = batch([10, 7, 3], labels=torch.tensor([0, 1, 2]))
+    method = addrop(attribution="integrated_gradient", ig_steps=4, ig=ig, labels=labels)
+    scores, _, _ = method.attribution(model, inputs_of(b), b["labels"])
+    assert model.training, "integrated gradients restore train mode"
+    eager = tiny(tiny_bert_dir, dropout=0.3, impl="eager")
+    eager.load_state_dict(model.state_dict())
+    expected = independent_integrated_gradient(
+        eager, b, monkeypatch, steps=4, ig=ig, gold=labels == "gold"
+    )
+    assert close(scores[0], expected)
+    key_real = b["attention_mask"].bool()
+    pair = (key_real[:, None, :, None] & key_real[:, None, None, :]).expand_as(expected)
+    assert torch.all(scores[0][pair] != 0), "no real position is zeroed by dropout"
+    other = independent_integrated_gradient(
+        eager,
+        b,
+        monkeypatch,
+        steps=4,
+        ig="reference" if ig == "standard" else "standard",
+        gold=labels == "gold",
+    )
+    assert not close(scores[0], other), "the two IG definitions must differ on this batch"
+
+
+def test_gold_labels_rank_by_the_gold_logit_gradient(tiny_bert_dir: Path) -> None:
+    model = tiny(tiny_bert_dir)
+    b = batch([10, 7, 3], labels=torch.tensor([0, 1, 2]))
+    scores, _, _ = addrop(labels="gold").attribution(model, inputs_of(b), b["labels"])
+    eager = tiny(tiny_bert_dir, impl="eager")
+    eager.load_state_dict(model.state_dict())
+    out = eager(**inputs_of(b), output_attentions=True)
+    out.attentions[0].retain_grad()
+    assert not torch.equal(out.logits.argmax(-1), b["labels"]), "needs gold != pseudo somewhere"
+    out.logits.gather(1, b["labels"][:, None]).sum().backward()
+    assert close(scores[0], out.attentions[0].grad)
 
 
 @pytest.mark.parametrize("attribution", ["gradient", "integrated_gradient", "attention", "random"])

@@ -1,7 +1,7 @@
 """AD-DROP (ALGORITHM.md): attribution pass, candidate region, masked second pass.
 
 One AD-DROP step: a first pass in train mode records the target layers' attention
-probabilities; the attribution (gradient of the pseudo-label logit, integrated gradient,
+probabilities; the attribution (gradient of the pseudo- or gold-label logit, integrated gradient,
 attention itself, or nothing for the random control) ranks each row's real keys; a boolean mask
 per target layer drops candidates with probability q; the second pass applies the masks and its
 loss is the one returned. Gradients for attribution are taken with ``torch.autograd.grad`` on a
@@ -35,6 +35,17 @@ def frozen_parameters(model: nn.Module) -> Iterator[None]:
     finally:
         for p in params:
             p.requires_grad_(True)
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode (no dropout) for the block; its mode is restored even on error."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 class AddropMethod(Method):
@@ -96,17 +107,18 @@ class AddropMethod(Method):
         kind = self.params.attribution
         if kind == "random":
             return dict.fromkeys(layers), 0, 0
-        if kind in ("attention", "integrated_gradient"):
-            with torch.no_grad(), hook.recording() as probs:
-                model(**inputs)
-            attention = {layer: probs[layer] for layer in layers}
-            if kind == "attention":
-                return attention, 1, 0
+        if kind == "attention":
+            return {**self._recorded(model, inputs)}, 1, 0
+        if kind == "integrated_gradient":
+            # Dropout-free: the baseline attention and every step run in eval mode, so no
+            # dropout zero enters the product (such a position could never be a candidate).
+            with evaluation_mode(model):
+                attention = self._recorded(model, inputs)
+                scores = {
+                    layer: self._integrated(model, inputs, labels, layer, attention[layer])
+                    for layer in layers
+                }
             steps = self.params.ig_steps * len(layers)
-            scores = {
-                layer: self._integrated(model, inputs, labels, layer, attention[layer])
-                for layer in layers
-            }
             return scores, 1 + steps, steps
         with torch.enable_grad(), frozen_parameters(model), hook.recording(leaf_grad=True) as probs:
             logits = model(**inputs).logits
@@ -130,6 +142,15 @@ class AddropMethod(Method):
             for layer, s in scores.items()
         }
 
+    def _recorded(
+        self, model: nn.Module, inputs: dict[str, torch.Tensor]
+    ) -> dict[int, torch.Tensor]:
+        """The target layers' attention probabilities of one pass in the model's current mode."""
+        hook = self._hook_for(model)
+        with torch.no_grad(), hook.recording() as probs:
+            model(**inputs)
+        return {layer: probs[layer] for layer in hook.layers}
+
     def _integrated(
         self,
         model: nn.Module,
@@ -140,27 +161,18 @@ class AddropMethod(Method):
     ) -> torch.Tensor:
         """Integrated gradient for one layer: m passes with its attention scaled by k/m.
 
-        Each step's gradient is taken w.r.t. the scaled attention it was evaluated at, the
-        pseudo label recomputed per step; the steps run without dropout and the mode is restored.
+        ``ig: standard`` differentiates at the scaled attention, ``reference`` w.r.t. the
+        unscaled one (ALGORITHM.md); the label is recomputed per step unless it is gold.
         """
         hook = self._hook_for(model)
         steps = self.params.ig_steps
         grad_sum = torch.zeros_like(attention, dtype=torch.float32)
-        was_training = model.training
-        model.eval()
-        try:
-            for k in range(1, steps + 1):
-                scaled = (attention.detach() * (k / steps)).requires_grad_(True)
-                with (
-                    torch.enable_grad(),
-                    frozen_parameters(model),
-                    hook.replacing({layer: scaled}),
-                ):
-                    logits = model(**inputs).logits
-                (grad,) = torch.autograd.grad(self._objective(logits, labels), scaled)
-                grad_sum += grad.float()
-        finally:
-            model.train(was_training)
+        for k in range(1, steps + 1):
+            leaf, used = ops.integrated_step(attention, k / steps, self.params.ig)
+            with torch.enable_grad(), frozen_parameters(model), hook.replacing({layer: used}):
+                logits = model(**inputs).logits
+            (grad,) = torch.autograd.grad(self._objective(logits, labels), leaf)
+            grad_sum += grad.float()
         return ops.integrated_attribution(attention.float(), grad_sum, steps)
 
     # ----------------------------------------------------------------- helpers
@@ -168,6 +180,8 @@ class AddropMethod(Method):
     def _objective(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.is_regression:
             return ops.regression_objective(logits, labels)
+        if self.params.labels == "gold":
+            return ops.gold_label_objective(logits, labels)
         return ops.pseudo_label_objective(logits)
 
     def _hook_for(self, model: nn.Module) -> AttentionHook:

@@ -131,9 +131,30 @@ def integrated_attribution(
     return attention * (grad_sum / steps)
 
 
+def integrated_step(
+    attention: torch.Tensor, alpha: float, ig: Literal["standard", "reference"]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One integrated-gradient step: the leaf to differentiate and the probabilities to use.
+
+    ``standard``: the leaf is the scaled attention itself (the gradient at ``alpha * A``).
+    ``reference`` (the authors' code): the leaf is the unscaled attention and the layer uses
+    ``alpha * leaf``, so the gradient carries a factor ``alpha``.
+    """
+    if ig == "standard":
+        leaf = (attention.detach() * alpha).requires_grad_(True)
+        return leaf, leaf
+    leaf = attention.detach().clone().requires_grad_(True)
+    return leaf, leaf * alpha
+
+
 def pseudo_label_objective(logits: torch.Tensor) -> torch.Tensor:
     """The sum over the batch of each example's top logit (its pseudo label), for attribution."""
     return logits.float().gather(1, logits.argmax(-1, keepdim=True)).sum()
+
+
+def gold_label_objective(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The sum over the batch of each example's gold-label logit (the prior experiment)."""
+    return logits.float().gather(1, labels.long()[:, None]).sum()
 
 
 def regression_objective(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

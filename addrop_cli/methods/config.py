@@ -49,6 +49,12 @@ class AddropParams(MethodConfig):
     layers: list[Annotated[int, Field(ge=0)]] | Literal["all"] = Field(default_factory=lambda: [0])
     cross_tuning: bool = True
     ig_steps: Annotated[int, Field(ge=1)] = 20
+    labels: Literal["pseudo", "gold"] = "pseudo"
+    """Whose logit the attribution differentiates: the prediction's (AD-DROP) or the gold
+    label's (only the paper's prior experiment). Regression always uses the gold score."""
+    ig: Literal["standard", "reference"] = "standard"
+    """Integrated gradients: textbook (gradient at the scaled attention) or the authors' code
+    (attention output scaled, gradient w.r.t. the unscaled attention); docs/algorithm.md."""
 
     @field_validator("layers")
     @classmethod
