@@ -1,4 +1,4 @@
-"""AD-DROP's pure tensor maths, on hand-made tensors (ALGORITHM.md, steps 3-4)."""
+"""AD-DROP's pure tensor maths, on hand-made tensors (docs/algorithm.md, steps 3-4)."""
 
 from __future__ import annotations
 

@@ -25,6 +25,8 @@ def test_help_ends_in_examples(capsys: pytest.CaptureFixture[str], command: list
 
 def test_validate_every_experiment(capsys: pytest.CaptureFixture[str]) -> None:
     specs = sorted((ROOT / "experiments").glob("*.yaml"))
+    specs += sorted((ROOT / "experiments" / "paper").glob("*.yaml"))
+    assert any(p.parent.name == "paper" for p in specs), "the paper recipes are validated too"
     result = run_cli(capsys, "validate", "--no-deep", *specs)
     assert result.code == 0, result.err
     assert sum(line.startswith("ok ") for line in result.out.splitlines()) == len(specs)

@@ -223,7 +223,7 @@ def independent_integrated_gradient(
     ig: str,
     gold: bool,
 ) -> torch.Tensor:
-    """Layer 0's IG written out from ALGORITHM.md on the stock eager BERT, without addrop's
+    """Layer 0's IG written out from docs/algorithm.md on the stock eager BERT, without addrop's
     hook: the dropout-free attention A, m passes with layer 0 using alpha_k * A (standard:
     the gradient at the scaled attention; reference: w.r.t. the unscaled one)."""
     from transformers.models.bert import modeling_bert

@@ -12,7 +12,9 @@ from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.matrix import expand
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
+EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml")) + sorted(
+    (ROOT / "experiments" / "paper").glob("*.yaml")
+)
 
 MINIMAL = """\
 name: t
@@ -37,11 +39,40 @@ def problems_of(path: Path, overrides: list[str] | None = None) -> list[str]:
     return info.value.problems
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.name for p in EXPERIMENTS])
+@pytest.mark.parametrize(
+    "path", EXPERIMENTS, ids=[str(p.relative_to(ROOT / "experiments")) for p in EXPERIMENTS]
+)
 def test_every_committed_experiment_validates(path: Path) -> None:
     spec = load_spec(path)
     runs = expand(spec, path.parent)
     assert len(runs) == len(spec.tasks) * len(spec.methods) * len(spec.seeds)
+
+
+PAPER_EPOCHS = {"cola": 50, "mrpc": 50, "rte": 50, "stsb": 50, "sst2": 20}
+"""The authors' epoch caps (docs/algorithm.md); MNLI, QNLI and QQP: 10 with patience 3."""
+
+
+@pytest.mark.parametrize("task", ["cola", "mrpc", "rte", "stsb", "sst2", "mnli", "qnli", "qqp"])
+def test_paper_recipes_mirror_the_authors_scripts(task: str) -> None:
+    spec = load_spec(ROOT / "experiments" / "paper" / f"{task}.yaml")
+    assert spec.tasks == [task] and spec.seeds == [42]
+    train = spec.train
+    assert (train.lr, train.batch_size, train.schedule, train.weight_decay) == (
+        1e-5,
+        16,
+        "constant",
+        0.01,
+    )
+    assert train.epochs == PAPER_EPOCHS.get(task, 10)
+    assert train.patience == (5 if task in PAPER_EPOCHS else 3)
+    addrop = spec.methods["addrop"]
+    assert isinstance(addrop, AddropParams) and addrop.cross_tuning
+    assert addrop.layers == ("all" if task in ("cola", "mrpc", "rte") else [0])
+    assert addrop.attribution == ("integrated_gradient" if task == "mrpc" else "gradient")
+    assert spec.sweep is not None and spec.sweep.protocol == "paper"
+    grid = spec.sweep.grid_values()
+    expected = [round(0.1 * i, 1) for i in range(1, 10)]
+    assert grid["methods.addrop.p"] == expected and grid["methods.addrop.q"] == expected
 
 
 def test_defaults_then_yaml_then_overrides(tmp_path: Path) -> None:

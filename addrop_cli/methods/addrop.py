@@ -1,4 +1,4 @@
-"""AD-DROP (ALGORITHM.md): attribution pass, candidate region, masked second pass.
+"""AD-DROP (docs/algorithm.md): attribution pass, candidate region, masked second pass.
 
 One AD-DROP step: a first pass in train mode records the target layers' attention
 probabilities; the attribution (gradient of the pseudo- or gold-label logit, integrated gradient,
@@ -49,7 +49,7 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
 
 
 class AddropMethod(Method):
-    """AD-DROP with cross-tuning; see the module docstring and ALGORITHM.md."""
+    """AD-DROP with cross-tuning; see the module docstring and docs/algorithm.md."""
 
     name = "addrop"
 
@@ -162,7 +162,7 @@ class AddropMethod(Method):
         """Integrated gradient for one layer: m passes with its attention scaled by k/m.
 
         ``ig: standard`` differentiates at the scaled attention, ``reference`` w.r.t. the
-        unscaled one (ALGORITHM.md); the label is recomputed per step unless it is gold.
+        unscaled one (docs/algorithm.md); the label is recomputed per step unless it is gold.
         """
         hook = self._hook_for(model)
         steps = self.params.ig_steps

@@ -1,4 +1,4 @@
-"""AD-DROP's maths as pure tensor functions (ALGORITHM.md), testable on hand-made tensors.
+"""AD-DROP's maths as pure tensor functions (docs/algorithm.md), testable on hand-made tensors.
 
 Shapes: attribution scores and masks are B x H x T x T (batch, head, query row, key);
 ``key_real`` is the B x T padding mask of the batch (True = real token). No model in here.

@@ -39,7 +39,7 @@ class DropoutParams(MethodConfig):
 
 
 class AddropParams(MethodConfig):
-    """AD-DROP, as ALGORITHM.md defines it."""
+    """AD-DROP, as docs/algorithm.md defines it."""
 
     method: Literal["addrop"] = "addrop"
     attribution: Literal["gradient", "integrated_gradient", "attention", "random"] = "gradient"
