@@ -370,6 +370,12 @@ def report(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for report files and plots.")] = None,
     plots: Annotated[bool, typer.Option(help="Write plots (PNG and SVG).")] = True,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw", help="Also write runs.csv: one row per run and evaluation, for notebooks."
+        ),
+    ] = False,
 ) -> None:
     """Turn stored runs into comparison tables, statistics and plots.
 
@@ -380,6 +386,8 @@ def report(
       addrop report results/quickstart --format markdown --format csv --out report/
 
       addrop report results/glue-bert results/glue-roberta --epoch last
+
+      addrop report results/quickstart --format csv --raw
     """
     if epoch not in ("best", "last"):
         raise SpecError(f"--epoch: must be best or last, got {epoch!r}")
@@ -395,6 +403,7 @@ def report(
         formats=formats or ["terminal"],
         out=out,
         plots=plots,
+        raw=raw,
         console=console,
     )
     raise typer.Exit(code)

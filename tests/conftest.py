@@ -30,9 +30,16 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+ARTIFACTS = ROOT / "results" / "ci-artifacts"
+"""Where tests may leave files for people to look at (screenshots); git ignores results/."""
+
+
 def _results_listing() -> set[str]:
     results = ROOT / "results"
-    return {str(p.relative_to(results)) for p in results.rglob("*")} if results.exists() else set()
+    if not results.exists():
+        return set()
+    kept = (p for p in results.rglob("*") if p != ARTIFACTS and ARTIFACTS not in p.parents)
+    return {str(p.relative_to(results)) for p in kept}
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -8,10 +8,12 @@ import importlib.util
 import io
 import json
 import math
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from rich.console import Console
 
@@ -182,7 +184,7 @@ def test_protocol_and_cost(report) -> None:
     protocol = " ".join(report.protocol)
     assert "best epoch" in protocol
     assert "dev set used for both early stopping and reporting" in protocol
-    cost = {(c.task, c.variant): c for c in report.cost}
+    cost = {(c.task, c.variant): c for c in report.cost.itertuples()}
     assert cost["rte", "addrop"].wall_time_s == approx(150.0)
     assert cost["rte", "addrop"].wall_ratio == approx(1.5)
     assert cost["rte", "addrop"].throughput_ratio == approx(0.75)
@@ -251,7 +253,7 @@ def test_every_format_renders(tmp_path: Path) -> None:
     assert "Runs not counted" in text and "incomplete" in text
 
     md = (tmp_path / "report.md").read_text()
-    assert "| Task | Metric | baseline (ref) | addrop |" in md
+    assert "| Task | Metric | baseline (ref) | addrop |" in re.sub(" +", " ", md)  # pads cells
     assert "**67.00 ± 2.83<br>Δ +5.00 n=2/3**" in md
     assert "GLUE score = " in md and "## Statistics" in md and "## Cost" in md
 
@@ -268,7 +270,7 @@ def test_every_format_renders(tmp_path: Path) -> None:
     assert r"$\pm$" in tex and r"\textbf{" in tex and "±" not in tex
 
     page = (tmp_path / "report.html").read_text()
-    assert page.count("<table>") == 4 and 'class="best"' in page
+    assert page.count("<table ") == 4 and re.search(r'<td [^>]*class="[^"]*\bbest"', page)
 
     doc = json.loads((tmp_path / "report.json").read_text())
     assert doc["reference"] == "baseline"
@@ -277,6 +279,29 @@ def test_every_format_renders(tmp_path: Path) -> None:
     assert cell["missing"] == {"3": "incomplete"}
     assert {r["status"] for r in doc["runs"]} == {"done", "failed", "incomplete", "corrupt"}
     assert doc["glue"]["addrop"]["score"] == approx((0.67 + 0.80 + 0.8375) / 3)
+
+
+def test_raw_export_is_the_per_run_frame(tmp_path: Path) -> None:
+    report_command(
+        [GLUE_SMALL],
+        formats=[],
+        out=tmp_path,
+        plots=False,
+        raw=True,
+        console=Console(file=io.StringIO()),
+    )
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == 2 * 18  # every run (finished or not) at its best and last evaluation
+    assert set(runs["evaluation"]) == {"best", "last"}
+    assert {"experiment", "variant", "task", "method", "seed", "status", "run_id"} <= set(runs)
+    assert runs.groupby("evaluation")["run_id"].nunique().eq(18).all()
+    # a user's own groupby over the counted rows gives the table's numbers back
+    best = runs[runs["counted"] & (runs["evaluation"] == "best")]
+    means = best.groupby(["task", "variant"])["dev_accuracy"].mean()
+    assert means["rte", "addrop"] == approx(0.67) and means["rte", "baseline"] == approx(0.62)
+    assert best.groupby(["task", "variant"]).size()["stsb", "addrop"] == 2
+    failed = runs[(runs["status"] == "failed")]
+    assert failed["dev_f1"].isna().all() and not failed["counted"].any()
 
 
 def test_default_out_folder_and_bad_format(tmp_path: Path) -> None:
@@ -299,3 +324,6 @@ def test_markdown_report_links_plots_written_beside_it(tmp_path: Path) -> None:
         png = path.parent / link
         assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
         ET.parse(png.with_suffix(".svg"))
+    page = path.with_suffix(".html").read_text()  # the HTML page beside it, plots inlined
+    assert page.count('<img src="data:image/png;base64,') == len(links)
+    assert "Statistics" in page and "Cost" in page and "Selection: dev set" in page

@@ -1,6 +1,7 @@
 """Reports: read the results store, aggregate over seeds, test, render and plot.
 
-Reports only read the store (``load``); aggregation (``aggregate``, ``stats``) is pure;
+Reports only read the store (``load``) into one tidy pandas frame (``frame.run_frame``: one row
+per run and evaluation); aggregation (``aggregate``, ``stats``) is pandas on that frame;
 ``render`` and ``plots`` turn a built :class:`Report` into text and figures; ``command`` is the
 ``addrop report`` entry point. Sweep code can reuse :func:`load_runs`, :func:`aggregate` and
 :func:`summarize` to choose hyperparameters from stored runs.
@@ -9,17 +10,20 @@ Reports only read the store (``load``); aggregation (``aggregate``, ``stats``) i
 from addrop_cli.data.metrics import Summary, summarize
 from addrop_cli.report.aggregate import (
     Cell,
-    CostRow,
     GlueCell,
     Table,
-    TaskRow,
     aggregate,
-    cost_rows,
+    cost_frame,
     describe_protocol,
-    variant_keys,
 )
 from addrop_cli.report.build import Report, build_report
-from addrop_cli.report.command import FORMATS, report_command, write_markdown_report
+from addrop_cli.report.command import (
+    FORMATS,
+    report_command,
+    write_html_report,
+    write_markdown_report,
+)
+from addrop_cli.report.frame import TaskRow, raw_frame, run_frame, variant_keys
 from addrop_cli.report.plots import write_plots
 from addrop_cli.report.stats import (
     BootstrapCI,
@@ -37,7 +41,6 @@ __all__ = [
     "BootstrapCI",
     "Cell",
     "Comparison",
-    "CostRow",
     "GlueCell",
     "Report",
     "RunRecord",
@@ -49,16 +52,19 @@ __all__ = [
     "aggregate",
     "build_report",
     "compare",
-    "cost_rows",
+    "cost_frame",
     "describe_protocol",
     "find_experiments",
     "holm",
     "load_runs",
     "paired_bootstrap",
+    "raw_frame",
     "report_command",
+    "run_frame",
     "seed_tests",
     "summarize",
     "variant_keys",
+    "write_html_report",
     "write_markdown_report",
     "write_plots",
 ]

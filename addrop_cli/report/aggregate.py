@@ -1,4 +1,4 @@
-"""Turn run records into the comparison table: pure functions, no file access, no rendering.
+"""Turn the run frame (:mod:`addrop_cli.report.frame`) into the comparison table with pandas.
 
 Rows are tasks, columns are method variants, a cell summarises one (task, variant) over seeds.
 
@@ -15,36 +15,37 @@ Rows are tasks, columns are method variants, a cell summarises one (task, varian
   reporting stage, the point with the best centre on the dev set is shown ("paper protocol: best
   of grid on the same dev set", optimistic by construction); the table says which.
 * **Several experiments.** A variant name found in several experiments is merged into one column
-  when its resolved run config (everything but task, seed, experiment and sweep) is the same in
-  all of them (more seeds or more tasks of one method); otherwise each becomes its own column,
-  keyed ``experiment/variant``.
+  when its resolved run config is the same in all of them (:func:`frame.variant_keys`);
+  otherwise each becomes its own column, keyed ``experiment/variant``.
 """
 
 from __future__ import annotations
 
-import json
-import statistics
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from addrop_cli.data.metrics import (
-    Agg,
-    Summary,
-    glue_score,
-    higher_is_better,
-    summarize,
-    task_score,
-)
-from addrop_cli.data.tasks import TaskInfo, get_task, task_names
+import pandas as pd
+
+from addrop_cli.data.metrics import Agg, Summary, glue_score
+from addrop_cli.data.tasks import task_names
 from addrop_cli.errors import SpecError
+from addrop_cli.report.frame import (
+    DEV,
+    Epoch,
+    TaskRow,
+    metric_columns,
+    run_frame,
+    task_rows,
+    variant_keys,
+)
 from addrop_cli.store.reader import SELECT_STAGE, RunRecord
 
-Epoch = Literal["best", "last"]
+__all__ = ["Cell", "Epoch", "GlueCell", "Table", "TaskRow", "aggregate", "variant_keys"]
 
-
-_IDENTITY_IGNORED = ("format", "run_id", "experiment", "spec_hash", "task", "seed", "sweep")
+CELL = ["task", "variant"]
 
 
 @dataclass(frozen=True)
@@ -91,27 +92,14 @@ class GlueCell:
 
 
 @dataclass(frozen=True)
-class TaskRow:
-    """A table row's task facts (the registry's, or read off the runs for unknown tasks)."""
+class VariantInfo:
+    """What a column is: its name(s) and method configuration."""
 
+    key: str
     name: str
-    display: str
-    metrics: tuple[str, ...]
-    main_metric: str
-    info: TaskInfo | None = field(default=None, repr=False)
-
-    @property
-    def higher_is_better(self) -> bool:
-        try:
-            return higher_is_better(self.main_metric)
-        except KeyError:
-            return True
-
-    def score(self, metrics: Mapping[str, float]) -> float:
-        """The task score of one run's metrics (the GLUE rule; the main metric if unknown)."""
-        if self.info is not None and self.info.metrics:
-            return task_score(self.info, metrics)
-        return float(metrics[self.main_metric])
+    experiments: tuple[str, ...]
+    method: str
+    method_params: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -128,33 +116,18 @@ class Table:
     epoch: Epoch
     agg: Agg
     variant_info: Mapping[str, VariantInfo]
+    frame: pd.DataFrame = field(repr=False, compare=False)
+    """Every run and evaluation (:func:`frame.run_frame`), ``counted`` marking the table's."""
+    summary: pd.DataFrame = field(repr=False, compare=False)
+    """(task, variant) x (centre, std, n, delta) of every metric and the score."""
 
     def cell(self, task: str, variant: str) -> Cell | None:
         return self.cells.get((task, variant))
 
-
-@dataclass(frozen=True)
-class VariantInfo:
-    """What a column is: its name(s) and method configuration."""
-
-    key: str
-    name: str
-    experiments: tuple[str, ...]
-    method: str
-    method_params: Mapping[str, Any]
-
-
-def variant_keys(records: Iterable[RunRecord]) -> dict[tuple[str, str], str]:
-    """(experiment, variant name) -> column key: the name, or ``experiment/name`` on a clash."""
-    identities: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for r in records:
-        identities[r.variant][r.experiment].add(_identity(r))
-    keys: dict[tuple[str, str], str] = {}
-    for name, by_experiment in identities.items():
-        same = len({frozenset(ids) for ids in by_experiment.values()}) == 1
-        for experiment in by_experiment:
-            keys[experiment, name] = name if same else f"{experiment}/{name}"
-    return keys
+    @property
+    def counted(self) -> pd.DataFrame:
+        """The rows the table summarises: one finished run per seed, at the table's epoch."""
+        return self.frame[self.frame["counted"] & (self.frame["evaluation"] == self.epoch)]
 
 
 def aggregate(
@@ -172,199 +145,182 @@ def aggregate(
     the spec's order; columns follow it, the reference first. Raises :class:`SpecError` for an
     unknown reference.
     """
-    keys = variant_keys(records)
-    expected = _expected_seeds(records)
-    by_cell: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
-    for r in records:
-        by_cell[r.task, keys[r.experiment, r.variant]].append(r)
-    rows = _task_rows(records)
-    info = _variant_info(records, keys)
-    cells = {
-        (task, variant): _cell(rows[task], variant, runs, expected, epoch, agg)
-        for (task, variant), runs in by_cell.items()
-    }
+    rows = task_rows(records)
+    frame = run_frame(records, rows)
+    info = _variant_info(frame)
     ref = _reference(info, reference)
     variants = _order_variants(info, ref, variant_order)
-    cells = _mark(cells, rows.values(), variants, ref)
-    tasks = tuple(rows[t] for t in _order_tasks(rows))
-    return Table(tasks, variants, ref, cells, _glue(cells, tasks, variants, ref), epoch, agg, info)
-
-
-# ---------------------------------------------------------------------------------------------
-# Cells
-# ---------------------------------------------------------------------------------------------
-
-
-def _cell(
-    row: TaskRow,
-    variant: str,
-    runs: list[RunRecord],
-    expected: Mapping[tuple[str, str | None], set[int]],
-    epoch: Epoch,
-    agg: Agg,
-) -> Cell:
-    runs, protocol = _reported_runs(row, runs, epoch, agg)
-    seeds = set().union(*(expected[r.experiment, r.sweep_stage] for r in runs))
-    seed_metrics: dict[int, dict[str, float]] = {}
-    missing: dict[int, str] = {}
-    done: list[RunRecord] = []
-    for r in sorted(runs, key=lambda r: (r.status != "done", r.seed)):
-        if r.status == "done" and r.seed not in seed_metrics:
-            seed_metrics[r.seed] = r.dev_metrics(epoch) or {}
-            done.append(r)
-        elif r.seed not in seed_metrics and r.seed not in missing:
-            missing[r.seed] = r.status if r.status != "failed" else f"failed: {r.reason}"
-    for seed in seeds - seed_metrics.keys() - missing.keys():
-        missing[seed] = "no run"
-    ordered = sorted(seed_metrics)
-    seed_scores = {s: row.score(seed_metrics[s]) for s in ordered}
-    per_metric = {
-        m: summarize([seed_metrics[s][m] for s in ordered if m in seed_metrics[s]], agg)
-        for m in row.metrics
+    runs = frame[frame["evaluation"] == epoch]
+    chosen, protocols = _reported_runs(runs, rows, agg)
+    done = chosen[chosen["status"] == "done"].sort_values("seed", kind="stable")
+    done = done.drop_duplicates([*CELL, "seed"])
+    frame["counted"] = frame["run_id"].isin(done["run_id"]) & frame["path"].isin(done["path"])
+    summary = _summary(done, rows, ref, agg)
+    expected = runs.groupby(["experiment", "stage"])["seed"].agg(set)
+    cells = {
+        key: _cell(rows[key[0]], key, group, done, summary, expected, protocols[key])
+        for key, group in chosen.groupby(CELL, sort=False)
     }
-    return Cell(
-        task=row.name,
-        variant=variant,
-        seed_metrics={s: seed_metrics[s] for s in ordered},
-        seed_scores=seed_scores,
-        metrics=per_metric,
-        score=summarize(list(seed_scores.values()), agg),
-        expected=len(seeds | seed_metrics.keys()),
-        missing=dict(sorted(missing.items())),
-        point=_point(runs[0]) if protocol else None,
-        protocol=protocol,
-        runs=tuple(done),
-    )
+    tasks = tuple(rows[t] for t in _order_tasks(rows))
+    glue = _glue(summary, tasks, variants, ref)
+    return Table(tasks, variants, ref, cells, glue, epoch, agg, info, frame, summary)
+
+
+# ---------------------------------------------------------------------------------------------
+# Which runs a cell reports (one hyperparameter point)
+# ---------------------------------------------------------------------------------------------
 
 
 def _reported_runs(
-    row: TaskRow, runs: list[RunRecord], epoch: Epoch, agg: Agg
-) -> tuple[list[RunRecord], str | None]:
+    runs: pd.DataFrame, rows: Mapping[str, TaskRow], agg: Agg
+) -> tuple[pd.DataFrame, dict[tuple[str, str], str | None]]:
+    parts, protocols = [], {}
+    for key, group in runs.groupby(CELL, sort=False):
+        kept, protocols[key] = _one_point(group, rows[key[0]], agg)
+        parts.append(kept)
+    return pd.concat(parts), protocols
+
+
+def _one_point(group: pd.DataFrame, row: TaskRow, agg: Agg) -> tuple[pd.DataFrame, str | None]:
     """The runs of one hyperparameter point, and how that point was chosen (None: no sweep)."""
-    selected = [r for r in runs if r.sweep_stage == SELECT_STAGE]
-    reported = [r for r in runs if r.sweep_stage not in (None, SELECT_STAGE)]
+    selected = group[group["stage"] == SELECT_STAGE]
+    reported = group[~group["stage"].isin(["", SELECT_STAGE])]
     protocol = None
-    if selected and reported:
+    if len(selected) and len(reported):
         protocol = (
             f"two-stage: selected on seeds {_seed_list(selected)}, "
             f"reported on seeds {_seed_list(reported)}"
         )
-        runs = reported
-    groups: dict[str, list[RunRecord]] = defaultdict(list)
-    for r in runs:
-        groups[json.dumps([r.sweep_point, r.method_params], sort_keys=True, default=str)].append(r)
-    if len(groups) == 1:
-        return runs, protocol
+        group = reported
+    points = group["point"].unique()
+    if len(points) == 1:
+        return group, protocol
     sign = 1.0 if row.higher_is_better else -1.0
-
-    def centre(group: list[RunRecord]) -> float:
-        scores = [row.score(r.dev_metrics(epoch) or {}) for r in group if r.status == "done"]
-        return sign * summarize(scores, agg).center if scores else float("-inf")
-
-    best = max(groups.values(), key=centre)
-    grid = f"paper protocol: best of grid ({len(groups)} points) on the same dev set"
-    return best, protocol or grid
+    finished = group[group["status"] == "done"]
+    centres = sign * finished.groupby("point", sort=False)["score"].agg(agg)
+    best = centres.reindex(points, fill_value=-math.inf).idxmax()
+    grid = f"paper protocol: best of grid ({len(points)} points) on the same dev set"
+    return group[group["point"] == best], protocol or grid
 
 
-def _mark(
-    cells: dict[tuple[str, str], Cell],
-    rows: Iterable[TaskRow],
-    variants: Sequence[str],
-    ref: str,
-) -> dict[tuple[str, str], Cell]:
-    """Add deltas against the reference and flag the best cell of each row."""
-    out = dict(cells)
-    for row in rows:
-        base = cells.get((row.name, ref))
-        centres = {
-            v: cells[row.name, v].score.center
-            for v in variants
-            if (row.name, v) in cells and cells[row.name, v].score.center is not None
-        }
-        pick = max if row.higher_is_better else min
-        top = pick(centres.values()) if centres else None
-        for v in variants:
-            cell = cells.get((row.name, v))
-            if cell is None:
-                continue
-            delta, score_delta = None, None
-            if v != ref and base is not None:
-                delta = {
-                    m: s.center - base.metrics[m].center
-                    for m, s in cell.metrics.items()
-                    if s.center is not None and base.metrics[m].center is not None
-                }
-                if cell.score.center is not None and base.score.center is not None:
-                    score_delta = cell.score.center - base.score.center
-            best = top is not None and centres.get(v) == top
-            out[row.name, v] = replace(cell, delta=delta, score_delta=score_delta, best=best)
-    return out
+# ---------------------------------------------------------------------------------------------
+# Summaries over seeds, deltas, best cells, GLUE
+# ---------------------------------------------------------------------------------------------
+
+
+def _summary(done: pd.DataFrame, rows: Mapping[str, TaskRow], ref: str, agg: Agg) -> pd.DataFrame:
+    """(task, variant) x (stat, column): centre, std, n and delta of each metric and the score."""
+    columns = [*metric_columns(done), "score"]
+    grouped = done.groupby(CELL, sort=False)[columns]
+    centre = grouped.agg(agg)
+    reference = centre.xs(ref, level="variant") if ref in centre.index.unique("variant") else None
+    if reference is None:
+        delta = centre * math.nan
+    else:
+        delta = centre - reference.reindex(centre.index.get_level_values("task")).to_numpy()
+    delta.loc[centre.index.get_level_values("variant") == ref] = math.nan
+    sign = pd.Series([1.0 if rows[t].higher_is_better else -1.0 for t, _ in centre.index])
+    signed = centre["score"] * sign.to_numpy()
+    best = signed == signed.groupby(level="task").transform("max")
+    stats = {"centre": centre, "std": grouped.std(), "n": grouped.count(), "delta": delta}
+    summary = pd.concat(stats, axis=1)
+    summary["best", "score"] = best
+    return summary
+
+
+def _cell(
+    row: TaskRow,
+    key: tuple[str, str],
+    group: pd.DataFrame,
+    done: pd.DataFrame,
+    summary: pd.DataFrame,
+    expected: pd.Series,
+    protocol: str | None,
+) -> Cell:
+    finished = done[(done["task"] == key[0]) & (done["variant"] == key[1])]
+    seeds = set().union(
+        *(expected[pair] for pair in zip(group["experiment"], group["stage"], strict=True))
+    )
+    others = group[(group["status"] != "done") & ~group["seed"].isin(finished["seed"])]
+    others = others.sort_values("seed", kind="stable").drop_duplicates("seed")
+    missing = {
+        int(s): status if status != "failed" else f"failed: {reason}"
+        for s, status, reason in zip(
+            others["seed"], others["status"], others["reason"], strict=True
+        )
+    }
+    missing |= {s: "no run" for s in seeds - set(finished["seed"]) - missing.keys()}
+    metrics = finished[metric_columns(finished)]
+    stats = summary.loc[key] if key in summary.index else None
+    delta = None if stats is None else _present(stats["delta"])
+    return Cell(
+        task=row.name,
+        variant=key[1],
+        seed_metrics={
+            int(s): _present(m)
+            for s, (_, m) in zip(finished["seed"], metrics.iterrows(), strict=True)
+        },
+        seed_scores=dict(zip(finished["seed"].astype(int), finished["score"], strict=True)),
+        metrics={m: _summary_of(stats, DEV + m) for m in row.metrics},
+        score=_summary_of(stats, "score"),
+        expected=len(seeds | set(finished["seed"])),
+        missing=dict(sorted(missing.items())),
+        point=_point(group["record"].iloc[0]) if protocol else None,
+        protocol=protocol,
+        delta=delta or None,
+        score_delta=None if stats is None else _value(stats["delta", "score"]),
+        best=bool(stats is not None and stats["best", "score"]),
+        runs=tuple(finished["record"]),
+    )
+
+
+def _present(values: pd.Series) -> dict[str, float]:
+    """The metric values that are there (a run has only its own task's metrics)."""
+    return {
+        k.removeprefix(DEV): float(v) for k, v in values.items() if k != "score" and pd.notna(v)
+    }
+
+
+def _summary_of(stats: pd.Series | None, column: str) -> Summary:
+    if stats is None or column not in stats["n"]:
+        return Summary(None, None, 0)
+    return Summary(
+        _value(stats["centre", column]), _value(stats["std", column]), int(stats["n", column])
+    )
+
+
+def _value(x: Any) -> float | None:
+    return None if pd.isna(x) else float(x)
 
 
 def _glue(
-    cells: Mapping[tuple[str, str], Cell],
-    tasks: Sequence[TaskRow],
-    variants: Sequence[str],
-    ref: str,
+    summary: pd.DataFrame, tasks: Sequence[TaskRow], variants: Sequence[str], ref: str
 ) -> dict[str, GlueCell] | None:
-    glue_names = {t.name for t in tasks if t.info is not None and t.info.is_glue}
-    if not glue_names:
+    glue_tasks = [t.name for t in tasks if t.info is not None and t.info.is_glue]
+    if not glue_tasks:
         return None
+    centres = summary["centre"].drop(columns="score")
     raw = {}
     for v in variants:
-        per_task = {
-            t: {m: s.center for m, s in cells[t, v].metrics.items() if s.center is not None}
-            for t in glue_names
-            if (t, v) in cells
-        }
+        per_task = {t: _present(centres.loc[t, v]) for t in glue_tasks if (t, v) in centres.index}
         raw[v] = glue_score(per_task)
-    ref_score = raw[ref].score if ref in raw else None
-    scores = [g.score for g in raw.values() if g.score is not None]
-    top = max(scores) if scores else None
+    scores = pd.Series({v: g.score for v, g in raw.items()}, dtype=float)
+    deltas = scores - scores.get(ref, math.nan)
     return {
         v: GlueCell(
             score=g.score,
             covered=g.covered,
-            missing=tuple(t for t in g.missing if t in glue_names),
-            delta=None if v == ref or g.score is None or ref_score is None else g.score - ref_score,
-            best=g.score is not None and g.score == top,
+            missing=tuple(t for t in g.missing if t in glue_tasks),
+            delta=None if v == ref else _value(deltas[v]),
+            best=bool(g.score is not None and g.score == scores.max()),
         )
         for v, g in raw.items()
     }
 
 
 # ---------------------------------------------------------------------------------------------
-# Rows, columns, expected seeds
+# Rows, columns
 # ---------------------------------------------------------------------------------------------
-
-
-def _task_rows(records: Sequence[RunRecord]) -> dict[str, TaskRow]:
-    rows: dict[str, TaskRow] = {}
-    for r in records:
-        if r.task not in rows:
-            rows[r.task] = _task_row(r.task, [x for x in records if x.task == r.task])
-    return rows
-
-
-def _task_row(name: str, runs: Sequence[RunRecord]) -> TaskRow:
-    """The registry's facts; for a task it does not know, the facts the runs carry."""
-    info = _task_info(name, runs)
-    if info is not None and info.metrics:
-        return TaskRow(name, info.display, info.metrics, info.main_metric, info)
-    done = [r for r in runs if r.metrics is not None]
-    metrics = tuple(dict.fromkeys(k for r in done for k in r.metrics["best"]["dev"]))
-    main = next((str(r.metrics["main_metric"]) for r in done if "main_metric" in r.metrics), "")
-    return TaskRow(name, name, metrics, main or (metrics[0] if metrics else ""), None)
-
-
-def _task_info(name: str, runs: Sequence[RunRecord]) -> TaskInfo | None:
-    from addrop_cli.errors import AddropError
-
-    try:
-        return get_task(name)
-    except AddropError:
-        pass
-    return None  # a task of the user's own: the caller uses the facts its runs carry
 
 
 def _order_tasks(rows: Mapping[str, TaskRow]) -> list[str]:
@@ -372,19 +328,15 @@ def _order_tasks(rows: Mapping[str, TaskRow]) -> list[str]:
     return glue + sorted(t for t in rows if t not in glue)
 
 
-def _variant_info(
-    records: Sequence[RunRecord], keys: Mapping[tuple[str, str], str]
-) -> dict[str, VariantInfo]:
-    info: dict[str, VariantInfo] = {}
-    for r in records:
-        key = keys[r.experiment, r.variant]
-        if key in info:
-            if r.experiment not in info[key].experiments:
-                experiments = (*info[key].experiments, r.experiment)
-                info[key] = replace(info[key], experiments=experiments)
-            continue
-        info[key] = VariantInfo(key, r.variant, (r.experiment,), r.method, r.method_params)
-    return info
+def _variant_info(frame: pd.DataFrame) -> dict[str, VariantInfo]:
+    firsts = frame.drop_duplicates("variant")
+    experiments = frame.groupby("variant", sort=False)["experiment"].unique()
+    return {
+        key: VariantInfo(key, name, tuple(experiments[key]), method, record.method_params)
+        for key, name, method, record in zip(
+            firsts["variant"], firsts["name"], firsts["method"], firsts["record"], strict=True
+        )
+    }
 
 
 def _reference(info: Mapping[str, VariantInfo], reference: str | None) -> str:
@@ -396,8 +348,6 @@ def _reference(info: Mapping[str, VariantInfo], reference: str | None) -> str:
     by_name = [k for k, v in info.items() if v.name == reference]
     if len(by_name) == 1:
         return by_name[0]
-    import difflib
-
     close = difflib.get_close_matches(reference, list(info), n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise SpecError(
@@ -417,30 +367,14 @@ def _order_variants(
     return (ref, *rest)
 
 
-def _expected_seeds(records: Iterable[RunRecord]) -> dict[tuple[str, str | None], set[int]]:
-    """(experiment, sweep stage) -> the distinct seeds its runs use."""
-    seeds: dict[tuple[str, str | None], set[int]] = defaultdict(set)
-    for r in records:
-        seeds[r.experiment, r.sweep_stage].add(r.seed)
-    return seeds
-
-
-def _identity(r: RunRecord) -> str:
-    """The run's resolved config minus what varies within a variant (task, seed, sweep point)."""
-    config = {k: v for k, v in r.config.items() if k not in _IDENTITY_IGNORED}
-    if r.sweep_point:
-        config.pop("method_params", None)
-    return json.dumps(config, sort_keys=True, default=str)
-
-
 def _point(r: RunRecord) -> dict[str, Any]:
     if r.sweep_point:
         return dict(r.sweep_point)
     return {k: v for k, v in r.method_params.items() if k != "method"}
 
 
-def _seed_list(runs: Iterable[RunRecord]) -> str:
-    return ", ".join(str(s) for s in sorted({r.seed for r in runs}))
+def _seed_list(runs: pd.DataFrame) -> str:
+    return ", ".join(str(s) for s in sorted(set(runs["seed"])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,7 +382,7 @@ def _seed_list(runs: Iterable[RunRecord]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def describe_protocol(table: Table, records: Sequence[RunRecord]) -> list[str]:
+def describe_protocol(table: Table) -> list[str]:
     """The lines every table states under it: epoch, centre, selection split, sweep protocol."""
     epoch = (
         "best epoch (the evaluation with the best selection-split score)"
@@ -459,92 +393,47 @@ def describe_protocol(table: Table, records: Sequence[RunRecord]) -> list[str]:
         f"Dev-set scores x100 at the {epoch}; {table.agg} ± sample std over seeds; "
         f"n=k/N: k finished seeds of the N the experiment ran; Δ against {table.reference}."
     ]
-    done = [r for r in records if r.status == "done"]
-    on_dev = {r.selects_on_dev for r in done}
+    runs = table.frame[table.frame["evaluation"] == table.epoch]
+    done = runs[runs["status"] == "done"]
+    on_dev = set(done["selects_on_dev"])
     if on_dev == {True}:
         lines.append("Selection: dev set used for both early stopping and reporting.")
     elif on_dev == {False}:
         lines.append("Selection: held-out split for selection, dev for reporting.")
     elif on_dev:
-        dev_variants = sorted({r.variant for r in done if r.selects_on_dev})
+        dev_variants = ", ".join(sorted(set(done.loc[done["selects_on_dev"], "name"])))
         lines.append(
             "Selection: mixed; dev set used for both early stopping and reporting in "
-            f"{', '.join(dev_variants)}; held-out split for selection, dev for reporting elsewhere."
+            f"{dev_variants}; held-out split for selection, dev for reporting elsewhere."
         )
-    sweeps: dict[str, set[str]] = defaultdict(set)
-    for cell in table.cells.values():
-        if cell.protocol:
-            sweeps[cell.protocol].add(cell.variant)
-    for protocol, variants in sorted(sweeps.items()):
-        lines.append(f"Hyperparameters ({', '.join(sorted(variants))}): {protocol}.")
-    dev_sizes = sorted({(r.config.get("data") or {}).get("dev_size") for r in done} - {None})
-    if dev_sizes:
-        sizes = ", ".join(str(s) for s in dev_sizes)
-        lines.append(f"Quick check: dev truncated to the first {sizes} examples.")
+    protocols = pd.Series({key: c.protocol for key, c in table.cells.items() if c.protocol})
+    for protocol, variants in protocols.groupby(protocols, sort=True):
+        names = ", ".join(sorted({v for _, v in variants.index}))
+        lines.append(f"Hyperparameters ({names}): {protocol}.")
+    sizes = sorted(done["truncated_dev"].dropna().unique())
+    if sizes:
+        listed = ", ".join(str(int(s)) for s in sizes)
+        lines.append(f"Quick check: dev truncated to the first {listed} examples.")
     return lines
 
 
-@dataclass(frozen=True)
-class CostRow:
-    """Cost of one (task, variant), next to the reference's on the same task."""
-
-    task: str
-    variant: str
-    n: int
-    wall_time_s: float | None
-    """Mean wall time per finished run."""
-    samples_per_s: float | None
-    """Mean training throughput."""
-    peak_memory_mb: float | None
-    """Largest peak memory over the runs."""
-    wall_ratio: float | None = None
-    """Mean wall time / the reference's (>1: slower)."""
-    throughput_ratio: float | None = None
-    """Mean samples/s / the reference's (<1: slower)."""
-
-
-def cost_rows(table: Table) -> list[CostRow]:
-    """Wall time, throughput and memory per (task, variant), with overhead against the reference."""
-    rows: list[CostRow] = []
-    for task in table.tasks:
-        base = _cost(table.cell(task.name, table.reference))
-        for v in table.variants:
-            cost = _cost(table.cell(task.name, v))
-            if cost is None:
-                continue
-            if base is not None:
-                cost = replace(
-                    cost,
-                    wall_ratio=_ratio(cost.wall_time_s, base.wall_time_s),
-                    throughput_ratio=_ratio(cost.samples_per_s, base.samples_per_s),
-                )
-            rows.append(cost)
-    return rows
-
-
-def _cost(cell: Cell | None) -> CostRow | None:
-    if cell is None or not cell.runs:
-        return None
-
-    def values(key: str) -> list[float]:
-        out = []
-        for r in cell.runs:
-            value = (r.metrics or {}).get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                out.append(float(value))
-        return out
-
-    wall, speed = values("wall_time_s"), values("train_samples_per_s")
-    memory = values("peak_memory_mb")
-    return CostRow(
-        task=cell.task,
-        variant=cell.variant,
-        n=len(cell.runs),
-        wall_time_s=statistics.fmean(wall) if wall else None,
-        samples_per_s=statistics.fmean(speed) if speed else None,
-        peak_memory_mb=max(memory) if memory else None,
+def cost_frame(table: Table) -> pd.DataFrame:
+    """Wall time, throughput (means) and peak memory (the largest) per (task, variant) over its
+    finished runs, with ratios against the reference on the same task (wall >1 and samples/s
+    <1: slower)."""
+    cost = table.counted.groupby(CELL).agg(
+        n=("seed", "size"),
+        wall_time_s=("wall_time_s", "mean"),
+        samples_per_s=("train_samples_per_s", "mean"),
+        peak_memory_mb=("peak_memory_mb", "max"),
     )
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or not b else a / b
+    order = [(t.name, v) for t in table.tasks for v in table.variants if (t.name, v) in cost.index]
+    cost = cost.reindex(pd.MultiIndex.from_tuples(order, names=CELL))
+    if table.reference in cost.index.unique("variant"):
+        ref = cost.xs(table.reference, level="variant").replace(0, math.nan)
+        ref = ref.reindex(cost.index.get_level_values("task")).to_numpy()
+    else:
+        ref = (cost * math.nan).to_numpy()
+    cost["wall_ratio"] = cost["wall_time_s"] / ref[:, 1]
+    cost["throughput_ratio"] = cost["samples_per_s"] / ref[:, 2]
+    return cost.reset_index()

@@ -12,16 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import pandas as pd
+
 from addrop_cli.data.metrics import GLUE_SCORE_FORMULA, Agg
-from addrop_cli.report.aggregate import (
-    CostRow,
-    Epoch,
-    Table,
-    aggregate,
-    cost_rows,
-    describe_protocol,
-    variant_keys,
-)
+from addrop_cli.report.aggregate import Epoch, Table, aggregate, cost_frame, describe_protocol
+from addrop_cli.report.frame import variant_keys
 from addrop_cli.report.stats import MARKER_LEGEND, Comparison, compare
 from addrop_cli.store.reader import (
     RunRecord,
@@ -43,7 +38,8 @@ class Report:
     experiments: tuple[Path, ...]
     table: Table
     comparisons: tuple[Comparison, ...]
-    cost: tuple[CostRow, ...]
+    cost: pd.DataFrame = field(repr=False, compare=False)
+    """One row per (task, variant): see :func:`aggregate.cost_frame`."""
     protocol: tuple[str, ...]
     glue_formula: str
     legend: str
@@ -89,8 +85,8 @@ def build_report(
         experiments=tuple(experiments),
         table=table,
         comparisons=tuple(comparisons),
-        cost=tuple(cost_rows(table)),
-        protocol=tuple(describe_protocol(table, records)),
+        cost=cost_frame(table),
+        protocol=tuple(describe_protocol(table)),
         glue_formula=GLUE_SCORE_FORMULA,
         legend=MARKER_LEGEND,
         records=tuple(records),

@@ -16,18 +16,15 @@ from addrop_cli.data.metrics import Agg
 from addrop_cli.errors import SpecError, StoreError
 from addrop_cli.report.aggregate import Epoch
 from addrop_cli.report.build import Report, build_report
+from addrop_cli.report.export import stats_frame, table_frame, to_csv, to_json
+from addrop_cli.report.frame import raw_frame
+from addrop_cli.report.page import html_page
 from addrop_cli.report.plots import png_files, write_plots
 from addrop_cli.report.render import (
     cost_grid,
-    cost_records,
     grids,
     main_grid,
     print_terminal,
-    stats_records,
-    table_records,
-    to_csv,
-    to_html,
-    to_json,
     to_latex,
     to_markdown,
     write_text,
@@ -47,9 +44,13 @@ def report_command(
     formats: Sequence[str] = ("terminal",),
     out: Path | None = None,
     plots: bool = True,
+    raw: bool = False,
     console: Console | None = None,
 ) -> int:
     """Print the report and write files (``out``, default ``<first experiment>/report/``).
+
+    ``raw`` also writes ``runs.csv``: the per-run frame (one row per run and evaluation, with
+    identity columns), for users' own notebooks.
 
     Returns the exit code (0). Raises :class:`StoreError` for a missing or empty path and
     :class:`SpecError` for an unknown format or reference.
@@ -61,13 +62,13 @@ def report_command(
     report = build_report(paths, epoch=epoch, agg=agg, reference=reference)
     folder = out if out is not None else report.experiments[0] / "report"
     try:
-        return _print_and_write(report, folder, formats, plots, console)
+        return _print_and_write(report, folder, formats, plots, raw, console)
     except OSError as err:  # an unwritable --out folder or a full disk: one line, no traceback
         raise store_error(folder, err, "--out DIR") from err
 
 
 def _print_and_write(
-    report: Report, folder: Path, formats: Sequence[str], plots: bool, console: Console
+    report: Report, folder: Path, formats: Sequence[str], plots: bool, raw: bool, console: Console
 ) -> int:
     written: list[Path] = []
     with warnings.catch_warnings(record=True) as caught:
@@ -78,17 +79,20 @@ def _print_and_write(
     written += figures
     if "terminal" in formats:
         print_terminal(report, console)
-    if "markdown" in formats:
-        written.append(write_markdown_report(folder / "report.md", report, plot_files=figures))
+    if "markdown" in formats:  # the HTML page comes with it, next to it
+        md = write_markdown_report(folder / "report.md", report, plot_files=figures)
+        written += [md, md.with_suffix(".html")]
+    elif "html" in formats:
+        written.append(write_html_report(folder / "report.html", report, plot_files=figures))
     if "csv" in formats:
-        written.append(write_text(folder / "table.csv", to_csv(table_records(report))))
-        written.append(write_text(folder / "stats.csv", to_csv(stats_records(report))))
-        written.append(write_text(folder / "cost.csv", to_csv(cost_records(report))))
+        written.append(write_text(folder / "table.csv", to_csv(table_frame(report))))
+        written.append(write_text(folder / "stats.csv", to_csv(stats_frame(report))))
+        written.append(write_text(folder / "cost.csv", to_csv(report.cost)))
+    if raw:
+        written.append(write_text(folder / "runs.csv", to_csv(raw_frame(report.table.frame))))
     if "latex" in formats:
         tex = to_latex(main_grid(report)) + "\n" + to_latex(cost_grid(report))
         written.append(write_text(folder / "table.tex", tex))
-    if "html" in formats:
-        written.append(write_html_report(folder / "report.html", report, plot_files=figures))
     if "json" in formats:
         written.append(write_text(folder / "report.json", to_json(report)))
     if written:
@@ -105,7 +109,8 @@ def write_markdown_report(
     agg: Agg = "mean",
     reference: str | None = None,
 ) -> Path:
-    """A Markdown report (tables, statistics, cost, runs not counted, plots) at ``path``.
+    """A Markdown report (tables, statistics, cost, runs not counted, plots) at ``path``, and
+    the self-contained HTML page of the same report next to it (``path`` with ``.html``).
 
     ``report`` is a built :class:`Report`, or experiment folders to build one from (with
     ``epoch``, ``agg``, ``reference``). Plots are written beside ``path`` unless ``plot_files``
@@ -130,18 +135,13 @@ def write_markdown_report(
             link = f" ([SVG]({_relative(svg, path.parent)}))" if svg in plot_files else ""
             lines += [f"![{png.stem}]({rel}){link}", ""]
         parts.append("\n".join(lines))
+    write_html_report(path.with_suffix(".html"), report, plot_files=plot_files)
     return write_text(path, "\n".join(parts))
 
 
 def write_html_report(path: Path, report: Report, *, plot_files: Sequence[Path] = ()) -> Path:
-    """A standalone HTML page with every table and the PNG plots."""
-    names = ", ".join(p.name for p in report.experiments)
-    page = to_html(grids(report), f"Report: {names}")
-    images = "".join(
-        f'<p><img src="{_relative(p, path.parent)}" alt="{p.stem}"></p>\n'
-        for p in png_files(plot_files)
-    )
-    return write_text(path, page.replace("</body></html>", images + "</body></html>"))
+    """The self-contained HTML page (plots inlined) at ``path``."""
+    return write_text(path, html_page(report, plot_files))
 
 
 def _relative(path: Path, start: Path) -> str:

@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
-from addrop_cli.data.metrics import summarize
-from addrop_cli.report.aggregate import Table, TaskRow, variant_keys
+from addrop_cli.report.aggregate import Table, TaskRow
 from addrop_cli.report.build import Report
-from addrop_cli.store.reader import SELECT_STAGE, RunRecord
+from addrop_cli.report.frame import DEV, curve_frame
+from addrop_cli.store.reader import SELECT_STAGE
 
 FORMATS = ("png", "svg")
 
@@ -39,17 +39,22 @@ def write_plots(report: Report, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     table = report.table
+    curves = _curves(table)
     for task in table.tasks:
-        series = _series_by_variant(table, task)
-        if any(series.values()):
-            files += _save(_curves_figure(task, series), out / f"curves_{_slug(task.name)}")
+        bands = _bands(curves[curves["task"] == task.name], DEV + task.main_metric)
+        if len(bands):
+            files += _save(_curves_figure(task, bands), out / f"curves_{_slug(task.name)}")
         prior = _prior_variants(table, task.name)
         if prior:
-            loss = {label: series.get(v, []) for label, v in prior.items()}
-            files += _save(_prior_figure(task, loss), out / f"prior_{_slug(task.name)}")
+            loss = bands[bands["variant"].isin(prior.values())]
+            labels = {v: label for label, v in prior.items()}
+            loss = loss.assign(variant=loss["variant"].astype(str).map(labels))
+            files += _save(
+                _prior_figure(task, loss, list(prior)), out / f"prior_{_slug(task.name)}"
+            )
     if any(c.n for c in table.cells.values()):
         files += _save(_bars_figure(table), out / "bars")
-    for (task, variant), grid in _sweep_grids(report).items():
+    for (task, variant), grid in _sweep_grids(table).items():
         row = next(t for t in table.tasks if t.name == task)
         name = f"heatmap_{_slug(task)}_{_slug(variant)}"
         files += _save(_heatmap_figure(row, variant, grid, table.epoch), out / name)
@@ -57,50 +62,29 @@ def write_plots(report: Report, out: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Data
+# Data: pandas on the run frame and the curve frame
 # ---------------------------------------------------------------------------------------------
 
-Series = list[tuple[list[float], list[float], list[float]]]
-"""Per run: (x, dev main metric, train loss)."""
+
+def _curves(table: Table) -> pd.DataFrame:
+    """Every evaluation of the runs the table counts, with their task and variant."""
+    counted = table.counted[["run_id", "path", "task", "variant"]]
+    records = [c for cell in table.cells.values() for c in cell.runs]
+    curves = curve_frame(records).merge(counted, on=["run_id", "path"])
+    return curves.astype({"variant": pd.CategoricalDtype(table.variants)})  # the table's order
 
 
-def _series_by_variant(table: Table, task: TaskRow) -> dict[str, Series]:
-    out: dict[str, Series] = {}
-    for v in table.variants:
-        cell = table.cell(task.name, v)
-        if cell is not None:
-            out[v] = [s for s in (_run_series(r, task.main_metric) for r in cell.runs) if s[0]]
-    return out
-
-
-def _run_series(run: RunRecord, metric: str) -> tuple[list[float], list[float], list[float]]:
-    rows = run.epochs()
-    epochs = [row.get("epoch") for row in rows]
-    by_epoch = len(set(epochs)) == len(epochs) and None not in epochs
-    x, dev, loss = [], [], []
-    for i, row in enumerate(rows):
-        x.append(float(row["epoch"]) + 1 if by_epoch else float(i + 1))
-        dev.append(_number((row.get("dev") or {}).get(metric)))
-        loss.append(_number(row.get("train_loss")))
-    return x, dev, loss
-
-
-def _number(value: object) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return float(value) if ok else math.nan
-
-
-def _band(runs: Series, which: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """x, mean and std over runs at each x (runs stopped early simply end sooner)."""
-    values: dict[float, list[float]] = defaultdict(list)
-    for run in runs:
-        for x, y in zip(run[0], run[which], strict=True):
-            if math.isfinite(y):
-                values[x].append(y)
-    xs = np.array(sorted(values))
-    mean = np.array([np.mean(values[x]) for x in xs])
-    std = np.array([np.std(values[x], ddof=1) if len(values[x]) > 1 else 0.0 for x in xs])
-    return xs, mean, std
+def _bands(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per variant and x: mean and std over runs of the dev metric and the training loss (runs
+    stopped early simply end sooner), and how many runs the variant has."""
+    if curves.empty or metric not in curves:
+        return pd.DataFrame(columns=["variant", "x", "runs"])
+    grouped = curves.groupby(["variant", "x"], observed=True)[[metric, "train_loss"]]
+    bands = grouped.agg(["mean", "std"]).fillna({(c, "std"): 0.0 for c in (metric, "train_loss")})
+    bands.columns = ["dev", "dev_std", "loss", "loss_std"]
+    runs = curves.groupby("variant", observed=True)["run_id"].nunique()
+    bands = bands.reset_index()
+    return bands.assign(runs=bands["variant"].map(runs).astype(int))
 
 
 def _prior_variants(table: Table, task: str) -> dict[str, str]:
@@ -124,26 +108,30 @@ def _prior_variants(table: Table, task: str) -> dict[str, str]:
     return {label: found[label] for label in wanted} if all(w in found for w in wanted) else {}
 
 
-def _sweep_grids(report: Report) -> dict[tuple[str, str], dict[tuple[float, float], list[float]]]:
-    """(task, variant) -> (p, q) -> per-seed scores, for AD-DROP variants swept over p and q."""
-    rows = {t.name: t for t in report.table.tasks}
-    keys = variant_keys(report.records)
-    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
-    for r in report.records:
-        if r.status == "done" and r.method == "addrop":
-            groups[r.task, keys[r.experiment, r.variant]].append(r)
+def _sweep_grids(table: Table) -> dict[tuple[str, str], pd.DataFrame]:
+    """(task, variant) -> p x q tables of (mean, std) score over seeds, for AD-DROP variants
+    swept over p and q (from the selection stage when there is one)."""
+    frame = table.frame
+    runs = frame[
+        (frame["evaluation"] == table.epoch)
+        & (frame["status"] == "done")
+        & (frame["method"] == "addrop")
+    ]
+    if not {"param_p", "param_q"} <= set(runs.columns):
+        return {}
     out = {}
-    for key, runs in groups.items():
-        selecting = [r for r in runs if r.sweep_stage == SELECT_STAGE]
-        grid: dict[tuple[float, float], list[float]] = defaultdict(list)
-        for r in selecting or runs:
-            p, q = r.method_params.get("p"), r.method_params.get("q")
-            if p is not None and q is not None:
-                metrics = r.dev_metrics(report.table.epoch) or {}
-                grid[float(p), float(q)].append(rows[r.task].score(metrics))
-        ps, qs = {p for p, _ in grid}, {q for _, q in grid}
-        if len(grid) > 1 and (len(ps) > 1 and len(qs) > 1):
-            out[key] = dict(grid)
+    for key, group in runs.dropna(subset=["param_p", "param_q"]).groupby(["task", "variant"]):
+        selecting = group[group["stage"] == SELECT_STAGE]
+        group = selecting if len(selecting) else group
+        grid = group.pivot_table(
+            index="param_p",
+            columns="param_q",
+            values="score",
+            aggfunc=["mean", "std"],
+            dropna=False,  # keep the std columns with one seed per point (all NaN)
+        )
+        if min(grid["mean"].shape) > 1:  # two or more values of both p and q
+            out[key] = grid
     return out
 
 
@@ -152,15 +140,15 @@ def _sweep_grids(report: Report) -> dict[tuple[str, str], dict[tuple[float, floa
 # ---------------------------------------------------------------------------------------------
 
 
-def _curves_figure(task: TaskRow, series: Mapping[str, Series]) -> Figure:
+def _curves_figure(task: TaskRow, bands: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(10, 4), layout="constrained")
     ax_dev, ax_loss = fig.subplots(1, 2)
-    for variant, runs in series.items():
-        for ax, which in ((ax_dev, 1), (ax_loss, 2)):
-            xs, mean, std = _band(runs, which)
-            if len(xs):
-                (line,) = ax.plot(xs, mean, marker="o", ms=3, label=f"{variant} (n={len(runs)})")
-                ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    for variant, band in bands.groupby("variant", observed=True):
+        for ax, col in ((ax_dev, "dev"), (ax_loss, "loss")):
+            band = band.dropna(subset=[col])
+            if len(band):
+                label = f"{variant} (n={band['runs'].iloc[0]})"
+                _line(ax, band["x"], band[col], band[f"{col}_std"], label, alpha=0.2)
     ax_dev.set(title=f"{task.display}: dev {task.main_metric}", xlabel="epoch", ylabel="dev")
     ax_loss.set(title=f"{task.display}: training loss", xlabel="epoch", ylabel="loss")
     for ax in (ax_dev, ax_loss):
@@ -170,14 +158,13 @@ def _curves_figure(task: TaskRow, series: Mapping[str, Series]) -> Figure:
     return fig
 
 
-def _prior_figure(task: TaskRow, loss: Mapping[str, Series]) -> Figure:
+def _prior_figure(task: TaskRow, loss: pd.DataFrame, labels: Sequence[str]) -> Figure:
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
-    for label, runs in loss.items():
-        xs, mean, std = _band(runs, 2)
-        if len(xs):
-            (line,) = ax.plot(xs, mean, marker="o", ms=3, label=label)
-            ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    for label in labels:
+        band = loss[loss["variant"] == label].dropna(subset=["loss"])
+        if len(band):
+            _line(ax, band["x"], band["loss"], band["loss_std"], label, alpha=0.15)
     ax.set(
         title=f"{task.display}: training loss, drop low vs high vs random vs none",
         xlabel="epoch",
@@ -186,6 +173,13 @@ def _prior_figure(task: TaskRow, loss: Mapping[str, Series]) -> Figure:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     return fig
+
+
+def _line(ax, x: pd.Series, mean: pd.Series, std: pd.Series, label: str, alpha: float) -> None:
+    """A mean curve with markers and a ±1 std band in its colour."""
+    x, mean, std = (np.asarray(v, dtype=float) for v in (x, mean, std))
+    (line,) = ax.plot(x, mean, marker="o", ms=3, label=label)
+    ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=alpha)
 
 
 def _bars_figure(table: Table) -> Figure:
@@ -209,21 +203,19 @@ def _bars_figure(table: Table) -> Figure:
     return fig
 
 
-def _heatmap_figure(
-    task: TaskRow, variant: str, grid: Mapping[tuple[float, float], Sequence[float]], epoch: str
-) -> Figure:
-    ps = sorted({p for p, _ in grid})
-    qs = sorted({q for _, q in grid})
-    mean = np.full((len(ps), len(qs)), np.nan)
+def _heatmap_figure(task: TaskRow, variant: str, grid: pd.DataFrame, epoch: str) -> Figure:
+    mean, std = 100 * grid["mean"], 100 * grid["std"]
+    ps, qs = list(mean.index), list(mean.columns)
     fig = Figure(figsize=(1.1 * len(qs) + 2.5, 0.8 * len(ps) + 1.8), layout="constrained")
     ax = fig.subplots()
-    for (p, q), scores in grid.items():
-        s = summarize(list(scores))
-        i, j = ps.index(p), qs.index(q)
-        mean[i, j] = 100 * s.center
-        std = f"\n±{100 * s.std:.2f}" if s.std is not None else ""
-        ax.text(j, i, f"{100 * s.center:.2f}{std}", ha="center", va="center", fontsize=8)
-    image = ax.imshow(mean, cmap="viridis", origin="lower", aspect="auto", alpha=0.85)
+    for i, p in enumerate(ps):
+        for j, q in enumerate(qs):
+            if pd.notna(mean.loc[p, q]):
+                spread = f"\n±{std.loc[p, q]:.2f}" if pd.notna(std.loc[p, q]) else ""
+                text = f"{mean.loc[p, q]:.2f}{spread}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=8)
+    image = ax.imshow(mean.to_numpy(dtype=float), cmap="viridis", origin="lower", aspect="auto")
+    image.set_alpha(0.85)
     fig.colorbar(image, ax=ax, label=f"mean dev score x100 ({epoch} epoch)")
     ax.set_xticks(range(len(qs)), [f"{q:g}" for q in qs])
     ax.set_yticks(range(len(ps)), [f"{p:g}" for p in ps])
