@@ -201,6 +201,19 @@ def test_run_id_ignores_where_and_how_fast(tmp_path: Path) -> None:
     assert {r.label: r.run_id for r in moved} == base
 
 
+def test_batching_settings_at_their_default_keep_run_ids_and_change_them_when_set(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, MINIMAL)
+    base = {r.label: r.run_id for r in expand(load_spec(path), tmp_path)}
+    defaults = ["train.group_by_length=false", "train.pad_to_multiple_of=null"]
+    same = expand(load_spec(path, defaults), tmp_path)
+    assert {r.label: r.run_id for r in same} == base
+    for setting in ("train.group_by_length=true", "train.pad_to_multiple_of=8"):
+        other = expand(load_spec(path, [setting]), tmp_path)
+        assert not {r.run_id for r in other} & set(base.values()), setting
+
+
 def test_relative_data_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, MINIMAL + "data: {glue_dir: glue}\n"))
     assert spec.data.glue_dir == tmp_path.resolve() / "glue"

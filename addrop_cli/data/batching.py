@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,18 +93,29 @@ def prepare_task_data(
 # ---------------------------------------------------------------------------------------------
 
 
+def padded_width(longest: int, multiple: int | None) -> int:
+    """A batch's width: its longest sequence, rounded up to ``multiple`` when given (tensor cores
+    under mixed precision run fastest on multiples of 8)."""
+    if not multiple:
+        return longest
+    return -(-longest // multiple) * multiple
+
+
 class _Collate:
     """Pads a batch to its longest sequence; labels as long (classification) or float tensors."""
 
-    def __init__(self, split: EncodedSplit, pad_token_id: int) -> None:
+    def __init__(
+        self, split: EncodedSplit, pad_token_id: int, pad_to_multiple_of: int | None = None
+    ) -> None:
         self.split = split
         self.pad = pad_token_id
+        self.multiple = pad_to_multiple_of
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         import torch
 
         s = self.split
-        width = max(len(s.input_ids[i]) for i in indices)
+        width = padded_width(max(len(s.input_ids[i]) for i in indices), self.multiple)
         n = len(indices)
         input_ids = torch.full((n, width), self.pad, dtype=torch.long)
         mask = torch.zeros((n, width), dtype=torch.long)
@@ -124,6 +136,46 @@ class _Collate:
         return batch
 
 
+def length_grouped_order(
+    lengths: Sequence[int], batch_size: int, generator: torch.Generator
+) -> list[int]:
+    """One epoch's order with batches of similar length, as transformers' LengthGroupedSampler.
+
+    A seeded permutation is cut into megabatches of ``50 x batch_size`` (fewer for small
+    splits: at least four megabatches), each sorted by length, longest first; the batch holding
+    the longest example goes first, so running out of memory shows at the first step. The
+    random megabatches keep the order shuffled; sorting inside them is what cuts the padding.
+    """
+    import torch
+
+    mult = max(1, min(len(lengths) // (batch_size * 4), 50))
+    size = mult * batch_size
+    perm = torch.randperm(len(lengths), generator=generator).tolist()
+    megabatches = [
+        sorted(perm[i : i + size], key=lambda j: lengths[j], reverse=True)
+        for i in range(0, len(perm), size)
+    ]
+    longest = max(range(len(megabatches)), key=lambda m: lengths[megabatches[m][0]])
+    first, other = megabatches[0], megabatches[longest]
+    first[0], other[0] = other[0], first[0]
+    return [i for megabatch in megabatches for i in megabatch]
+
+
+class LengthGroupedSampler:
+    """A sampler over a split that draws a new length-grouped order each epoch (seeded)."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, generator: torch.Generator):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(length_grouped_order(self.lengths, self.batch_size, self.generator))
+
+
 def make_loader(
     split: EncodedSplit,
     batch_size: int,
@@ -131,11 +183,15 @@ def make_loader(
     shuffle: bool,
     generator: torch.Generator | None,
     pad_token_id: int,
+    group_by_length: bool = False,
+    pad_to_multiple_of: int | None = None,
 ) -> torch.utils.data.DataLoader:
     """Batches of a split as dicts of tensors, padded per batch, in a seeded order.
 
     ``shuffle=True`` needs a ``generator`` (the run's seeded ``torch.Generator``), so the order
     never depends on global random state. Without shuffling the order is the split's order.
+    ``group_by_length`` (with ``shuffle``) puts examples of similar length in the same batch
+    (:func:`length_grouped_order`); ``pad_to_multiple_of`` rounds each batch's width up.
     """
     from torch.utils.data import DataLoader
 
@@ -143,11 +199,18 @@ def make_loader(
         raise ValueError("make_loader(shuffle=True) needs a seeded torch.Generator")
     if len(split) == 0:
         raise DataError(f"{split.name}: the split has no examples; nothing to batch")
+    sampler = None
+    if shuffle and group_by_length:
+        assert generator is not None
+        lengths = [len(ids) for ids in split.input_ids]
+        sampler = LengthGroupedSampler(lengths, batch_size, generator)
+    plain_shuffle = shuffle and sampler is None
     return DataLoader(
         list(range(len(split))),
         batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator if shuffle else None,
-        collate_fn=_Collate(split, pad_token_id),
+        shuffle=plain_shuffle,
+        sampler=sampler,
+        generator=generator if plain_shuffle else None,
+        collate_fn=_Collate(split, pad_token_id, pad_to_multiple_of),
         num_workers=0,
     )

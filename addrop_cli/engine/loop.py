@@ -200,13 +200,24 @@ def _train_and_evaluate(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = torch.Generator().manual_seed(run.seed)
     train_loader = make_loader(
-        data.train, train.batch_size, shuffle=True, generator=order, pad_token_id=pad_id
+        data.train,
+        train.batch_size,
+        shuffle=True,
+        generator=order,
+        pad_token_id=pad_id,
+        group_by_length=train.group_by_length,
+        pad_to_multiple_of=train.pad_to_multiple_of,
     )
 
     def eval_loaders(splits: dict) -> dict:
         return {
             name: make_loader(
-                split, train.eval_batch_size, shuffle=False, generator=None, pad_token_id=pad_id
+                split,
+                train.eval_batch_size,
+                shuffle=False,
+                generator=None,
+                pad_token_id=pad_id,
+                pad_to_multiple_of=train.pad_to_multiple_of,
             )
             for name, split in splits.items()
         }

@@ -115,6 +115,12 @@ class TrainSpec(Frozen):
     save_checkpoint: bool = False
     threads: Annotated[int, Field(ge=1)] | None = None
     """torch intra-op threads for CPU runs; null leaves torch's default."""
+    group_by_length: bool = False
+    """Batch examples of similar length together (random groups, seeded, as transformers'
+    Trainer does): far less padding, but other examples share a batch than without it."""
+    pad_to_multiple_of: Annotated[int, Field(ge=1)] | None = None
+    """Round each batch's width up to a multiple of this (8 suits tensor cores under mixed
+    precision on GPUs; on CPU it only adds padding)."""
 
 
 # --------------------------------------------------------------------------------------------
