@@ -66,8 +66,16 @@ WorkersOpt = Annotated[
         show_default=False,
     ),
 ]
+RunsPerGpuOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--runs-per-gpu",
+        help="Local runs sharing each visible GPU (auto: as many as fit). Ignored on CPU.",
+        show_default=False,
+    ),
+]
 ThreadsOpt = Annotated[
-    int | None, typer.Option(help="torch threads per local worker on CPU.", show_default=False)
+    int | None, typer.Option(help="torch threads per local worker.", show_default=False)
 ]
 PartitionOpt = Annotated[str | None, typer.Option(help="Slurm partition.", show_default=False)]
 GpusOpt = Annotated[int | None, typer.Option(help="Slurm: GPUs per job.", show_default=False)]
@@ -88,6 +96,7 @@ ArrayOpt = Annotated[
 _EXECUTOR_OPTIONS = {
     "backend": "executor.backend",
     "workers": "executor.workers",
+    "runs_per_gpu": "executor.runs_per_gpu",
     "threads": "executor.threads",
     "partition": "executor.slurm.partition",
     "gpus": "executor.slurm.gpus",
@@ -137,6 +146,7 @@ def run(
     ] = True,
     backend: BackendOpt = None,
     workers: WorkersOpt = None,
+    runs_per_gpu: RunsPerGpuOpt = None,
     threads: ThreadsOpt = None,
     partition: PartitionOpt = None,
     gpus: GpusOpt = None,
@@ -258,6 +268,7 @@ def sweep(
     ] = True,
     backend: BackendOpt = None,
     workers: WorkersOpt = None,
+    runs_per_gpu: RunsPerGpuOpt = None,
     threads: ThreadsOpt = None,
     partition: PartitionOpt = None,
     gpus: GpusOpt = None,

@@ -89,7 +89,7 @@ def epoch_run(glue: Path, task: str, examples: int, grouped: bool, batch_size: i
                 "max_length": 128,
                 "group_by_length": grouped,
             },
-            "methods": {"baseline": {}},
+            "methods": {"baseline": {"method": "baseline"}},
         }
     )
     return expand(spec, ROOT)[0]

@@ -16,7 +16,7 @@ from cli_helpers import run_cli
 from filelock import FileLock
 
 from addrop_cli.errors import SpecError
-from addrop_cli.execution.local import worker_placement
+from addrop_cli.execution.placement import worker_placement
 from addrop_cli.execution.sweep import plan_sweep, report_runs, select_winners, sweep_points
 from addrop_cli.report import build_report, load_runs
 from addrop_cli.spec.load import load_spec
@@ -170,8 +170,8 @@ def test_executor_block_and_run_options_validate() -> None:
 
 
 def test_worker_placement_pins_one_gpu_per_worker_or_shares_the_cores() -> None:
-    assert worker_placement(3, ["0", "1"], None) == [("0", None), ("1", None), ("0", None)]
-    assert worker_placement(2, ["4", "6"], None) == [("4", None), ("6", None)]
+    assert worker_placement(3, ["0", "1"], None, cpus=6) == [("0", 2), ("1", 2), ("0", 2)]
+    assert worker_placement(2, ["4", "6"], 3) == [("4", 3), ("6", 3)]
     assert worker_placement(2, [], None, cpus=8) == [(None, 4), (None, 4)]
     assert worker_placement(3, [], 2, cpus=2) == [(None, 2)] * 3
     assert worker_placement(4, [], None, cpus=2) == [(None, 1)] * 4

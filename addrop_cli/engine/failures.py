@@ -33,12 +33,21 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
 
 
-def describe_failure(err: BaseException) -> str:
-    """The one-line reason recorded for a run that raised ``err``."""
+def describe_failure(err: BaseException, *, sharing: int = 1) -> str:
+    """The one-line reason recorded for a run that raised ``err``.
+
+    ``sharing``: how many runs share the run's GPU; running out of memory then also names
+    fewer runs per GPU as a fix (the neighbours' runs go on: each is its own process).
+    """
     first = (str(err).strip().splitlines() or [""])[0]
     detail = f"{type(err).__name__}: {first}".rstrip(": ")
     if is_out_of_memory(err):
-        return f"out of memory ({detail}); {OOM_ADVICE}"
+        advice = OOM_ADVICE
+        if sharing > 1:
+            advice += (
+                f"; or fewer runs per GPU ({sharing} ran on this one): --runs-per-gpu {sharing - 1}"
+            )
+        return f"out of memory ({detail}); {advice}"
     return f"{type(err).__name__}: {err}".strip()
 
 

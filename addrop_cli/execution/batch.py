@@ -106,8 +106,13 @@ def run_config(run: RunSpec, spec_hash: str) -> dict:
     }
 
 
-def attempt(run: RunSpec, batch: Batch, progress: PlainProgress, index: int) -> Outcome:
-    """Take the run's lock, skip it if finished meanwhile, else run it start to end."""
+def attempt(
+    run: RunSpec, batch: Batch, progress: PlainProgress, index: int, *, sharing: int = 1
+) -> Outcome:
+    """Take the run's lock, skip it if finished meanwhile, else run it start to end.
+
+    ``sharing``: how many runs share this run's GPU (named in out-of-memory advice).
+    """
     with batch.store.lock(run.run_id) as locked:
         if not locked:
             progress.run_end(run, "busy", "(another addrop process is running it)")
@@ -116,7 +121,7 @@ def attempt(run: RunSpec, batch: Batch, progress: PlainProgress, index: int) -> 
         if folder.status == "done":  # finished by another process meanwhile
             return Outcome("skipped")
         progress.run_start(run, index)
-        return _execute(run, folder, batch, progress)
+        return _execute(run, folder, batch, progress, sharing)
 
 
 def with_threads(run: RunSpec, threads: int | None) -> RunSpec:
@@ -126,7 +131,9 @@ def with_threads(run: RunSpec, threads: int | None) -> RunSpec:
     return run.model_copy(update={"train": run.train.model_copy(update={"threads": threads})})
 
 
-def _execute(run: RunSpec, folder: RunFolder, batch: Batch, progress: PlainProgress) -> Outcome:
+def _execute(
+    run: RunSpec, folder: RunFolder, batch: Batch, progress: PlainProgress, sharing: int = 1
+) -> Outcome:
     """One run, contained: any exception becomes a FAILED run, never a crash of the experiment."""
     from addrop_cli.engine.environment import describe_environment
     from addrop_cli.engine.failures import describe_failure, release_accelerator_memory
@@ -145,7 +152,7 @@ def _execute(run: RunSpec, folder: RunFolder, batch: Batch, progress: PlainProgr
         # written (full disk) stops the experiment with its one-line error
         raise
     except Exception as err:  # noqa: BLE001 - containment is the point
-        reason = describe_failure(err)
+        reason = describe_failure(err, sharing=sharing)
         folder.write_json("traceback.json", {"traceback": traceback.format_exc()})
         folder.fail(reason, {"task": run.task, "variant": run.variant, "seed": run.seed})
         release_accelerator_memory()

@@ -1,4 +1,4 @@
-"""Local back-ends: serial in this process, or a pool of worker processes (one per GPU)."""
+"""Local back-ends: serial in this process, or a pool of worker processes (K per GPU)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import queue
 import signal
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from rich.console import Console
 
 from addrop_cli.engine.progress import PlainProgress, make_progress
 from addrop_cli.execution.batch import Batch, Status, Summary, attempt, with_threads
+from addrop_cli.execution.placement import Placement, runs_sharing
 from addrop_cli.spec.matrix import RunSpec
 
 
@@ -38,64 +40,32 @@ class SerialBackend:
 
 
 # ---------------------------------------------------------------------------------------------
-# local, N workers: a pool of processes, one GPU each when there are GPUs
+# local, N workers: a pool of processes, K on each GPU when there are GPUs
 # ---------------------------------------------------------------------------------------------
 
 
-def visible_gpus() -> list[str]:
-    """The GPU ids this process may use (honouring CUDA_VISIBLE_DEVICES); [] without CUDA."""
-    try:
-        import torch
-
-        count = torch.cuda.device_count()
-    except Exception:  # noqa: BLE001 - no usable CUDA is simply no GPU
-        return []
-    if count == 0:
-        return []
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed:
-        ids = [x.strip() for x in listed.split(",") if x.strip()]
-        return ids[:count]
-    return [str(i) for i in range(count)]
-
-
-def worker_placement(
-    workers: int, gpus: Sequence[str], threads: int | None, cpus: int | None = None
-) -> list[tuple[str | None, int | None]]:
-    """(CUDA_VISIBLE_DEVICES, torch threads) for each worker.
-
-    With GPUs, workers take them round robin (more workers than GPUs share them). On CPU, each
-    worker gets ``threads`` torch threads, by default an equal share of the cores.
-    """
-    if gpus:
-        return [(gpus[i % len(gpus)], threads) for i in range(workers)]
-    cpus = cpus or os.cpu_count() or 1
-    share = threads or max(1, cpus // workers)
-    return [(None, share) for _ in range(workers)]
-
-
-def _placement_text(placement: Sequence[tuple[str | None, int | None]]) -> str:
-    gpus = [gpu for gpu, _ in placement if gpu is not None]
-    if gpus:
-        return "on GPUs " + ", ".join(gpus)
-    threads = {t for _, t in placement}
-    return f"{'/'.join(str(t) for t in sorted(threads, key=str))} torch threads each"
+def _placement_text(placement: Placement) -> str:
+    threads = "/".join(str(t) for t in sorted({t for _, t in placement}, key=str))
+    per_gpu = Counter(gpu for gpu, _ in placement if gpu is not None)
+    if per_gpu:
+        gpus = ", ".join(
+            f"{n} on GPU {gpu}" if n > 1 else f"GPU {gpu}" for gpu, n in per_gpu.items()
+        )
+        return f"{gpus}; {threads} torch threads each"
+    return f"{threads} torch threads each"
 
 
 class PoolBackend:
     """N worker processes pulling runs from a queue; the parent prints one line per event."""
 
-    def __init__(self, *, workers: int, gpus: Sequence[str] = (), threads: int | None = None):
-        self.placement = worker_placement(workers, gpus, threads)
+    def __init__(self, placement: Placement):
+        self.placement = placement
 
     def execute(
         self, runs: Sequence[RunSpec], batch: Batch, summary: Summary, console: Console
     ) -> None:
         if len(runs) == 1:  # a process would only add its start-up time
-            gpu, threads = self.placement[0]
-            SerialBackend(threads=None if gpu is not None else threads).execute(
-                runs, batch, summary, console
-            )
+            SerialBackend(threads=self.placement[0][1]).execute(runs, batch, summary, console)
             return
         context = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
         tasks: Any = context.Queue()
@@ -106,11 +76,12 @@ class PoolBackend:
         for _ in range(workers):
             tasks.put(None)
         procs = {}
+        sharing = runs_sharing(self.placement[:workers])
         for worker in range(workers):
             gpu, threads = self.placement[worker]
             procs[worker] = context.Process(
                 target=_pool_worker,
-                args=(worker, gpu, threads, batch, tasks, events),
+                args=(worker, (gpu, threads, sharing[worker]), batch, tasks, events),
                 name=f"addrop-worker-{worker}",
                 daemon=True,
             )
@@ -213,13 +184,17 @@ class _QueueProgress(PlainProgress):
 
 def _pool_worker(
     worker: int,
-    gpu: str | None,
-    threads: int | None,
+    place: tuple[str | None, int | None, int],
     batch: Batch,
     tasks: Any,
     events: Any,
 ) -> None:
-    """A worker process: pin the GPU or threads, then take runs until the queue says stop."""
+    """A worker process: pin the GPU and threads, then take runs until the queue says stop.
+
+    ``place``: its GPU (or None), torch threads, and how many workers share that GPU (named in
+    the advice when a run runs out of memory).
+    """
+    gpu, threads, sharing = place
     die_with_parent()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything initialises CUDA
@@ -228,7 +203,7 @@ def _pool_worker(
         while (item := tasks.get()) is not None:
             index, run = item
             progress.index = index
-            outcome = attempt(with_threads(run, threads), batch, progress, index)
+            outcome = attempt(with_threads(run, threads), batch, progress, index, sharing=sharing)
             events.put(("outcome", worker, index, outcome.status, outcome.reason))
     except KeyboardInterrupt:
         pass  # the parent got the Ctrl-C too and reports what is left

@@ -11,10 +11,11 @@ from rich.table import Table
 
 from addrop_cli.errors import SpecError
 from addrop_cli.execution.batch import EXIT_OK, Backend, Batch, Summary
-from addrop_cli.execution.local import PoolBackend, SerialBackend, visible_gpus
+from addrop_cli.execution.local import PoolBackend, SerialBackend
+from addrop_cli.execution.placement import plan_pool, spec_run_bytes, visible_gpus
 from addrop_cli.spec.load import resolve_path, spec_to_yaml
 from addrop_cli.spec.matrix import RunSpec, config_hash, expand
-from addrop_cli.spec.schema import ExecutorSpec, ExperimentSpec
+from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.store.folders import ExperimentStore
 
 # Store helpers shared by `addrop run` and `addrop sweep`
@@ -103,7 +104,7 @@ def run_experiment(
             highlight=False,
         )
     batch = open_batch(spec, spec_path, store)
-    backend = make_backend(spec.executor, spec.train.device, plain=plain)
+    backend = make_backend(spec, batch.base_dir, plain=plain, console=console)
     summary = execute_runs(
         runs, batch, backend, name=spec.name, console=console, retry_failed=retry_failed
     )
@@ -152,17 +153,22 @@ def execute_runs(
     return summary
 
 
-def make_backend(executor: ExecutorSpec, device: str = "auto", *, plain: bool = True) -> Backend:
-    """The back-end ``executor`` asks for."""
+def make_backend(
+    spec: ExperimentSpec, base_dir: Path, *, plain: bool = True, console: Console | None = None
+) -> Backend:
+    """The back-end ``spec.executor`` asks for; a pool's plan note goes to ``console``."""
+    executor = spec.executor
     if executor.backend == "slurm":
         from addrop_cli.execution.slurm import SlurmBackend
 
         return SlurmBackend(executor.slurm, threads=executor.threads)
-    gpus = visible_gpus() if device in ("auto", "cuda") else []
-    workers = executor.workers or max(1, len(gpus))
-    if workers == 1:
+    gpus = visible_gpus() if spec.train.device in ("auto", "cuda") else []
+    plan = plan_pool(executor, gpus, lambda: spec_run_bytes(spec, base_dir))
+    if plan.note and console is not None:
+        console.print(f"note: {plan.note}", highlight=False)
+    if plan.workers == 1:
         return SerialBackend(plain=plain, threads=executor.threads)
-    return PoolBackend(workers=workers, gpus=gpus, threads=executor.threads)
+    return PoolBackend(plan.placement)
 
 
 # ---------------------------------------------------------------------------------------------

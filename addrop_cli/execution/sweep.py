@@ -463,7 +463,7 @@ def run_sweep(
         console.print(head, highlight=False)
         return 0
     batch = open_batch(spec, spec_path, store)
-    backend = make_backend(spec.executor, spec.train.device, plain=plain)
+    backend = make_backend(spec, batch.base_dir, plain=plain, console=console)
     console.print(head, highlight=False)
     first = execute_runs(
         plan.stage1(),

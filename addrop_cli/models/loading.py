@@ -37,7 +37,7 @@ def _is_local(name_or_path: str) -> bool:
     )
 
 
-def _load_config(model: ModelSpec, **kwargs: object):
+def load_config(model: ModelSpec, **kwargs: object):
     """AutoConfig with every failure turned into one ModelError line."""
     where = model.name_or_path
     if _is_local(where) and not Path(where).expanduser().is_dir():
@@ -91,7 +91,7 @@ def load_model_and_tokenizer(
     extra: dict[str, object] = {"num_labels": num_labels, **(config_overrides or {})}
     if is_regression:
         extra["problem_type"] = "regression"
-    config = _load_config(model, **extra)
+    config = load_config(model, **extra)
     problem = _model_type_problem(config.model_type, model.name_or_path)
     if problem:
         raise ModelError(problem)
@@ -165,7 +165,7 @@ def is_cached_or_local(model: ModelSpec) -> bool:
 def check_model(model: ModelSpec, layers: list[int] | str | None) -> list[str]:
     """Cheap pre-flight (config only): unsupported model type, layer indices out of range."""
     try:
-        config = _load_config(model)
+        config = load_config(model)
     except ModelError as err:
         return err.problems
     problem = _model_type_problem(config.model_type, model.name_or_path)

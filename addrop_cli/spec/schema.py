@@ -309,11 +309,14 @@ class ExecutorSpec(Frozen):
     backend: Literal["local", "slurm"] = "local"
     workers: Annotated[int, Field(ge=0)] = 1
     """Local worker processes; 0 or ``auto``: one per visible GPU (one on a CPU machine)."""
+    runs_per_gpu: Annotated[int, Field(ge=0)] = 1
+    """Local workers per visible GPU (the pool then has K x GPUs workers); 0 or ``auto``: as
+    many as fit in the GPU's free memory (at most 8). CPU machines: ``workers`` sets the pool."""
     threads: Annotated[int, Field(ge=1)] | None = None
-    """torch threads per local worker on CPU (default: the cores divided among workers)."""
+    """torch threads per local worker (default: the cores divided among workers)."""
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
 
-    @field_validator("workers", mode="before")
+    @field_validator("workers", "runs_per_gpu", mode="before")
     @classmethod
     def _auto(cls, v: Any) -> Any:
         return 0 if v == "auto" else v
