@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from addrop_cli.report import build_report, write_plots
+from addrop_cli.report import build_report, plots, write_plots
 
 STORE = Path(__file__).resolve().parent / "fixtures" / "store"
 _spec = importlib.util.spec_from_file_location("make_store", STORE / "make_store.py")
@@ -102,3 +102,40 @@ def test_prior_experiment_plot(tmp_path: Path) -> None:
     files = write_plots(build_report([exp], resamples=20), tmp_path / "plots")
     assert {f.stem for f in files} >= {"prior_sst2", "curves_sst2", "bars"}
     assert_valid_figure(tmp_path / "plots" / "prior_sst2")
+
+
+def test_prior_plot_is_the_papers_train_and_dev_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exp = tmp_path / "prior"
+    rises = {"drop-low": 0.3, "drop-high": 0.0, "random": 0.1, "baseline": 0.2}
+    variants = {
+        "drop-low": dict(make_store.ADDROP, drop="low"),
+        "drop-high": make_store.ADDROP,
+        "random": dict(make_store.ADDROP, attribution="random"),
+        "baseline": make_store.BASELINE,
+    }
+    for variant, params in variants.items():
+        for seed in (1, 2):
+            config = make_store.run_config(
+                "prior", task="sst2", variant=variant, params=params, seed=seed
+            )
+            dev_loss = [0.5 + rises[variant] * e + 0.01 * seed for e in range(3)]
+            make_store.write_run(exp, config, {"accuracy": 0.85}, dev_loss=dev_loss)
+    figures = {}
+
+    def keep(fig, stem: Path) -> list[Path]:  # type: ignore[no-untyped-def]
+        figures[stem.name] = fig
+        return []
+
+    monkeypatch.setattr(plots, "_save", keep)
+    write_plots(build_report([exp], resamples=20), tmp_path / "plots")
+    train, dev = figures["prior_sst2"].axes
+    assert "training loss" in train.get_title() and "dev loss" in dev.get_title()
+    lines = {line.get_label(): line.get_ydata() for line in dev.get_lines()}
+    assert set(lines) == {"drop low", "drop high", "random", "no drop"}
+    for label, variant in (("drop low", "drop-low"), ("no drop", "baseline")):
+        expected = [0.5 + rises[variant] * e + 0.015 for e in range(3)]  # mean of seeds 1, 2
+        assert lines[label] == pytest.approx(expected)
+    titles = [ax.get_title() for ax in figures["curves_sst2"].axes]
+    assert len(titles) == 3 and "dev loss" in titles[2]

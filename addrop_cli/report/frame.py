@@ -25,6 +25,8 @@ Epoch = Literal["best", "last"]
 EVALUATIONS: tuple[Epoch, ...] = ("best", "last")
 DEV = "dev_"
 """Prefix of the metric columns: ``dev_accuracy``, ``dev_f1``..."""
+DEV_LOSS = "dev_loss_"
+"""Prefix of the curve frame's dev-loss columns, one per dev split (``dev_loss_dev``)."""
 COST = ("wall_time_s", "train_samples_per_s", "peak_memory_mb")
 RAW_HIDDEN = ("record",)
 """Columns that hold Python objects, left out of ``--raw`` exports."""
@@ -179,7 +181,8 @@ def _config_identity(r: RunRecord) -> str:
 def curve_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
     """Every evaluation in the runs' ``epochs.jsonl``: one row per run and evaluation, with
     ``run_id``, ``path``, ``x`` (the epoch, from 1, or the evaluation's number when a run
-    evaluates several times per epoch), ``train_loss`` and ``dev_<metric>``."""
+    evaluates several times per epoch), ``train_loss``, ``dev_<metric>`` and, where the run
+    recorded it, ``dev_loss_<split>``."""
     out = []
     for r in records:
         rows = r.epochs()
@@ -192,5 +195,6 @@ def curve_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
                 | {"x": float(row["epoch"]) + 1 if by_epoch else float(i + 1)}
                 | {"train_loss": _number(row.get("train_loss"))}
                 | {DEV + k: _number(v) for k, v in dev.items()}
+                | {DEV_LOSS + k: _number(v) for k, v in (row.get("dev_loss") or {}).items()}
             )
     return pd.DataFrame(out, columns=None if out else ["run_id", "path", "x", "train_loss"])

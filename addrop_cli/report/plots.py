@@ -4,13 +4,14 @@ Figures are built on :class:`matplotlib.figure.Figure` directly (Agg canvas), ne
 ``pyplot``: no global backend or figure state, so reports are safe to make from threads, tests
 and headless machines alike.
 
-* ``curves_<task>``: dev main metric and training loss per evaluation for each variant, mean
-  over seeds with a ±1 std band (from ``epochs.jsonl``).
+* ``curves_<task>``: dev main metric, training loss and dev loss per evaluation for each
+  variant, mean over seeds with a ±1 std band (from ``epochs.jsonl``; runs made before the dev
+  loss was recorded have no dev-loss panel).
 * ``bars``: the task score of each variant per task, with 95% t-intervals over seeds.
 * ``heatmap_<task>_<variant>``: mean dev score over a p x q sweep of one AD-DROP variant,
   annotated with the std over seeds.
-* ``prior_<task>``: the paper's prior experiment (Figure 2): training loss of drop-low vs
-  drop-high vs random vs no-drop, when the report holds those four variants.
+* ``prior_<task>``: the paper's prior experiment (Figure 2): training and dev loss of drop-low
+  vs drop-high vs random vs no-drop, when the report holds those four variants.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from scipy import stats
 
 from addrop_cli.report.aggregate import Table, TaskRow
 from addrop_cli.report.build import Report
-from addrop_cli.report.frame import DEV, curve_frame
+from addrop_cli.report.frame import DEV, DEV_LOSS, curve_frame
 from addrop_cli.store.reader import SELECT_STAGE
 
 FORMATS = ("png", "svg")
@@ -75,13 +76,17 @@ def _curves(table: Table) -> pd.DataFrame:
 
 
 def _bands(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per variant and x: mean and std over runs of the dev metric and the training loss (runs
-    stopped early simply end sooner), and how many runs the variant has."""
+    """Per variant and x: mean and std over runs of the dev metric, the training loss and the
+    dev loss (runs stopped early simply end sooner), and how many runs the variant has."""
     if curves.empty or metric not in curves:
         return pd.DataFrame(columns=["variant", "x", "runs"])
-    grouped = curves.groupby(["variant", "x"], observed=True)[[metric, "train_loss"]]
-    bands = grouped.agg(["mean", "std"]).fillna({(c, "std"): 0.0 for c in (metric, "train_loss")})
-    bands.columns = ["dev", "dev_std", "loss", "loss_std"]
+    # The (first) dev split's loss; NaN for runs made before the dev loss was recorded.
+    losses = sorted(c for c in curves.columns if c.startswith(DEV_LOSS))
+    curves = curves.assign(dev_loss=curves[losses[0]] if losses else np.nan)
+    columns = [metric, "train_loss", "dev_loss"]
+    grouped = curves.groupby(["variant", "x"], observed=True)[columns]
+    bands = grouped.agg(["mean", "std"]).fillna({(c, "std"): 0.0 for c in columns})
+    bands.columns = ["dev", "dev_std", "loss", "loss_std", "dev_loss", "dev_loss_std"]
     runs = curves.groupby("variant", observed=True)["run_id"].nunique()
     bands = bands.reset_index()
     return bands.assign(runs=bands["variant"].map(runs).astype(int))
@@ -140,39 +145,55 @@ def _sweep_grids(table: Table) -> dict[tuple[str, str], pd.DataFrame]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _panels(task: TaskRow, bands: pd.DataFrame, *, metric: bool) -> list[tuple[str, str]]:
+    """(column, title) of each panel: the dev metric (curves only), the training loss, and the
+    dev loss when any run recorded it."""
+    panels = [("dev", f"dev {task.main_metric}")] if metric else []
+    panels.append(("loss", "training loss"))
+    if bands["dev_loss"].notna().any():
+        panels.append(("dev_loss", "dev loss"))
+    return panels
+
+
 def _curves_figure(task: TaskRow, bands: pd.DataFrame) -> Figure:
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax_dev, ax_loss = fig.subplots(1, 2)
+    panels = _panels(task, bands, metric=True)
+    fig = Figure(figsize=(5 * len(panels), 4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for variant, band in bands.groupby("variant", observed=True):
-        for ax, col in ((ax_dev, "dev"), (ax_loss, "loss")):
-            band = band.dropna(subset=[col])
-            if len(band):
-                label = f"{variant} (n={band['runs'].iloc[0]})"
-                _line(ax, band["x"], band[col], band[f"{col}_std"], label, alpha=0.2)
-    ax_dev.set(title=f"{task.display}: dev {task.main_metric}", xlabel="epoch", ylabel="dev")
-    ax_loss.set(title=f"{task.display}: training loss", xlabel="epoch", ylabel="loss")
-    for ax in (ax_dev, ax_loss):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_dev.legend(fontsize="small")
+        label = f"{variant} (n={band['runs'].iloc[0]})"
+        for ax, (col, _) in zip(axes, panels, strict=True):
+            _line_of(ax, band, col, label, alpha=0.2)
+    _label_axes(task, axes, panels)
+    axes[0].legend(fontsize="small")
     fig.suptitle("mean over seeds, band ±1 std")
     return fig
 
 
 def _prior_figure(task: TaskRow, loss: pd.DataFrame, labels: Sequence[str]) -> Figure:
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
+    """The paper's Figure 2: training loss and dev loss per epoch, one line per variant."""
+    panels = _panels(task, loss, metric=False)
+    fig = Figure(figsize=(5 * len(panels), 4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for label in labels:
-        band = loss[loss["variant"] == label].dropna(subset=["loss"])
-        if len(band):
-            _line(ax, band["x"], band["loss"], band["loss_std"], label, alpha=0.15)
-    ax.set(
-        title=f"{task.display}: training loss, drop low vs high vs random vs none",
-        xlabel="epoch",
-        ylabel="training loss",
-    )
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend()
+        band = loss[loss["variant"] == label]
+        for ax, (col, _) in zip(axes, panels, strict=True):
+            _line_of(ax, band, col, label, alpha=0.15)
+    _label_axes(task, axes, panels)
+    axes[0].legend()
+    fig.suptitle("prior experiment: drop low vs high vs random vs none (mean over seeds, ±1 std)")
     return fig
+
+
+def _line_of(ax, band: pd.DataFrame, col: str, label: str, alpha: float) -> None:
+    band = band.dropna(subset=[col])
+    if len(band):
+        _line(ax, band["x"], band[col], band[f"{col}_std"], label, alpha=alpha)
+
+
+def _label_axes(task: TaskRow, axes: Sequence, panels: Sequence[tuple[str, str]]) -> None:
+    for ax, (_, title) in zip(axes, panels, strict=True):
+        ax.set(title=f"{task.display}: {title}", xlabel="epoch", ylabel=title.split()[-1])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _line(ax, x: pd.Series, mean: pd.Series, std: pd.Series, label: str, alpha: float) -> None:
