@@ -21,10 +21,12 @@ from typing import Any
 
 _fdopen, _fsync = os.fdopen, os.fsync
 _rng = random.Random()
+_MAX_PAUSE = float(os.environ.get("ADDROP_TEST_MAX_PAUSE", "0.03"))
+"""Longest pause in seconds (the concurrency tests make one process much slower than another)."""
 
 
 def _pause() -> None:
-    time.sleep(_rng.uniform(0.0, 0.03))
+    time.sleep(_rng.uniform(0.0, _MAX_PAUSE))
 
 
 class _TornWriter:

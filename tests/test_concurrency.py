@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +108,64 @@ def test_a_held_lock_is_left_alone_and_taken_once_its_holder_dies(
     done = check_store(experiment, 1)
     assert set(done) == {r.run_id for r in runs}
     assert all(len(attempts(experiment, run_id)) == 1 for run_id in done)
+
+
+# ---------------------------------------------------------------------------------------------
+# Failed runs and signals (issue 13, cases 1 and 2)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("retry", ["--no-retry-failed", "--retry-failed"])
+def test_two_processes_never_attempt_a_failed_run_twice(tmp_path: Path, retry: str) -> None:
+    """A run that one process just failed is not redone by another one that planned it before:
+    with --no-retry-failed never, and with retries on, not within the same invocation either.
+
+    The first process writes slowly (up to 0.4 s per write), so it plans every run, then works
+    through them while the second one, started after its first run began, fails the others
+    fast. (With retries on, the second may retry a run that failed before it began, once.)
+    """
+    overrides = [*smoke_args([1, 2, 3], epochs=1), "model.pretrained=true", retry]
+    first = start_addrop(tmp_path, overrides, slow_writes=True, max_pause=0.4)
+    assert first.wait_for(") started"), first.output()
+    second = start_addrop(tmp_path, overrides)
+    codes = (first.finish(), second.finish())
+    assert codes == (1, 1), first.output() + "\n" + second.output()
+    experiment = tmp_path / "smoke"
+    run_ids = expected_run_ids(overrides[:-1])
+    assert all((experiment / "runs" / r / "FAILED").is_file() for r in run_ids)
+    by = {first.proc.pid: "first", second.proc.pid: "second"}
+    order = {
+        run_id: [by[int(line.split("pid=")[1].split()[0])] for line in attempts(experiment, run_id)]
+        for run_id in run_ids
+    }
+    allowed = [["first"], ["second"]]
+    if retry == "--retry-failed":
+        allowed.append(["first", "second"])  # failed by the first before the second began
+    assert all(o in allowed for o in order.values()), order  # never first after second
+    failed = [_count(p.output(), "failed") for p in (first, second)]
+    assert sum(failed) == sum(map(len, order.values())), failed  # each attempt reported once
+
+
+@pytest.mark.slow
+def test_sigint_to_the_pool_parent_stops_new_runs_and_counts_from_the_store(
+    tmp_path: Path,
+) -> None:
+    """SIGINT to the parent of a worker pool only (kill -INT, a scheduler): no run starts after
+    it, the workers stop, and the summary's counts match what the store holds."""
+    overrides = [*smoke_args([1, 2, 3, 4], epochs=EPOCHS), "--workers", "2"]
+    proc = start_addrop(tmp_path, overrides)
+    assert proc.wait_for("] sst2/"), proc.output()  # a worker started a run
+    proc.proc.send_signal(signal.SIGINT)
+    signalled = time.monotonic()
+    code = proc.finish(timeout=60)
+    assert code == 130, proc.output()
+    late = [line for t, line in proc.lines if t > signalled + 1.0 and ") started" in line]
+    assert not late, late  # nothing started after the signal (1 s for events in flight)
+    experiment = tmp_path / "smoke"
+    done = check_store(experiment, EPOCHS)
+    total = len(expected_run_ids(overrides[:-2]))
+    assert len(done) < total, "every run finished before the signal; make the runs longer"
+    assert _count(proc.output(), "done") == len(done), proc.output()
+    assert _count(proc.output(), "left") == total - len(done), proc.output()
+    for run_id in done:
+        assert len(attempts(experiment, run_id)) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,11 @@ class Batch:
     store: ExperimentStore
     spec_hash: str
     base_dir: Path
+    retry_failed: bool = True
+    """False: a run found FAILED is left alone (--no-retry-failed)."""
+    started: float = field(default_factory=time.time)
+    """When this invocation began: a run that FAILED after it was failed by a concurrent
+    process (or an earlier job of this one) and is not attempted again."""
 
 
 @dataclass(frozen=True)
@@ -118,10 +124,18 @@ def attempt(
             progress.run_end(run, "busy", "(another addrop process is running it)")
             return Outcome("busy")
         folder = batch.store.run(run.run_id)
-        if folder.status == "done":  # finished by another process meanwhile
+        if folder.status == "done" or _failed_before(folder, batch):  # another process meanwhile
             return Outcome("skipped")
         progress.run_start(run, index)
         return _execute(run, folder, batch, progress, sharing)
+
+
+def _failed_before(folder: RunFolder, batch: Batch) -> bool:
+    """A FAILED run this invocation must not attempt: retries are off, or it failed after this
+    invocation began (another process already retried it)."""
+    if folder.status != "failed":
+        return False
+    return not batch.retry_failed or folder.failed_at() >= batch.started
 
 
 def with_threads(run: RunSpec, threads: int | None) -> RunSpec:

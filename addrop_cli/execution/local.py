@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -70,22 +71,23 @@ class PoolBackend:
         context = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
         tasks: Any = context.Queue()
         events: Any = context.Queue()
+        stop: Any = context.Event()
         for index, run in enumerate(runs):
             tasks.put((index, run))
         workers = min(len(self.placement), len(runs))
         for _ in range(workers):
             tasks.put(None)
-        procs = {}
+        pool = _Pool(events)
         sharing = runs_sharing(self.placement[:workers])
         for worker in range(workers):
             gpu, threads = self.placement[worker]
-            procs[worker] = context.Process(
+            pool.procs[worker] = context.Process(
                 target=_pool_worker,
-                args=(worker, (gpu, threads, sharing[worker]), batch, tasks, events),
+                args=(worker, (gpu, threads, sharing[worker]), batch, tasks, events, stop),
                 name=f"addrop-worker-{worker}",
                 daemon=True,
             )
-            procs[worker].start()
+            pool.procs[worker].start()
         console.print(
             f"local pool: {workers} worker processes ({_placement_text(self.placement[:workers])})",
             highlight=False,
@@ -93,52 +95,90 @@ class PoolBackend:
         progress = PlainProgress(console)
         progress.experiment_start(len(runs), len(runs))
         try:
-            self._collect(runs, batch, procs, events, progress, summary)
+            pool.collect(runs, batch, progress, summary)
         except KeyboardInterrupt:
-            _stop(procs.values())
+            # SIGINT may have reached this process only (kill -INT, a scheduler, a supervisor):
+            # no new run starts, the workers' current runs stop, and their outcomes are read
+            stop.set()
+            pool.interrupt()
+            with contextlib.suppress(KeyboardInterrupt):
+                pool.collect(runs, batch, progress, summary, timeout=_STOP_GRACE_S)
+            _stop(pool.procs.values())
             raise
 
-    def _collect(
+
+_STOP_GRACE_S = 15.0
+"""How long interrupted workers get to stop their runs before they are terminated."""
+
+
+class _Pool:
+    """The worker processes and what the parent knows of them from their events."""
+
+    def __init__(self, events: Any) -> None:
+        self.events = events
+        self.procs: dict[int, Any] = {}
+        self.ready: set[int] = set()
+        """Workers whose SIGINT handler is installed (safe to signal)."""
+        self.running: dict[int, int] = {}  # worker -> index of its run
+        self.alive: set[int] | None = None
+
+    def interrupt(self) -> None:
+        """Forward SIGINT to the workers that can take it (each stops its current run)."""
+        for worker in self.ready & (self.alive or set()):
+            with contextlib.suppress(OSError):
+                os.kill(self.procs[worker].pid, signal.SIGINT)
+
+    def collect(
         self,
         runs: Sequence[RunSpec],
         batch: Batch,
-        procs: dict[int, Any],
-        events: Any,
         progress: PlainProgress,
         summary: Summary,
+        timeout: float | None = None,
     ) -> None:
-        """Relay the workers' events until every worker has exited."""
-        running: dict[int, int] = {}  # worker -> index of its run
-        alive = set(procs)
-        while alive:
+        """Relay the workers' events until every worker has exited (or ``timeout`` passed)."""
+        if self.alive is None:
+            self.alive = set(self.procs)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.alive and (deadline is None or time.monotonic() < deadline):
             try:
-                kind, worker, *rest = events.get(timeout=0.5)
+                kind, worker, *rest = self.events.get(timeout=0.5)
             except queue.Empty:
-                for worker in sorted(alive):
-                    if procs[worker].is_alive():
-                        continue
-                    alive.discard(worker)
-                    if worker in running:
-                        run = runs[running.pop(worker)]
-                        code = procs[worker].exitcode
-                        reason = f"worker process died (exit code {code}) during the run"
-                        status = _record_lost(run, batch, reason)
-                        progress.run_end(run, status.upper(), reason)
-                        summary.record(run, status, reason)
+                self._reap(runs, batch, progress, summary)
                 continue
-            if kind == "start":
-                running[worker] = rest[0]
+            if kind == "ready":
+                self.ready.add(worker)
+            elif kind == "start":
+                self.running[worker] = rest[0]
                 progress.run_start(runs[rest[0]], rest[0])
             elif kind == "eval":
                 progress.evaluated(runs[rest[0]], rest[1])
             elif kind == "end":
                 progress.run_end(runs[rest[0]], rest[1], rest[2])
             elif kind == "outcome":
-                running.pop(worker, None)
+                self.running.pop(worker, None)
                 summary.record(runs[rest[0]], rest[1], rest[2])
             elif kind == "exit":
-                alive.discard(worker)
-                procs[worker].join(timeout=10)
+                self.alive.discard(worker)
+                self.running.pop(worker, None)
+                self.procs[worker].join(timeout=10)
+
+    def _reap(
+        self, runs: Sequence[RunSpec], batch: Batch, progress: PlainProgress, summary: Summary
+    ) -> None:
+        """Workers that died without saying so: their run is recorded as lost (or FAILED)."""
+        assert self.alive is not None
+        for worker in sorted(self.alive):
+            if self.procs[worker].is_alive():
+                continue
+            self.alive.discard(worker)
+            if worker in self.running:
+                run = runs[self.running.pop(worker)]
+                code = self.procs[worker].exitcode
+                reason = f"worker process died (exit code {code}) during the run"
+                status = _record_lost(run, batch, reason)
+                progress.run_end(run, status.upper(), reason)
+                summary.record(run, status, reason)
 
 
 def _record_lost(run: RunSpec, batch: Batch, reason: str) -> Status:
@@ -188,19 +228,22 @@ def _pool_worker(
     batch: Batch,
     tasks: Any,
     events: Any,
+    stop: Any,
 ) -> None:
     """A worker process: pin the GPU and threads, then take runs until the queue says stop.
 
     ``place``: its GPU (or None), torch threads, and how many workers share that GPU (named in
     the advice when a run runs out of memory).
     """
+    signal.signal(signal.SIGINT, _interrupt_once)
     gpu, threads, sharing = place
     die_with_parent()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything initialises CUDA
     progress = _QueueProgress(events, worker)
+    events.put(("ready", worker))
     try:
-        while (item := tasks.get()) is not None:
+        while not stop.is_set() and (item := tasks.get()) is not None and not stop.is_set():
             index, run = item
             progress.index = index
             outcome = attempt(with_threads(run, threads), batch, progress, index, sharing=sharing)
@@ -209,6 +252,13 @@ def _pool_worker(
         pass  # the parent got the Ctrl-C too and reports what is left
     finally:
         events.put(("exit", worker))
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """A worker's SIGINT: stop the current run once. A Ctrl-C on a terminal reaches the worker
+    and the parent, which forwards it again; the second one must not break the clean exit."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def die_with_parent() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -121,6 +122,7 @@ def execute_runs(
     retry_failed: bool = True,
 ) -> Summary:
     """Skip what the store already holds, hand the rest to ``backend``, print a summary."""
+    batch = dataclasses.replace(batch, retry_failed=retry_failed)
     summary = Summary()
     pending = []
     for run in runs:
@@ -139,9 +141,7 @@ def execute_runs(
             backend.execute(pending, batch, summary, console)
     except KeyboardInterrupt:
         summary.interrupted = True
-        finished = {r.run_id for r in summary.done + summary.busy + summary.skipped}
-        finished |= {r.run_id for r, _ in summary.failed + summary.lost}
-        summary.left = [r for r in pending if r.run_id not in finished]
+        _count_from_store(pending, batch, summary)
         print_summary(console, summary, batch.store)
         console.print(
             f"interrupted: {len(summary.left)} runs left; run the same command again to "
@@ -151,6 +151,23 @@ def execute_runs(
         return summary
     print_summary(console, summary, batch.store)
     return summary
+
+
+def _count_from_store(pending: Sequence[RunSpec], batch: Batch, summary: Summary) -> None:
+    """After an interruption, file the runs whose outcome never reached this process (a worker
+    that finished a run as the signal came) by what the store holds; the rest are left."""
+    recorded = {r.run_id for r in summary.done + summary.busy + summary.skipped}
+    recorded |= {r.run_id for r, _ in summary.failed + summary.lost}
+    for run in pending:
+        if run.run_id in recorded:
+            continue
+        folder = batch.store.run(run.run_id)
+        if folder.status == "done":
+            summary.record(run, "done")
+        elif folder.status == "failed" and folder.failed_at() >= batch.started:
+            summary.record(run, "failed", folder.failure_reason())
+        else:
+            summary.left.append(run)
 
 
 def make_backend(

@@ -74,6 +74,13 @@ class RunFolder:
             return (self.path / "FAILED").read_text(encoding="utf-8").strip()
         return ""
 
+    def failed_at(self) -> float:
+        """When the FAILED marker was written (its mtime; 0.0 when unreadable)."""
+        try:
+            return (self.path / "FAILED").stat().st_mtime
+        except OSError:
+            return 0.0
+
     @property
     def attempts_log(self) -> Path:
         """``<experiment>/attempts/<run_id>.log``: outside the run folder, so wiping keeps it."""
