@@ -6,34 +6,109 @@ failed runs); a traceback only with ``--debug``.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from addrop_cli.errors import AddropError, SpecError
 
+_HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="addrop",
-    help="Fine-tune language models on GLUE with AD-DROP and the methods it is compared with.",
+    help="""Fine-tune language models on GLUE with AD-DROP and the methods it is compared with.
+
+    [bold]Examples[/bold]
+
+      addrop run experiments/smoke.yaml
+
+      addrop report results/smoke
+
+      addrop validate experiments/*.yaml
+
+      addrop run --help
+    """,
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
+    context_settings=_HELP,
 )
-list_app = typer.Typer(help="List what addrop knows: GLUE tasks, methods.", no_args_is_help=True)
+list_app = typer.Typer(
+    help="""List what addrop knows: GLUE tasks, methods.
+
+    [bold]Examples[/bold]
+
+      addrop list tasks
+
+      addrop list methods
+    """,
+    no_args_is_help=True,
+    context_settings=_HELP,
+)
 app.add_typer(list_app, name="list")
 
+
+class _QuietPipe:
+    """stdout that goes quiet once its reader has gone (``addrop report ... | head``): the
+    command carries on (files are written, runs finish) instead of failing on a closed pipe."""
+
+    gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return sys.stdout.write(text)
+            except BrokenPipeError:
+                self._quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self._quiet()
+
+    def _quiet(self) -> None:
+        self.gone = True
+        # point the descriptor at /dev/null so that the interpreter's last flush is quiet too
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys.stdout, name)
+
+
 # Off a terminal (pipes, CI logs, files) Rich would wrap tables at 80 columns: use a width that
-# fits the report tables unless the user set COLUMNS.
+# fits the report tables unless the user set COLUMNS. No markup or emoji codes: messages hold
+# user text (paths, names, `:train:`) that must print as typed.
 _WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
-console = Console(soft_wrap=True, width=_WIDTH)
-err_console = Console(stderr=True, soft_wrap=True)
+console = Console(file=_QuietPipe(), soft_wrap=True, width=_WIDTH, markup=False, emoji=False)  # type: ignore[arg-type]
+err_console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
 _state = {"debug": False}
+
+
+def _flags_without_metavar() -> None:
+    """typer's help shows ``<bool>`` beside on/off flags as if they took a value: drop it."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_metavar()
 
 
 def _split_args(args: list[str]) -> tuple[list[Path], list[str]]:
@@ -93,7 +168,25 @@ ArrayOpt = Annotated[
 ]
 
 
+def _results_path(text: str) -> Path:
+    if not text.strip():
+        raise SpecError("--results: empty path; give a folder, e.g. --results results")
+    return Path(text)
+
+
+ResultsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Results folder (default: the spec's results_dir).",
+        parser=_results_path,
+        show_default=False,
+    ),
+]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.", show_default=False)]
+
+
 _EXECUTOR_OPTIONS = {
+    "device": "train.device",
     "backend": "executor.backend",
     "workers": "executor.workers",
     "runs_per_gpu": "executor.runs_per_gpu",
@@ -114,15 +207,30 @@ def _executor_overrides(options: dict[str, object]) -> list[str]:
     same option parameters, and this is the one place that maps them to spec paths.
     """
     return [
-        f"{path}={options[name]}"
+        # strings are quoted: `--partition null` is the partition "null", not YAML's null
+        f"{path}={json.dumps(value) if isinstance(value, str) else value}"
         for name, path in _EXECUTOR_OPTIONS.items()
-        if options.get(name) is not None
+        if (value := options.get(name)) is not None
     ]
+
+
+def _version(show: bool) -> None:
+    if show:
+        from addrop_cli import __version__
+
+        console.print(f"addrop {__version__}")
+        raise typer.Exit(0)
 
 
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     _state["debug"] = debug
 
@@ -134,10 +242,8 @@ def run(
         bool,
         typer.Option("--dry-run", help="Print the resolved spec and run matrix; train nothing."),
     ] = False,
-    results: Annotated[
-        Path | None, typer.Option(help="Results folder (default: the spec's results_dir).")
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    results: ResultsOpt = None,
+    device: DeviceOpt = None,
     plain: Annotated[
         bool, typer.Option("--plain", help="One line per epoch instead of live progress bars.")
     ] = False,
@@ -174,8 +280,6 @@ def run(
     from addrop_cli.spec.load import load_spec
 
     path, overrides = _one_spec(args)
-    if device:
-        overrides.append(f"train.device={device}")
     overrides += _executor_overrides(locals())
     spec = load_spec(path, overrides)
     code = run_experiment(
@@ -230,11 +334,13 @@ def validate(
             )
         except AddropError as err:
             found = err.problems
+        if len(specs) > 1:  # say which spec each problem belongs to
+            found = [p if p.startswith(f"{path}:") else f"{path}: {p}" for p in found]
         problems += found
         for note in notes:
             err_console.print(f"note: {note}", markup=False, highlight=False)
         if not found:
-            console.print(f"[green]ok[/green] {path}", highlight=False)
+            console.print(Text.assemble(("ok", "green"), f" {path}"), highlight=False)
     if problems:
         raise SpecError(*problems)
 
@@ -254,9 +360,8 @@ def sweep(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the points and stage-1 runs; train nothing.")
     ] = False,
-    results: Annotated[
-        Path | None, typer.Option(help="Results folder (default: the spec's results_dir).")
-    ] = None,
+    results: ResultsOpt = None,
+    device: DeviceOpt = None,
     plain: Annotated[
         bool, typer.Option("--plain", help="One line per epoch instead of live progress bars.")
     ] = False,
@@ -336,9 +441,7 @@ def status(
         list[str],
         typer.Argument(help="results/<name>, or SPEC.yaml then key=value overrides."),
     ],
-    results: Annotated[
-        Path | None, typer.Option(help="Results folder, for a spec (default: its results_dir).")
-    ] = None,
+    results: ResultsOpt = None,
     show_all: Annotated[bool, typer.Option("--all", help="List finished runs too.")] = False,
 ) -> None:
     """Show what each run is doing: queued, running, done, failed, interrupted (not started).
@@ -427,19 +530,25 @@ def predict(
     variant: Annotated[
         str | None, typer.Option(help="Method variant whose runs predict (default: best).")
     ] = None,
+    results: ResultsOpt = None,
 ) -> None:
     """Write GLUE leaderboard files (SST-2.tsv, MNLI-m.tsv, AX.tsv, ...) from stored checkpoints.
 
     [bold]Examples[/bold]
 
       addrop predict experiments/glue.yaml train.save_checkpoint=true --out submission/
+
+      addrop predict experiments/smoke.yaml train.save_checkpoint=true --results /tmp/results
     """
     from addrop_cli.execution.predict import predict_command
     from addrop_cli.spec.load import load_spec
 
     path, overrides = _one_spec(args)
     spec = load_spec(path, overrides)
-    raise typer.Exit(predict_command(spec, path, out=out, variant=variant, console=console))
+    code = predict_command(
+        spec, path, out=out, variant=variant, results_root=results, console=console
+    )
+    raise typer.Exit(code)
 
 
 @list_app.command("tasks")
@@ -454,7 +563,16 @@ def list_tasks() -> None:
     """
     from addrop_cli.data.tasks import registry_table
 
-    console.print(registry_table())
+    glue_dir = os.environ.get("ADDROP_GLUE_DIR", "").strip()
+    folder = Path(glue_dir).expanduser() if glue_dir else None
+    if folder is not None and not folder.is_dir():
+        err_console.print(
+            f"warning: ADDROP_GLUE_DIR={glue_dir}: no such folder, so no row counts; point it at "
+            "a GLUE folder (see README, Data) or unset it",
+            highlight=False,
+        )
+        folder = None
+    console.print(registry_table(folder) if folder else registry_table(False))
 
 
 @list_app.command("methods")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -108,6 +109,9 @@ def start_addrop(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # a background shell (nohup, &) starts us with SIGINT ignored, and Python keeps an
+        # ignored SIGINT ignored: give addrop the default so that the signal tests mean it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     process = AddropProcess(proc)
     process._reader = threading.Thread(target=process._read, daemon=True)

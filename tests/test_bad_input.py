@@ -51,6 +51,11 @@ class Mistake:
     """A simulated fault (full disk) patched in before the command."""
     skip: str = ""
     """Why the row cannot be reproduced here (empty: it can)."""
+    elsewhere: str = ""
+    """The real-process test that checks this row (two processes, a signal, a closed pipe):
+    the row documents its message, that test reproduces it."""
+    says: str = "warning: "
+    """How the line starts when the exit code is 0 (the report went on, or the input is fine)."""
     needs: str = ""
     """A change the lead still has to apply for this row to pass (for the report)."""
 
@@ -120,6 +125,59 @@ def _second_spec_version(store: Path) -> None:
 def _read_only_folder(tmp: Path) -> None:
     (tmp / "ro").mkdir()
     (tmp / "ro").chmod(0o555)
+
+
+def _env(name: str, value: str) -> Callable[[pytest.MonkeyPatch], None]:
+    return lambda monkeypatch: monkeypatch.setenv(name, value)
+
+
+def _laughs(tmp: Path) -> None:
+    """A "billion laughs": nine aliases of nine aliases ..., 9**9 values once expanded."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]")
+    (tmp / "spec.yaml").write_text("\n".join(lines) + "\n")
+
+
+def _merge_keys(tmp: Path) -> None:
+    """The smoke spec with a variant that takes AD-DROP's settings through `<<: *addrop`."""
+    _spec_with("  addrop:\n", "  addrop: &addrop\n")(tmp)
+    with open(tmp / "spec.yaml", "a") as f:
+        f.write("  addrop-random:\n    <<: *addrop\n    attribution: random\n")
+
+
+def _variant_named(name: str) -> Callable[[Path], None]:
+    def prepare(tmp: Path) -> None:
+        _spec_with("  baseline: {}", f"  {json.dumps(name)}: {{method: baseline}}")(tmp)
+
+    return prepare
+
+
+def _stsb_score(score: str) -> Callable[[Path], None]:
+    """A copy of the sample GLUE folder whose first STS-B training row scores ``score``."""
+
+    def prepare(tmp: Path) -> None:
+        shutil.copytree(ROOT / "experiments" / "sample" / "glue", tmp / "glue")
+        path = tmp / "glue" / "STS-B" / "train.tsv"
+        lines = path.read_text().splitlines()
+        fields = lines[1].split("\t")
+        lines[1] = "\t".join([*fields[:-1], score])
+        path.write_text("\n".join(lines) + "\n")
+
+    return prepare
+
+
+def _hub_cached() -> bool:
+    from addrop_cli.data.hub import offline_problem
+    from addrop_cli.data.tasks import get_task
+
+    return offline_problem(get_task("sst2")) is None
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -264,6 +322,122 @@ MISTAKES = [
     Mistake("report-unknown-reference", "--reference names no variant",
             ("report", "{tmp}/store", "--reference", "nope", "--no-plots"), 2,
             "--reference: no variant 'nope' in these runs", _store()),
+    # --- issue 13: concurrency and signals (real processes, in tests/test_concurrency.py)
+    Mistake("conc-failed-twice", "two processes over runs that fail, --no-retry-failed",
+            ("run", SMOKE, "model.pretrained=true", "--no-retry-failed"), 1,
+            "runs: 0 done, 6 skipped",
+            elsewhere="tests/test_concurrency.py::test_two_processes_never_attempt_a_failed_run_twice"),  # noqa: E501
+    Mistake("conc-sigint-pool-parent", "SIGINT to the parent of a worker pool only",
+            ("run", SMOKE, "--workers", "2"), 130,
+            "interrupted: 5 runs left; run the same command again to finish them",
+            elsewhere="tests/test_concurrency.py::test_sigint_to_the_pool_parent_stops_new_runs_and_counts_from_the_store"),  # noqa: E501
+    Mistake("spec-identical-variants", "two variants with identical parameters",
+            ("run", SMOKE, "methods.plain.method=baseline"), 2,
+            "variants 'baseline' and 'plain' have identical parameters"),
+    # --- hostile or odd YAML
+    Mistake("spec-complex-key", "a YAML key that is a list", ("run", "{tmp}/spec.yaml"), 2,
+            "a key that is a sequence (complex key)", _write("spec.yaml", "? [a, b]\n: 1\n")),
+    Mistake("spec-deep-nesting", "nesting 100,000 levels deep", ("run", "{tmp}/spec.yaml"), 2,
+            "nested more than 64 levels deep",
+            _write("spec.yaml", "name: " + "[" * 100_000 + "]" * 100_000 + "\n")),
+    Mistake("spec-billion-laughs", "YAML aliases that expand to 9**9 values",
+            ("run", "{tmp}/spec.yaml"), 2, "expands to more than 100,000 values", _laughs),
+    Mistake("spec-merge-keys", "merge keys (<<: *anchor) are valid YAML",
+            ("validate", "{tmp}/spec.yaml", "--no-deep"), 0, "ok ", _merge_keys, says="ok "),
+    Mistake("spec-infinite-integer", "an infinite number where an integer goes",
+            ("run", SMOKE, "train.epochs=.inf"), 2, "input should be a finite number"),
+    Mistake("spec-huge-integer", "a 20-digit seed", ("run", SMOKE, "seeds=[99999999999999999999]"),
+            2, "99999999999999999999 is too large a number"),
+    Mistake("spec-huge-memory", "10^300 GB of memory per job",
+            ("run", SMOKE, "executor.slurm.mem_gb=1e300"), 2, "must be <= 100000"),
+    Mistake("results-experiment-json-shape", "experiment.json is JSON of another shape",
+            ("run", SMOKE, *QUICK, "--results", "{tmp}/results"), 2,
+            "not the experiment.json layout", _experiment_json("[1, 2]")),
+    # --- injection into Slurm job scripts
+    Mistake("slurm-newline", "a newline in a value that becomes an #SBATCH line",
+            ("run", SMOKE, 'executor.slurm.partition="gpu\\n#SBATCH --wrap=id"'), 2,
+            "executor.slurm.partition (from override executor.slurm.partition="),
+    Mistake("slurm-blank", "a blank in a Slurm partition name",
+            ("run", SMOKE, "--partition", "gpu --wrap=id"), 2,
+            "holds a newline, blank or control character"),
+    Mistake("slurm-extra-key", "an sbatch option name that is not one",
+            ("run", SMOKE, 'executor.slurm.extra={"output=/tmp/x --wrap": id}'), 2,
+            "is not an sbatch option name"),
+    Mistake("slurm-setup-newline", "a newline inside one setup line",
+            ("run", SMOKE, 'executor.slurm.setup=["module load x\\nrm -rf ~"]'), 2,
+            "holds a newline or control character; give one line per item"),
+    # --- failures knowable before a run starts (pre-flight)
+    Mistake("spec-seed-too-large", "a seed beyond 2^32", ("run", SMOKE, "seeds=[4294967296]"), 2,
+            "must be <= 4294967295"),
+    Mistake("spec-lr-not-finite", "a non-finite learning rate", ("run", SMOKE, "train.lr=.nan"),
+            2, "train.lr (from override train.lr=.nan): input should be a finite number"),
+    Mistake("preflight-no-cuda", "--device cuda on a machine without CUDA",
+            ("run", SMOKE, *QUICK, "--device", "cuda"), 2,
+            "train.device: cuda, but no CUDA GPU is visible",
+            skip="this machine has CUDA" if _cuda() else ""),
+    Mistake("preflight-heldout-too-large", "a held-out split as large as the training set",
+            ("run", SMOKE, *QUICK, "data.heldout=100000"), 2, "data.heldout: 100000 held-out"),
+    Mistake("preflight-hub-offline", "Hub data while HF_HUB_OFFLINE is set, not cached",
+            ("run", SMOKE, *QUICK, "data.source=hub"), 2,
+            "not in the local Hugging Face cache, and HF_HUB_OFFLINE",
+            fault=_env("HF_HUB_OFFLINE", "1"),
+            skip="nyu-mll/glue sst2 is in this machine's cache" if _hub_cached() else ""),
+    # --- nonsense that was accepted
+    Mistake("spec-bool-seed", "a boolean as a seed", ("run", SMOKE, "seeds=[true]"), 2,
+            "seeds (from override seeds=[true]): expected a number, got true"),
+    Mistake("spec-bool-epochs", "a boolean as a count", ("run", SMOKE, "train.epochs=true"), 2,
+            "train.epochs (from override train.epochs=true): expected a number, got true"),
+    Mistake("spec-bool-method-param", "a boolean as AD-DROP's p",
+            ("run", SMOKE, "methods.addrop.p=true"), 2, "p: expected a number, got true"),
+    Mistake("spec-empty-tokenizer", "an empty tokenizer name", ("run", SMOKE, "model.tokenizer="),
+            2, "model.tokenizer (from override model.tokenizer=): must not be empty"),
+    Mistake("spec-train-on-ax", "the test-only diagnostic set as a training task",
+            ("run", SMOKE, "tasks=[ax]"), 2, "ax is a test-only set with no training data"),
+    Mistake("data-score-out-of-range", "an STS-B score outside 0 to 5",
+            ("run", SMOKE, "tasks=[stsb]", "seeds=[1]", "train.epochs=1",
+             "data.glue_dir={tmp}/glue"), 2, "is outside STS-B's range 0 to 5", _stsb_score("7.5")),
+    Mistake("cli-empty-results", "an empty --results", ("run", SMOKE, "--results", ""), 2,
+            "--results: empty path"),
+    Mistake("cli-option-not-yaml", "an option value that reads as YAML (--partition null)",
+            ("run", SMOKE, "--partition", "null", "--dry-run"), 0, "partition: 'null'",
+            says="partition: 'null'"),
+    Mistake("sweep-duplicate-points", "a grid value listed twice",
+            ("sweep", SMOKE, "--grid", "methods.addrop.p=[0.1,0.1]", "--dry-run"), 2,
+            "methods.addrop.p: values must be distinct"),
+    Mistake("spec-variant-empty-name", "an empty variant name", ("run", "{tmp}/spec.yaml"), 2,
+            "variant name '' is not allowed", _variant_named("")),
+    Mistake("spec-variant-slash", "a variant name with a path separator",
+            ("run", SMOKE, "methods.a/b.method=baseline"), 2, "variant name 'a/b' is not allowed"),
+    Mistake("spec-variant-newline", "a variant name with a newline", ("run", "{tmp}/spec.yaml"),
+            2, "variant name 'a\\nb' is not allowed", _variant_named("a\nb")),
+    # --- messages that misled
+    Mistake("msg-markup", "Rich markup and emoji codes in a value",
+            ("run", SMOKE, "seeds=:train:[bold]"), 2, "got ':train:[bold]'"),
+    Mistake("msg-union-internals", "a value no member of a list-or-'all' field takes",
+            ("run", SMOKE, "methods.addrop.layers=foo"), 2,
+            "methods.addrop.layers (from override methods.addrop.layers=foo): expected a list or "
+            "'all', got 'foo'"),
+    Mistake("msg-1e3", "1e3 for an integer (YAML reads it as text)",
+            ("run", SMOKE, "train.epochs=1e3"), 2, "YAML reads '1e3' as text, not a number; "
+            "write 1000"),
+    Mistake("msg-validate-names-spec", "validate over several specs names each problem's spec",
+            ("validate", SMOKE, "{tmp}/spec.yaml"), 2,
+            "spec.yaml: /no/such/folder: GLUE folder not found",
+            _spec_with("sample/glue", "/no/such/folder")),
+    Mistake("msg-predict-no-checkpoint", "predict without a run that kept a checkpoint",
+            ("predict", SMOKE, "--results", "{tmp}"), 2,
+            "and give predict the same --results"),
+    Mistake("msg-status-not-results", "status on a folder that is not a results folder",
+            ("status", "{tmp}"), 2, "not a results folder"),
+    Mistake("msg-done-empty-metrics", "a DONE run with an empty metrics.json",
+            ("report", "{tmp}/store", "--no-plots"), 0, "to redo it, delete",
+            _corrupt("metrics.json", "")),
+    Mistake("msg-report-pipe", "addrop report ... | head (the reader goes early)",
+            ("report", "results/quickstart", "-f", "markdown"), 0, "(quiet; files written)",
+            says="", elsewhere="tests/test_cli.py::test_report_into_a_closed_pipe_writes_files"),
+    Mistake("msg-list-tasks-no-glue", "list tasks with an ADDROP_GLUE_DIR that does not exist",
+            ("list", "tasks"), 0, "warning: ADDROP_GLUE_DIR=/no/such/folder: no such folder",
+            fault=_env("ADDROP_GLUE_DIR", "/no/such/folder")),
     Mistake("report-out-not-writable", "report --out folder not writable",
             ("report", "{tmp}/store", "--out", "/dev/null/report", "-f", "markdown",
              "--no-plots"), 2, "cannot write", _store(),
@@ -307,6 +481,8 @@ def test_mistake_gets_its_message_and_exit_code(
 ) -> None:
     if mistake.skip:
         pytest.skip(mistake.skip)
+    if mistake.elsewhere:
+        pytest.skip(f"real processes: {mistake.elsewhere}")
     if mistake.prepare is not None:
         mistake.prepare(tmp_path)
     if mistake.fault is not None:
@@ -321,8 +497,8 @@ def test_mistake_gets_its_message_and_exit_code(
         assert len(err.strip().splitlines()) == 1 and said.startswith("error: "), err
     if code == 1:  # the failed runs are recorded, and the summary says why
         assert said.startswith("failed: "), said
-    if code == 0:  # the report goes on and says what it skipped
-        assert said.startswith("warning: "), said
+    if code == 0:  # the report goes on and says what it skipped (or the input is fine)
+        assert said.startswith(mistake.says), said
 
 
 def markdown_table() -> str:
@@ -336,7 +512,9 @@ def markdown_table() -> str:
     for mistake in MISTAKES:
         with tempfile.TemporaryDirectory() as folder:
             tmp = Path(folder)
-            if mistake.skip:
+            if mistake.elsewhere:
+                said, code = mistake.expect, mistake.code
+            elif mistake.skip:
                 said, code = f"(not reproducible here: {mistake.skip})", mistake.code
             else:
                 if mistake.prepare is not None:

@@ -11,16 +11,71 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "experiments" / "smoke.yaml"
 
 
-@pytest.mark.parametrize(
-    "command",
-    [[], ["run"], ["validate"], ["sweep"], ["status"], ["report"], ["predict"], ["list", "tasks"]],
-)
-def test_help_ends_in_examples(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
-    result = run_cli(capsys, *command, "--help")
+COMMANDS = [
+    [],
+    ["run"],
+    ["validate"],
+    ["sweep"],
+    ["status"],
+    ["report"],
+    ["predict"],
+    ["list"],
+    ["list", "tasks"],
+    ["list", "methods"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "addrop" for c in COMMANDS])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_ends_in_examples(
+    capsys: pytest.CaptureFixture[str], command: list[str], flag: str
+) -> None:
+    result = run_cli(capsys, *command, flag)
     assert result.code == 0
     assert "Usage" in result.out
-    if command:
-        assert "Examples" in result.out and "addrop " in result.out.split("Examples")[1]
+    assert "Examples" in result.out and "addrop " in result.out.split("Examples")[1]
+    assert "<bool>" not in result.out  # on/off flags take no value
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from addrop_cli import __version__
+
+    result = run_cli(capsys, "--version")
+    assert result.code == 0 and result.out.strip() == f"addrop {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [("sweep", "--device"), ("predict", "--results"), ("run", "--device"), ("status", "--results")],
+)
+def test_commands_take_the_options_the_readme_gives_them(
+    capsys: pytest.CaptureFixture[str], command: str, option: str
+) -> None:
+    assert option in run_cli(capsys, command, "--help").out
+
+
+def test_report_into_a_closed_pipe_writes_files(tmp_path: Path) -> None:
+    """`addrop report ... | head -0`: the reader goes before addrop writes a line; the files
+    are written anyway, and addrop exits 0 without a word on stderr."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    store = tmp_path / "store"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "store" / "glue-small", store)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as in a shell
+    command = [sys.executable, "-m", "addrop_cli", "report", str(store), "-f", "terminal"]
+    command += ["-f", "markdown", "--no-plots"]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # long before addrop's first line (it imports for a second or more)
+    err = proc.stderr.read()
+    assert proc.wait(120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert (store / "report" / "report.md").is_file()
 
 
 def test_validate_every_experiment(capsys: pytest.CaptureFixture[str]) -> None:

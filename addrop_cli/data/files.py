@@ -76,6 +76,12 @@ def _parse_label(
                 f"{where}: label {raw!r} in column {column!r} is not a number; "
                 f"give a finite number for this regression task"
             )
+        low, high = task.score_range or (-math.inf, math.inf)
+        if not low <= value <= high:
+            raise DataError(
+                f"{where}: label {raw!r} in column {column!r} is outside {task.display}'s "
+                f"range {low:g} to {high:g}; fix the row"
+            )
         return value
     key = str(raw).strip() if not isinstance(raw, bool) else str(raw).lower()
     if key not in label_map:

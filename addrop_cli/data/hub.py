@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,28 @@ def _load_hub_split(task: TaskInfo, split: str) -> list[Example]:
             f"the Hub dataset changed, use a local GLUE folder"
         )
     return examples_from_hub_rows(task, split, _rows_of(ds), where)
+
+
+def offline_problem(task: TaskInfo) -> str | None:
+    """With HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set, a Hub split not in the local cache cannot
+    load: say so before any run starts (None when online, or when the cache has it)."""
+    flags = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    if not any(os.environ.get(f, "").strip().lower() in ("1", "true", "yes", "on") for f in flags):
+        return None
+    where = f"{HUB_DATASET}/{task.hub_config}"
+    try:
+        import datasets
+
+        datasets.load_dataset_builder(HUB_DATASET, task.hub_config)
+    except ImportError:
+        return None  # check_data says `datasets` is missing
+    except Exception:  # noqa: BLE001 - not cached (offline) is the only expected failure
+        return (
+            f"{where}: not in the local Hugging Face cache, and HF_HUB_OFFLINE or "
+            "HF_DATASETS_OFFLINE is set; unset it to download once, or set data.glue_dir / "
+            "ADDROP_GLUE_DIR to a GLUE folder (see README, Data)"
+        )
+    return None
 
 
 def _rows_of(ds: Any) -> Iterable[Mapping[str, Any]]:

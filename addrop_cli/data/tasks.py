@@ -105,6 +105,8 @@ class TaskInfo:
     """Counts towards the GLUE score (the nine tasks; not AX, not custom tasks)."""
     custom: CustomTaskSpec | None = None
     """The user's spec for a custom task."""
+    score_range: tuple[float, float] | None = None
+    """A regression task's label bounds (STS-B: 0 to 5); None when unbounded."""
 
     @property
     def num_labels(self) -> int:
@@ -156,6 +158,7 @@ def _glue(
     train: bool = True,
     eval_with: str | None = None,
     is_glue: bool = True,
+    score_range: tuple[float, float] | None = None,
 ) -> TaskInfo:
     dev_suffixes = dev_suffixes or {"dev": ""}
     dev_splits = tuple(dev_suffixes)
@@ -183,6 +186,7 @@ def _glue(
         hub_config=name,
         hub_splits=hub_splits,
         is_glue=is_glue,
+        score_range=score_range,
     )
 
 
@@ -253,6 +257,7 @@ _REGISTRY: tuple[TaskInfo, ...] = (
         main="pearson",
         files=_pair_files("sentence1", "sentence2", "score"),
         leaderboard={"test": "STS-B.tsv"},
+        score_range=(0.0, 5.0),
     ),
     _glue(
         "qqp",
@@ -451,7 +456,9 @@ def registry_table(glue_dir=None):
 
     from rich.table import Table
 
-    if glue_dir is None and os.environ.get("ADDROP_GLUE_DIR", "").strip():
+    if glue_dir is False:  # the caller found no usable folder: no row counts
+        glue_dir = None
+    elif glue_dir is None and os.environ.get("ADDROP_GLUE_DIR", "").strip():
         glue_dir = Path(os.environ["ADDROP_GLUE_DIR"].strip()).expanduser()
     title = "GLUE tasks" + (f" (rows in {glue_dir})" if glue_dir else "")
     table = Table(title=title)

@@ -81,10 +81,10 @@ class RichProgress(PlainProgress):
     def __init__(self, console: Console) -> None:
         super().__init__(console)
         self.bars = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("{task.fields[info]}", markup=False),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,

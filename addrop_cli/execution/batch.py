@@ -170,7 +170,7 @@ def _execute(
         folder.write_json("traceback.json", {"traceback": traceback.format_exc()})
         folder.fail(reason, {"task": run.task, "variant": run.variant, "seed": run.seed})
         release_accelerator_memory()
-        progress.run_end(run, "FAILED", reason.splitlines()[0][:200])
+        progress.run_end(run, "FAILED", reason.partition("\n")[0])
         return Outcome("failed", reason)
     folder.write_json("env.json", describe_environment(batch.base_dir, outcome.metrics["device"]))
     folder.write_json("predictions.json", outcome.predictions)

@@ -47,9 +47,24 @@ def choose_run(
     if variant is not None:
         candidates = [c for c in candidates if c[0].variant == variant]
     if not candidates:
+        of = f" of {variant}" if variant else ""
+        bare = [
+            r
+            for r in runs
+            if r.task == task
+            and (variant is None or r.variant == variant)
+            and store.run(r.run_id).status == "done"
+        ]
+        if bare:  # save_checkpoint is not part of a run's identity: a rerun would skip them
+            raise StoreError(
+                f"{store.root}: the {len(bare)} finished {task} runs{of} kept no checkpoint, and "
+                "running again skips finished runs; delete their folders (addrop status "
+                f"{store.root} --all lists them) and run with train.save_checkpoint=true"
+            )
         raise StoreError(
-            f"{store.root}: no finished {task} run{f' of {variant}' if variant else ''} with a "
-            "checkpoint; run the spec with train.save_checkpoint=true first"
+            f"{store.root}: no finished {task} run{of} with a checkpoint; run the spec first with "
+            "train.save_checkpoint=true (addrop run SPEC train.save_checkpoint=true), and give "
+            "predict the same --results"
         )
     if variant is None:
         by_variant: dict[str, list[float]] = {}
@@ -97,6 +112,7 @@ def predict_command(
     *,
     out: Path | None,
     variant: str | None,
+    results_root: Path | None = None,
     console: Console,
 ) -> int:
     from addrop_cli.data.batching import make_loader
@@ -104,7 +120,7 @@ def predict_command(
     from addrop_cli.data.tasks import get_task, task_names
     from addrop_cli.engine.loop import pick_device, predict_split
 
-    store = experiment_store(spec, None)
+    store = experiment_store(spec, results_root)
     runs = expand(spec, spec_path.parent)
     out = out or store.root / "leaderboard"
     device = pick_device(spec.train.device)

@@ -29,12 +29,34 @@ def preflight(
     a Hub model that is not in the local cache is not fetched: a line saying so goes to
     ``notes`` instead (offline validation stays fast; `addrop run` fetches it anyway).
     """
-    problems = _data_problems(spec, base_dir) + _model_problems(spec, base_dir, source, hub, notes)
+    problems = _device_problems(spec, source) + _data_problems(spec, base_dir)
+    problems += _model_problems(spec, base_dir, source, hub, notes)
     return list(dict.fromkeys(problems))
 
 
+def _device_problems(spec: ExperimentSpec, source: str | None) -> list[str]:
+    """An explicit device this machine lacks (local runs only: Slurm jobs run elsewhere)."""
+    wanted = spec.train.device
+    if wanted in ("auto", "cpu") or spec.executor.backend != "local":
+        return []
+    import torch
+
+    if wanted == "cuda" and torch.cuda.is_available():
+        return []
+    mps = getattr(torch.backends, "mps", None)
+    if wanted == "mps" and mps is not None and mps.is_available():
+        return []
+    what = "no CUDA GPU is visible" if wanted == "cuda" else "Apple MPS is not available"
+    return [
+        f"{source or 'spec'}: train.device: {wanted}, but {what} on this machine; "
+        "use --device auto (or cpu), or run where there is one (--backend slurm)"
+    ]
+
+
 def _data_problems(spec: ExperimentSpec, base_dir: Path) -> list[str]:
+    from addrop_cli.data.hub import offline_problem
     from addrop_cli.data.sources import check_data, data_source, load_examples
+    from addrop_cli.data.subsets import split_train
     from addrop_cli.data.tasks import get_task
     from addrop_cli.errors import AddropError
 
@@ -43,14 +65,22 @@ def _data_problems(spec: ExperimentSpec, base_dir: Path) -> list[str]:
         task = get_task(name, spec.data)
         found = check_data(task, spec.data, base_dir=base_dir)
         problems += found
-        if found or data_source(task, spec.data, base_dir) == "hub":
-            continue  # reading the Hub here would download: its rows are checked when loaded
+        if not found and data_source(task, spec.data, base_dir) == "hub":
+            # reading the Hub here would download: its rows are checked when loaded
+            problems += [p for p in [offline_problem(task)] if p]
+            continue
+        if found:
+            continue
         # Parse every row now: a bad label or a short row is found before any training.
         for split in (task.train_split, *task.dev_splits):
             if split is None:
                 continue
             try:
-                load_examples(task, split, spec.data, base_dir)
+                examples = load_examples(task, split, spec.data, base_dir)
+                if split == task.train_split:  # a held-out part as large as train
+                    split_train(
+                        examples, spec.data, 0, regression=task.is_regression, task_name=name
+                    )
             except AddropError as err:
                 problems += err.problems
     return problems

@@ -210,7 +210,7 @@ def print_summary(console: Console, summary: Summary, store: ExperimentStore) ->
     console.print(f"runs: {', '.join(parts)}; results in {store.root}", highlight=False)
     for run, reason in summary.failed:
         console.print(
-            f"  failed: {run.label}: {reason.splitlines()[0][:200]}", markup=False, highlight=False
+            f"  failed: {run.label}: {_first_line(reason)}", markup=False, highlight=False
         )
     for run, reason in summary.lost:
         console.print(
@@ -218,3 +218,7 @@ def print_summary(console: Console, summary: Summary, store: ExperimentStore) ->
             markup=False,
             highlight=False,
         )
+
+
+def _first_line(text: str) -> str:
+    return text.partition("\n")[0]

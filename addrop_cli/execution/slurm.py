@@ -283,7 +283,8 @@ class SlurmBackend:
             w.reported = True
         elif status == "failed":
             reason = folder.failure_reason()
-            progress.run_end(w.run, "FAILED", f"(job {w.job_id}) {reason.splitlines()[0][:200]}")
+            first_line = reason.partition("\n")[0]
+            progress.run_end(w.run, "FAILED", f"(job {w.job_id}) {first_line}")
             summary.record(w.run, "failed", reason)
             w.reported = True
         elif w.job_id in queue:

@@ -88,7 +88,7 @@ def collect(store: ExperimentStore, runs: Sequence[RunSpec] | None = None) -> li
         if status == "done":
             states.append(RunState(run_id, label, "done"))
         elif status == "failed":
-            states.append(RunState(run_id, label, "failed", folder.failure_reason()[:200]))
+            states.append(RunState(run_id, label, "failed", folder.failure_reason()))
         elif lock_held(store, run_id, locks) or job_state == "RUNNING":
             where = f"Slurm job {job['job_id']}" if job_state else "on this machine"
             states.append(RunState(run_id, label, "running", where))
@@ -159,6 +159,11 @@ def status_command(
         if not target.is_dir():
             raise StoreError(
                 f"{target}: no such folder or spec; pass results/<name> or the spec file"
+            )
+        if not (target / "runs").is_dir() and not (target / "experiment.json").is_file():
+            raise StoreError(
+                f"{target}: not a results folder (no runs/ or experiment.json inside); pass "
+                "results/<name>, a folder written by `addrop run`, or the spec file"
             )
         store, runs = ExperimentStore(target.resolve()), None
     states = collect(store, runs)

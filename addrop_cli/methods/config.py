@@ -7,9 +7,11 @@ library API, so the CLI and a user's own script describe a method the same way.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from addrop_cli.methods.strict import plain_number
 
 Probability = Annotated[float, Field(gt=0.0, le=1.0)]
 """A rate in (0, 1]: AD-DROP's p and q."""
@@ -21,7 +23,19 @@ DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
 class MethodConfig(BaseModel):
     """Base for every method's parameters: immutable, unknown keys rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_numbers(cls, data: Any) -> Any:
+        # a model validator: pydantic allows no field validator on the discriminator `method`
+        for key, value in data.items() if isinstance(data, dict) else ():
+            if key in cls.model_fields:
+                try:
+                    plain_number(cls.model_fields[key].annotation, value)
+                except ValueError as err:
+                    raise ValueError(f"{key}: {err}") from None
+        return data
 
 
 class BaselineParams(MethodConfig):

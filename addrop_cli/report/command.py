@@ -77,8 +77,6 @@ def _print_and_write(
     late = [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
     report = _with_warnings(report, late)
     written += figures
-    if "terminal" in formats:
-        print_terminal(report, console)
     if "markdown" in formats:  # the HTML page comes with it, next to it
         md = write_markdown_report(folder / "report.md", report, plot_files=figures)
         written += [md, md.with_suffix(".html")]
@@ -95,6 +93,9 @@ def _print_and_write(
         written.append(write_text(folder / "table.tex", tex))
     if "json" in formats:
         written.append(write_text(folder / "report.json", to_json(report)))
+    # the files first: a reader that stops early (`| head`) must not cost them
+    if "terminal" in formats:
+        print_terminal(report, console)
     if written:
         console.print(f"wrote {len(written)} files to {folder}", highlight=False)
     return 0

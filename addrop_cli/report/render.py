@@ -291,7 +291,7 @@ def print_terminal(report: Report, console: Console) -> None:
     for grid in grids(report):
         console.print(to_rich(grid))
     for message in report.warnings:
-        console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        console.print(Text.assemble(("warning:", "yellow"), f" {message}"), highlight=False)
 
 
 def _cells(grid: Grid, line, join: str, bold) -> pd.DataFrame:

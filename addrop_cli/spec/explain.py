@@ -57,7 +57,47 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     parts = list(loc)
     if len(parts) >= 3 and parts[0] == "methods" and parts[2] in METHOD_NAMES:
         del parts[2]
+    # and the union members it names (list[constrained-int], literal['all'], function-after[..])
+    parts = [p for p in parts if not (isinstance(p, str) and ("[" in p or "(" in p))]
     return ".".join(str(p) for p in parts) or "(top level)"
+
+
+_EXPECTED = {
+    "list_type": "a list",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "text",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+}
+
+
+def _explain_union(errors: list[dict[str, Any]]) -> str:
+    """Several errors at one key: each member of a union refused the value; say what fits."""
+    wanted = []
+    for error in errors:
+        if error["type"] == "literal_error":
+            wanted.append(str((error.get("ctx") or {}).get("expected")))
+        else:
+            wanted.append(_EXPECTED.get(error["type"]) or _explain(error))
+    return f"expected {' or '.join(dict.fromkeys(wanted))}, got {errors[0].get('input')!r}"
+
+
+def _not_a_whole_number(value: Any) -> str:
+    """``1e3`` is text in YAML 1.1 (no dot): name the number it meant."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return ""
+    if number != number or number in (float("inf"), float("-inf")):
+        return f"{value!r} is not a finite number"
+    if number.is_integer():
+        return f"YAML reads {value!r} as text, not a number; write {int(number)}"
+    return f"expected a whole number, got {value!r}"
 
 
 def _explain(error: dict[str, Any]) -> str:
@@ -92,14 +132,19 @@ def _explain(error: dict[str, Any]) -> str:
         return f"must be {bounds[kind].format(**ctx)}, got {value}"
     if kind == "too_short":
         return "must not be empty; give at least one item"
+    if kind == "string_too_short":
+        return "must not be empty; give a value or leave the key out"
     if kind == "string_pattern_mismatch":
         return f"{value!r} is not allowed: use letters, digits, '_', '-' and '.'"
     if kind == "literal_error":
         hint = _did_you_mean(value, _literal_choices(ctx))
         return f"got {value!r}; expected {ctx.get('expected')}{hint}"
+    if kind == "int_parsing" and isinstance(value, str) and _not_a_whole_number(value):
+        return _not_a_whole_number(value)
     msg = error["msg"].removeprefix("Value error, ")
     msg = f"{msg[0].lower()}{msg[1:]}"
-    return f"{msg}, got {value!r}" if value is not None and "got " not in msg else msg
+    scalar = value is not None and not isinstance(value, (dict, list))
+    return f"{msg}, got {value!r}" if scalar and "got " not in msg else msg
 
 
 def _literal_choices(ctx: dict[str, Any]) -> list[str]:
@@ -107,16 +152,14 @@ def _literal_choices(ctx: dict[str, Any]) -> list[str]:
 
 
 def _validation_problems(err: ValidationError, source: str, overrides: list[str]) -> list[str]:
-    seen: set[str] = set()
-    lines = []
+    by_key: dict[str, list[dict[str, Any]]] = {}
     for error in err.errors():
-        loc = tuple(error["loc"])
-        # a list|"all" field reports once per union member: keep the first message per key
-        key = _format_loc(loc)
-        if key in seen:
-            continue
-        seen.add(key)
-        lines.append(f"{source}: {key}{_override_note(key, overrides)}: {_explain(error)}")
+        by_key.setdefault(_format_loc(tuple(error["loc"])), []).append(error)
+    lines = []
+    for key, errors in by_key.items():
+        # a list|"all" field reports once per union member: one line saying what fits
+        what = _explain(errors[0]) if len(errors) == 1 else _explain_union(errors)
+        lines.append(f"{source}: {key}{_override_note(key, overrides)}: {what}")
     return lines
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -145,8 +146,52 @@ def _semantic_problems(spec: ExperimentSpec, source: str) -> list[str]:
             f"{source}: reference: no variant named {spec.reference!r}"
             f"{_did_you_mean(spec.reference, spec.methods)} (variants: {', '.join(spec.methods)})"
         )
+    problems += _identical_variants(spec, source) + _untrainable_tasks(spec, source)
     if spec.sweep is not None and not problems:
         problems += _sweep_problems(spec, spec.sweep, source)
+    return problems
+
+
+def _identical_variants(spec: ExperimentSpec, source: str) -> list[str]:
+    """Two variants with the same parameters are the same runs (one run id): one would vanish
+    from every report. A variant a sweep path names is told apart by its sweep point."""
+    swept = (
+        {path.split(".")[1] for path in [*spec.sweep.grid, *spec.sweep.random] if "." in path}
+        if spec.sweep is not None
+        else set()
+    )
+    first: dict[str, str] = {}
+    problems = []
+    for name, params in spec.methods.items():
+        if name in swept:
+            continue
+        key = json.dumps(params.model_dump(mode="json"), sort_keys=True)
+        if key in first:
+            problems.append(
+                f"{source}: methods: variants {first[key]!r} and {name!r} have identical "
+                "parameters, so they would be the same runs; remove one or make them differ"
+            )
+        else:
+            first[key] = name
+    return problems
+
+
+def _untrainable_tasks(spec: ExperimentSpec, source: str) -> list[str]:
+    from addrop_cli.data.tasks import get_task
+    from addrop_cli.errors import AddropError
+
+    problems = []
+    for i, name in enumerate(spec.tasks):
+        try:
+            task = get_task(name, spec.data)
+        except AddropError:
+            continue  # reported by _task_problems
+        if task.train_split is None:
+            helper = f" (`addrop predict` writes it with the {task.eval_with} model)"
+            problems.append(
+                f"{source}: tasks[{i}]: {name} is a test-only set with no training data"
+                f"{helper if task.eval_with else ''}; remove it from tasks"
+            )
     return problems
 
 

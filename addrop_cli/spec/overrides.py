@@ -10,14 +10,56 @@ import yaml
 
 from addrop_cli.errors import SpecError
 
+MAX_DEPTH = 64
+"""Deepest nesting a spec may have (a spec is about 4 levels deep)."""
+MAX_VALUES = 100_000
+"""Most values a spec may hold once YAML aliases are expanded ("billion laughs" stops here)."""
+MAX_BYTES = 1_000_000
+"""Largest spec file (a spec is a few kilobytes)."""
+
+
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; a spec is a few levels deep"
+
 
 class _StrictLoader(yaml.SafeLoader):
-    """A YAML loader that rejects duplicate mapping keys (PyYAML silently keeps the last one)."""
+    """A safe YAML loader that refuses duplicate keys (PyYAML silently keeps the last one),
+    keys that are not plain values, and documents nested deeper than :data:`MAX_DEPTH`."""
+
+    _depth = 0
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # the scanner's cost grows with the square of the [ and { nesting: stop it early
+        if self.flow_level >= MAX_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, _TOO_DEEP, self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    _TOO_DEEP,
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping_no_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *defaults`: its keys may be overridden by the mapping's own
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a key that is a {key_node.id} (complex key); keys are plain words",
+                key_node.start_mark,
+            )
         key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(
@@ -35,6 +77,44 @@ _StrictLoader.add_constructor(
 )
 
 
+def _expanded_size_ok(node: yaml.Node | None) -> bool:
+    """False when the document, with every alias expanded, holds more than MAX_VALUES nodes.
+
+    Aliases share one node, so composing a "billion laughs" document is cheap; this walk counts
+    it as expanded and stops at the limit, long before any copy of it could be made.
+    """
+    count, stack = 0, [node] if node is not None else []
+    while stack:
+        current = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return False
+        if isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                stack += (key, value)
+    return True
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML strictly and within bounds (see :class:`_StrictLoader`, :data:`MAX_VALUES`).
+
+    Raises ``yaml.YAMLError`` for syntax and structure, ``ValueError`` for a document too big.
+    """
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if not _expanded_size_ok(node):
+            raise ValueError(
+                f"expands to more than {MAX_VALUES:,} values (YAML aliases that repeat "
+                "themselves?); a spec holds a few dozen"
+            )
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a spec file into a mapping, turning every YAML problem into one SpecError line."""
     if not path.exists():
@@ -42,7 +122,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise SpecError(f"{path}: is a folder; give the path of a YAML spec file")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+        if path.stat().st_size > MAX_BYTES:
+            raise ValueError(f"is {path.stat().st_size:,} bytes; a spec is a few kilobytes")
+        raw = load_yaml_text(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
@@ -50,7 +132,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
         fix = "" if "; " in what else "; fix the syntax there"
         raise SpecError(f"{path}: {where}: malformed YAML: {what}{fix}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise SpecError(f"{path}: malformed YAML: {e}; fix the file") from None
+        raise SpecError(f"{path}: malformed YAML: {_one_line(e)}; fix the file") from None
+    except ValueError as e:
+        raise SpecError(f"{path}: {e}; check the file is the spec you meant") from None
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read ({e.strerror or e}); check the path") from None
     if raw is None:
         raise SpecError(f"{path}: the file is empty; write a spec (see experiments/smoke.yaml)")
     if not isinstance(raw, dict):
@@ -59,6 +145,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
             f"got a {type(raw).__name__}; see experiments/smoke.yaml"
         )
     return raw
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -70,9 +160,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             "e.g. train.epochs=1 or methods.addrop.p=0.5"
         )
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = load_yaml_text(value) if value.strip() else ""
     except yaml.YAMLError:
         parsed = value  # not YAML: keep the raw string and let validation judge it
+    except ValueError as e:
+        raise SpecError(f"override {key.strip()}: the value {e}") from None
     return key.strip().split("."), parsed
 
 

@@ -7,6 +7,7 @@ each method checks its own fields.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -15,11 +16,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from addrop_cli.methods.registry import METHODS
+from addrop_cli.methods.strict import plain_number
 
 MethodParams = Annotated[
     Union[tuple(info.params for info in METHODS.values())],  # noqa: UP007
@@ -29,20 +32,49 @@ MethodParams = Annotated[
 
 
 class Frozen(BaseModel):
-    """Base for every spec model: immutable, unknown keys rejected."""
+    """Base for every spec model: immutable, unknown keys rejected, numbers finite and plain."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        return plain_number(cls.model_fields[info.field_name].annotation, v)
+
+
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+"""A run's seed: numpy and CUDA take 32-bit seeds."""
+
+VARIANT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+"""A method variant's name: it names report columns and run labels (task/variant/seed)."""
+
+
+def _any_char(value: Any, bad: Callable[[str], bool]) -> bool:
+    """True when a character of a string in ``value`` (or its items, keys) is ``bad``."""
+    if isinstance(value, dict):
+        return any(_any_char(k, bad) or _any_char(v, bad) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_any_char(item, bad) for item in value)
+    return isinstance(value, str) and any(bad(c) for c in value)
+
+
+def _control(c: str) -> bool:
+    return ord(c) < 32 or ord(c) == 127
+
+
+def _blank_or_control(c: str) -> bool:
+    return c.isspace() or _control(c)
 
 
 class ModelSpec(Frozen):
     """The pre-trained encoder: a Hub id or a local folder in the Hugging Face layout."""
 
     name_or_path: str = Field(min_length=1)
-    tokenizer: str | None = None
+    tokenizer: str | None = Field(default=None, min_length=1)
     """Tokenizer Hub id or folder, when it differs from the model's."""
     pretrained: bool = True
     """False builds the model from its config with random weights (tests, smoke runs)."""
-    revision: str | None = None
+    revision: str | None = Field(default=None, min_length=1)
 
 
 class CustomTaskSpec(Frozen):
@@ -236,9 +268,9 @@ class SweepSpec(Frozen):
     protocol: Literal["two_stage", "paper"] = "two_stage"
     """two_stage: pick on select_seeds, report the winner on report_seeds. paper: best of the
     grid on the same dev set (the AD-DROP paper's protocol; optimistic, labelled as such)."""
-    select_seeds: list[int] | None = Field(default=None, min_length=1)
+    select_seeds: list[Seed] | None = Field(default=None, min_length=1)
     """Seeds of the selection stage (default: the spec's seeds)."""
-    report_seeds: list[int] | None = Field(default=None, min_length=1)
+    report_seeds: list[Seed] | None = Field(default=None, min_length=1)
     """Seeds the winner (and every variant not swept) is reported on; disjoint from
     select_seeds."""
 
@@ -258,6 +290,8 @@ class SweepSpec(Frozen):
         for path, values in v.items():
             if isinstance(values, list) and not values:
                 raise ValueError(f"{path}: give at least one value")
+            if isinstance(values, list) and len({repr(x) for x in values}) != len(values):
+                raise ValueError(f"{path}: values must be distinct, got {values}")
         return v
 
     @field_validator("select_seeds", "report_seeds")
@@ -283,8 +317,8 @@ class SlurmSpec(Frozen):
     """GPUs per job (--gpus-per-node)."""
     cpus: Annotated[int, Field(ge=1)] = 2
     """CPUs per job (--cpus-per-task); also the torch threads of a CPU run."""
-    mem_gb: Annotated[float, Field(gt=0)] = 8.0
-    time_min: Annotated[int, Field(ge=1)] = 60
+    mem_gb: Annotated[float, Field(gt=0, le=100_000)] = 8.0
+    time_min: Annotated[int, Field(ge=1, le=1_000_000)] = 60
     """Time limit per job; a job that reaches it is requeued and resumes."""
     array_parallelism: Annotated[int, Field(ge=1)] = 64
     """At most this many array tasks run at once."""
@@ -301,6 +335,39 @@ class SlurmSpec(Frozen):
     """Other sbatch options, e.g. ``{mail-type: END}``."""
     log_dir: Path | None = None
     """Where job scripts and logs go (default: ``<results>/<experiment>/slurm``)."""
+
+    @field_validator("setup", "log_dir", mode="before")
+    @classmethod
+    def _one_line(cls, v: Any) -> Any:
+        # each item becomes one line of the job script: a newline would add lines unseen
+        if _any_char(v, _control):
+            raise ValueError("holds a newline or control character; give one line per item")
+        return v
+
+    @field_validator("partition", "account", "qos", "constraint", mode="before")
+    @classmethod
+    def _one_word(cls, v: Any) -> Any:
+        # each becomes one `#SBATCH --key=value` line: a newline would start an option (or a
+        # command) of the value's choosing, and no Slurm name holds a blank
+        if _any_char(v, _blank_or_control):
+            raise ValueError(
+                "holds a newline, blank or control character, which would add lines or options "
+                "to the job script; give one name (e.g. gpu)"
+            )
+        return v
+
+    @field_validator("extra", mode="before")
+    @classmethod
+    def _sbatch_options(cls, v: Any) -> Any:
+        for key, value in v.items() if isinstance(v, dict) else ():
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", str(key)):
+                raise ValueError(f"{str(key)!r} is not an sbatch option name (e.g. mail-type)")
+            if _any_char(value, _control):
+                raise ValueError(
+                    f"{key}: holds a newline or control character, which would add lines to the "
+                    "job script; give one line"
+                )
+        return v
 
 
 class ExecutorSpec(Frozen):
@@ -329,7 +396,7 @@ class ExperimentSpec(Frozen):
     model: ModelSpec
     tasks: list[str] = Field(min_length=1)
     data: DataSpec = Field(default_factory=DataSpec)
-    seeds: list[int] = Field(min_length=1)
+    seeds: list[Seed] = Field(min_length=1)
     train: TrainSpec = Field(default_factory=TrainSpec)
     methods: dict[str, MethodParams] = Field(min_length=1)
     """Named method variants, e.g. ``addrop-ga`` and ``addrop-rd``."""
@@ -339,6 +406,17 @@ class ExperimentSpec(Frozen):
     sweep: SweepSpec | None = None
     """A hyperparameter search (``addrop sweep``); ``addrop run`` ignores it."""
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _variant_names(cls, v: Any) -> Any:
+        for name in v if isinstance(v, dict) else ():
+            if not isinstance(name, str) or not re.match(VARIANT_NAME, name):
+                raise ValueError(
+                    f"variant name {str(name)!r} is not allowed: start with a letter or digit, "
+                    "then letters, digits, '_', '-', '.', '+'"
+                )
+        return v
 
     @field_validator("seeds")
     @classmethod

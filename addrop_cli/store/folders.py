@@ -199,6 +199,13 @@ class ExperimentStore:
             raise StoreError(
                 f"{path}: unreadable ({err}); delete the file to let addrop rewrite it"
             ) from None
+        hashes = meta.get("spec_hashes", []) if isinstance(meta, dict) else None
+        if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
+            raise StoreError(
+                f"{path}: unreadable (not the experiment.json layout: expected "
+                '{"format": 1, "name": ..., "spec_hashes": [...]}); delete the file to let addrop '
+                "rewrite it"
+            )
         if meta.get("format") != FORMAT_VERSION:
             raise StoreError(
                 f"{path}: results format {meta.get('format')!r}, this addrop reads format "

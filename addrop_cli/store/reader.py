@@ -202,6 +202,9 @@ def _check_experiment_format(experiment: Path) -> None:
     except (OSError, ValueError, AttributeError) as err:
         _warn(f"{path}: unreadable ({_why(err)}); reading its runs anyway")
         return
+    if not isinstance(version, int) or isinstance(version, bool):
+        _warn(f"{path}: unreadable (format {version!r} is not a number); reading its runs anyway")
+        return
     if version > STORE_FORMAT:
         raise StoreError(
             f"{path}: format: store format {version} is newer than this addrop reads "
@@ -236,7 +239,7 @@ def _load_run(run_dir: Path) -> RunRecord | None:
         metrics = json.loads(path.read_text(encoding="utf-8"))
         _check_metrics(metrics)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        _warn(f"{path}: unreadable ({_why(err)}); run skipped")
+        _warn(f"{path}: unreadable ({_why(err)}); run skipped{_redo(run_dir)}")
         return RunRecord(run_dir, config, "corrupt", f"metrics.json unreadable: {_why(err)}")
     return RunRecord(run_dir, config, "done", "", metrics)
 
@@ -252,9 +255,14 @@ def _read_run_config(run_dir: Path) -> dict[str, Any] | None:
                 raise KeyError(key)
         int(config["seed"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        _warn(f"{path}: unreadable ({_why(err)}); run folder skipped")
+        _warn(f"{path}: unreadable ({_why(err)}); run folder skipped{_redo(run_dir)}")
         return None
     return config
+
+
+def _redo(run_dir: Path) -> str:
+    # a DONE marker keeps `addrop run` from redoing the run: the folder has to go
+    return f"; to redo it, delete {run_dir} and run the experiment again"
 
 
 def _check_metrics(metrics: Any) -> None:
