@@ -120,12 +120,12 @@ def test_two_processes_never_attempt_a_failed_run_twice(tmp_path: Path, retry: s
     """A run that one process just failed is not redone by another one that planned it before:
     with --no-retry-failed never, and with retries on, not within the same invocation either.
 
-    The first process writes slowly (up to 1 s per write), so it plans every run, then works
+    The first process writes slowly (up to 2 s per write), so it plans every run, then works
     through them while the second one, started after its first run began, fails the others
     fast. (With retries on, the second may retry a run that failed before it began, once.)
     """
     overrides = [*smoke_args([1, 2, 3], epochs=1), "model.pretrained=true", retry]
-    first = start_addrop(tmp_path, overrides, slow_writes=True, max_pause=1.0)
+    first = start_addrop(tmp_path, overrides, slow_writes=True, max_pause=2.0)
     assert first.wait_for(") started"), first.output()
     second = start_addrop(tmp_path, overrides)
     codes = (first.finish(), second.finish())
@@ -144,6 +144,8 @@ def test_two_processes_never_attempt_a_failed_run_twice(tmp_path: Path, retry: s
     assert all(o in allowed for o in order.values()), order  # never first after second
     failed = [_count(p.output(), "failed") for p in (first, second)]
     assert sum(failed) == sum(map(len, order.values())), failed  # each attempt reported once
+    for process in (first, second):  # the README's row: runs: 0 done, <k> skipped, <m> failed
+        assert re.search(r"^runs: 0 done, \d+ skipped, \d+ failed", process.output(), re.M)
     # the race happened: the second process failed runs that the first had planned
     assert any(o[0] == "second" for o in order.values()), (order, "make the first one slower")
 
@@ -169,5 +171,9 @@ def test_sigint_to_the_pool_parent_stops_new_runs_and_counts_from_the_store(
     assert len(done) < total, "every run finished before the signal; make the runs longer"
     assert _count(proc.output(), "done") == len(done), proc.output()
     assert _count(proc.output(), "left") == total - len(done), proc.output()
+    assert (
+        f"interrupted: {total - len(done)} runs left; run the same command again to finish them "
+        "(finished runs are kept and skipped)"
+    ) in proc.output()
     for run_id in done:
         assert len(attempts(experiment, run_id)) == 1

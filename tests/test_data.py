@@ -421,8 +421,9 @@ def test_check_data():
     assert len(p) == 1 and "CoLA is not in this GLUE folder" in p[0]
     p = check_data(get_task("sst2"), DataSpec(glue_dir=BAD / "missing_file"))
     assert len(p) == 1 and p[0].endswith(
-        "dev.tsv: file not found; point data.glue_dir / "
-        "ADDROP_GLUE_DIR at the output of download_glue_data.py"
+        "dev.tsv: file not found; point data.glue_dir / ADDROP_GLUE_DIR at a GLUE folder in "
+        "the official layout (SST-2/train.tsv, ...), or unset both to read nyu-mll/glue from "
+        "the Hub (README: Data)"
     )
     assert check_data(get_task("sst2"), DataSpec()) == []  # Hub: `datasets` importable
     assert check_data(get_task("sst2"), DataSpec(source="glue_dir"))  # no folder given

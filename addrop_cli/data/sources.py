@@ -20,7 +20,7 @@ Sources, in order of precedence:
 
    ``data.glue_dir`` or, failing that, the environment variable ``ADDROP_GLUE_DIR``: the official
 
-   GLUE layout written by ``download_glue_data.py`` (``SST-2/train.tsv``, ``MNLI/dev_matched.tsv``,
+   GLUE layout (``SST-2/train.tsv``, ``MNLI/dev_matched.tsv``,
 
    ``diagnostic/diagnostic.tsv``, ...). Files are read as UTF-8 with any byte-order mark dropped
 

@@ -132,7 +132,7 @@ def execute_runs(
         else:
             pending.append(run)
     console.print(
-        f"{name}: {len(runs)} runs, {len(summary.skipped)} already in {batch.store.root} "
+        f"{name}: {len(runs)} runs, {len(summary.skipped)} already in {shown(batch.store.root)} "
         f"(skipped), {len(pending)} to run",
         highlight=False,
     )
@@ -207,7 +207,7 @@ def print_summary(console: Console, summary: Summary, store: ExperimentStore) ->
         parts.append(f"{len(summary.lost)} lost")
     if summary.left:
         parts.append(f"{len(summary.left)} left")
-    console.print(f"runs: {', '.join(parts)}; results in {store.root}", highlight=False)
+    console.print(f"runs: {', '.join(parts)}; results in {shown(store.root)}", highlight=False)
     for run, reason in summary.failed:
         console.print(
             f"  failed: {run.label}: {_first_line(reason)}", markup=False, highlight=False
@@ -218,6 +218,15 @@ def print_summary(console: Console, summary: Summary, store: ExperimentStore) ->
             markup=False,
             highlight=False,
         )
+
+
+def shown(path: Path) -> Path:
+    """``path`` relative to the working folder when it lies inside it (shorter, and the same on
+    every machine), else as is."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def _first_line(text: str) -> str:

@@ -122,16 +122,22 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise SpecError(f"{path}: is a folder; give the path of a YAML spec file")
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise ValueError(f"is {path.stat().st_size:,} bytes; a spec is a few kilobytes")
-        raw = load_yaml_text(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:  # bounded: /dev/zero or a huge file must not hang us
+            data = f.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ValueError(f"is over {MAX_BYTES:,} bytes; a spec is a few kilobytes")
+        raw = load_yaml_text(data.decode("utf-8"))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         what = " ".join(str(s) for s in (e.context, e.problem) if s)
         fix = "" if "; " in what else "; fix the syntax there"
         raise SpecError(f"{path}: {where}: malformed YAML: {what}{fix}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the spec as UTF-8 text"
+        ) from None
+    except yaml.YAMLError as e:
         raise SpecError(f"{path}: malformed YAML: {_one_line(e)}; fix the file") from None
     except ValueError as e:
         raise SpecError(f"{path}: {e}; check the file is the spec you meant") from None
@@ -158,6 +164,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise SpecError(
             f"override {text!r}: expected key=value with a dotted key path, "
             "e.g. train.epochs=1 or methods.addrop.p=0.5"
+        )
+    if key.count(".") >= MAX_DEPTH:
+        raise SpecError(
+            f"override {key[:60]}...: a key path of {key.count('.') + 1} parts; spec keys are a "
+            "few levels deep (e.g. sweep.grid.methods.addrop.p)"
         )
     try:
         parsed = load_yaml_text(value) if value.strip() else ""

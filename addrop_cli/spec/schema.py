@@ -407,6 +407,13 @@ class ExperimentSpec(Frozen):
     """A hyperparameter search (``addrop sweep``); ``addrop run`` ignores it."""
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
 
+    @field_validator("results_dir", mode="before")
+    @classmethod
+    def _results_dir_given(cls, v: Any) -> Any:
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must not be empty (it would write into the working folder)")
+        return v
+
     @field_validator("methods", mode="before")
     @classmethod
     def _variant_names(cls, v: Any) -> Any:

@@ -155,7 +155,8 @@ def find_experiments(path: Path) -> list[Path]:
     if not children:
         raise StoreError(
             f"{path}: not a results folder (no runs/ inside); pass an experiment folder "
-            "written by `addrop run`, e.g. results/<name>"
+            "written by `addrop run`, e.g. results/<name>, or run the experiment first "
+            "(addrop run experiments/<name>.yaml)"
         )
     return children
 
