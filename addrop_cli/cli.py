@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -599,8 +600,28 @@ def list_methods() -> None:
     console.print(table)
 
 
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console-script entry point: turn AddropErrors into one-line messages and exit codes."""
+    """Console-script entry point: turn AddropErrors into one-line messages and exit codes.
+
+    SIGTERM (a supervisor, a scheduler, `kill`) stops like Ctrl-C: runs in progress are left to
+    restart, the summary is printed, exit code 130.
+    """
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    except ValueError:  # not the main thread (a library caller): leave signals alone
+        previous = None
+    try:
+        _main()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main() -> None:
     try:
         # without standalone mode click returns typer.Exit's code instead of raising it
         result = app(standalone_mode=False)

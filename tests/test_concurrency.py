@@ -151,15 +151,16 @@ def test_two_processes_never_attempt_a_failed_run_twice(tmp_path: Path, retry: s
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_sigint_to_the_pool_parent_stops_new_runs_and_counts_from_the_store(
-    tmp_path: Path,
+    tmp_path: Path, signum: int
 ) -> None:
-    """SIGINT to the parent of a worker pool only (kill -INT, a scheduler): no run starts after
-    it, the workers stop, and the summary's counts match what the store holds."""
+    """SIGINT or SIGTERM to the parent of a worker pool only (kill, a scheduler, a supervisor):
+    no run starts after it, the workers stop, and the summary's counts match the store."""
     overrides = [*smoke_args([1, 2, 3, 4], epochs=EPOCHS), "--workers", "2"]
     proc = start_addrop(tmp_path, overrides)
     assert proc.wait_for("] sst2/"), proc.output()  # a worker started a run
-    proc.proc.send_signal(signal.SIGINT)
+    proc.proc.send_signal(signum)
     signalled = time.monotonic()
     code = proc.finish(timeout=60)
     assert code == 130, proc.output()

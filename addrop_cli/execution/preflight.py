@@ -12,7 +12,7 @@ from pathlib import Path
 
 from addrop_cli.methods.config import AddropParams
 from addrop_cli.models.location import resolve_model_location
-from addrop_cli.spec.schema import ExperimentSpec
+from addrop_cli.spec.schema import ExperimentSpec, ModelSpec
 
 
 def preflight(
@@ -105,7 +105,7 @@ def _model_problems(
                 "its config; addrop run downloads it)"
             )
         return []
-    problems = check_model(model, None)
+    problems = check_model(model, None) + _length_problems(model, spec, source)
     for variant, params in spec.methods.items():
         if not isinstance(params, AddropParams):
             continue
@@ -115,3 +115,23 @@ def _model_problems(
             key = f"methods.{variant}."
             problems.append(f"{source}: {key}{line}" if source else f"{key}{line}")
     return problems
+
+
+def _length_problems(model: ModelSpec, spec: ExperimentSpec, source: str | None) -> list[str]:
+    """train.max_length beyond the model's position embeddings: a long example would crash."""
+    from addrop_cli.errors import AddropError
+    from addrop_cli.models.loading import load_config
+
+    try:
+        config = load_config(model)
+    except AddropError:
+        return []  # check_model reports it
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and "roberta" in str(config.model_type):
+        positions -= 2  # RoBERTa's positions start after the padding index
+    if not isinstance(positions, int) or spec.train.max_length <= positions:
+        return []
+    return [
+        f"{source or 'spec'}: train.max_length: {spec.train.max_length} tokens, but "
+        f"{model.name_or_path} has {positions} positions; use train.max_length={positions} or less"
+    ]

@@ -139,6 +139,8 @@ def _explain(error: dict[str, Any]) -> str:
     if kind == "literal_error":
         hint = _did_you_mean(value, _literal_choices(ctx))
         return f"got {value!r}; expected {ctx.get('expected')}{hint}"
+    if kind == "list_type" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return f"expected a list, got {value!r}; write [{value}]"
     if kind == "int_parsing" and isinstance(value, str) and _not_a_whole_number(value):
         return _not_a_whole_number(value)
     msg = error["msg"].removeprefix("Value error, ")

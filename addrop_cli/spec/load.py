@@ -131,8 +131,14 @@ def _raw_task_problems(raw: dict[str, Any], source: str) -> list[str]:
         return []
     try:
         data = DataSpec.model_validate(raw.get("data") or {})
-    except ValidationError:
+    except ValidationError:  # reported already; its custom tasks are not unknown names
         data = None
+        custom = (
+            (raw.get("data") or {}).get("custom_tasks")
+            if isinstance(raw.get("data"), dict)
+            else None
+        )
+        tasks = [t for t in tasks if not (isinstance(custom, dict) and t in custom)]
     return _task_problems(tasks, data, source)
 
 

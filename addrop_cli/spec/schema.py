@@ -46,7 +46,18 @@ Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 """A run's seed: numpy and CUDA take 32-bit seeds."""
 
 VARIANT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
-"""A method variant's name: it names report columns and run labels (task/variant/seed)."""
+"""A method variant's or custom task's name: it names report columns, run labels
+(task/variant/seed) and cache files, so no path separator, blank or control character."""
+
+
+def _check_names(value: Any, what: str) -> Any:
+    for name in value if isinstance(value, dict) else ():
+        if not isinstance(name, str) or not re.match(VARIANT_NAME, name):
+            raise ValueError(
+                f"{what} name {str(name)!r} is not allowed: start with a letter or digit, "
+                "then letters, digits, '_', '-', '.', '+'"
+            )
+    return value
 
 
 def _any_char(value: Any, bad: Callable[[str], bool]) -> bool:
@@ -117,6 +128,11 @@ class DataSpec(Frozen):
     cache_dir: Path | None = None
     custom_tasks: dict[str, CustomTaskSpec] = Field(default_factory=dict)
 
+    @field_validator("custom_tasks", mode="before")
+    @classmethod
+    def _task_names(cls, v: Any) -> Any:
+        return _check_names(v, "custom task")
+
     @field_validator("train_size", "heldout")
     @classmethod
     def _count_or_fraction(cls, v: float | None) -> float | None:
@@ -145,7 +161,7 @@ class TrainSpec(Frozen):
     """auto: bf16 autocast on GPUs that support it, fp16 on older GPUs, fp32 on CPU."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     save_checkpoint: bool = False
-    threads: Annotated[int, Field(ge=1)] | None = None
+    threads: Annotated[int, Field(ge=1, le=4096)] | None = None
     """torch intra-op threads for CPU runs; null leaves torch's default."""
     group_by_length: bool = False
     """Batch examples of similar length together (random groups, seeded, as transformers'
@@ -374,12 +390,12 @@ class ExecutorSpec(Frozen):
     """Where and how runs execute: never part of a run's identity."""
 
     backend: Literal["local", "slurm"] = "local"
-    workers: Annotated[int, Field(ge=0)] = 1
+    workers: Annotated[int, Field(ge=0, le=1024)] = 1
     """Local worker processes; 0 or ``auto``: one per visible GPU (one on a CPU machine)."""
     runs_per_gpu: Annotated[int, Field(ge=0)] = 1
     """Local workers per visible GPU (the pool then has K x GPUs workers); 0 or ``auto``: as
     many as fit in the GPU's free memory (at most 8). CPU machines: ``workers`` sets the pool."""
-    threads: Annotated[int, Field(ge=1)] | None = None
+    threads: Annotated[int, Field(ge=1, le=4096)] | None = None
     """torch threads per local worker (default: the cores divided among workers)."""
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
 
@@ -417,13 +433,7 @@ class ExperimentSpec(Frozen):
     @field_validator("methods", mode="before")
     @classmethod
     def _variant_names(cls, v: Any) -> Any:
-        for name in v if isinstance(v, dict) else ():
-            if not isinstance(name, str) or not re.match(VARIANT_NAME, name):
-                raise ValueError(
-                    f"variant name {str(name)!r} is not allowed: start with a letter or digit, "
-                    "then letters, digits, '_', '-', '.', '+'"
-                )
-        return v
+        return _check_names(v, "variant")
 
     @field_validator("seeds")
     @classmethod

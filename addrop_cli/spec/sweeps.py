@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import Annotated, Any
 
 from pydantic import (
@@ -13,7 +14,7 @@ from pydantic import (
 from addrop_cli.errors import SpecError
 from addrop_cli.spec.explain import _did_you_mean, _validation_problems
 from addrop_cli.spec.overrides import set_path
-from addrop_cli.spec.schema import ExperimentSpec, SweepSpec
+from addrop_cli.spec.schema import ExperimentSpec, GridRange, SweepSpec
 
 Probability = Annotated[float, Field(gt=0.0, le=1.0)]
 """A rate in (0, 1]: AD-DROP's p and q."""
@@ -21,6 +22,9 @@ Probability = Annotated[float, Field(gt=0.0, le=1.0)]
 DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
 """A dropout rate in [0, 1)."""
 
+
+MAX_POINTS = 100_000
+"""Most points a sweep may have (each is at least one run; more would not finish planning)."""
 
 SWEEPABLE_ROOTS = ("model", "data", "train", "methods")
 """Top-level spec keys a sweep may vary (seeds come from select_seeds / report_seeds)."""
@@ -34,6 +38,15 @@ def _sweep_problems(spec: ExperimentSpec, sweep: SweepSpec, source: str) -> list
             f"{source}: sweep: nothing to search; give grid: {{path: [values]}} and/or "
             "random: {path: {distribution: ...}}"
         )
+    sizes = [
+        int(round((v.stop - v.start) / v.step)) + 1 if isinstance(v, GridRange) else len(v)
+        for v in sweep.grid.values()
+    ] + ([sweep.samples] if sweep.random else [])
+    if math.prod(sizes) > MAX_POINTS:
+        return [
+            f"{source}: sweep: {' x '.join(map(str, sizes))} = {math.prod(sizes):,} points, more "
+            f"than {MAX_POINTS:,}; use fewer values, larger steps or fewer samples"
+        ]
     for kind, paths in (("grid", sweep.grid), ("random", sweep.random)):
         for path in paths:
             problems += _sweep_path_problems(spec, f"sweep.{kind}.{path}", path, source)
