@@ -171,7 +171,9 @@ def _hub_cached() -> bool:
     from addrop_cli.data.hub import offline_problem
     from addrop_cli.data.tasks import get_task
 
-    return offline_problem(get_task("sst2")) is None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        return offline_problem(get_task("sst2")) is None
 
 
 def _cuda() -> bool:
