@@ -6,7 +6,6 @@ failed runs); a traceback only with ``--debug``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -15,11 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from addrop_cli.errors import AddropError, SpecError
+from addrop_cli.terminal import flags_without_metavar, make_consoles
 
 _HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
@@ -57,59 +56,9 @@ list_app = typer.Typer(
 app.add_typer(list_app, name="list")
 
 
-class _QuietPipe:
-    """stdout that goes quiet once its reader has gone (``addrop report ... | head``): the
-    command carries on (files are written, runs finish) instead of failing on a closed pipe."""
-
-    gone = False
-
-    def write(self, text: str) -> int:
-        if not self.gone:
-            try:
-                return sys.stdout.write(text)
-            except BrokenPipeError:
-                self._quiet()
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.gone:
-            try:
-                sys.stdout.flush()
-            except BrokenPipeError:
-                self._quiet()
-
-    def _quiet(self) -> None:
-        self.gone = True
-        # point the descriptor at /dev/null so that the interpreter's last flush is quiet too
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(sys.stdout, name)
-
-
-# Off a terminal (pipes, CI logs, files) Rich would wrap tables at 80 columns: use a width that
-# fits the report tables unless the user set COLUMNS. No markup or emoji codes: messages hold
-# user text (paths, names, `:train:`) that must print as typed.
-_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
-console = Console(file=_QuietPipe(), soft_wrap=True, width=_WIDTH, markup=False, emoji=False)  # type: ignore[arg-type]
-err_console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
+console, err_console = make_consoles()
+flags_without_metavar()
 _state = {"debug": False}
-
-
-def _flags_without_metavar() -> None:
-    """typer's help shows ``<bool>`` beside on/off flags as if they took a value: drop it."""
-    from typer.core import TyperOption
-
-    shown = TyperOption.display_type_rich
-
-    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
-        return None if self.is_flag else shown(self, ctx)
-
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
-
-
-_flags_without_metavar()
 
 
 def _split_args(args: list[str]) -> tuple[list[Path], list[str]]:
