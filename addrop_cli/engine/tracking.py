@@ -1,0 +1,286 @@
+"""Experiment trackers: TensorBoard, MLflow and Weights & Biases, each an optional extra.
+
+A tracker receives what the training loop logs (per step: loss, learning rate, dropped fraction
+per target layer, samples/s; per evaluation: every dev and selection metric), the resolved run
+config as hyperparameters, and the run id, task, variant, method and seed as tags. Nothing needs
+a network: W&B runs in offline mode and MLflow writes a local file store unless the user points
+them elsewhere (``WANDB_MODE``, ``MLFLOW_TRACKING_URI``).
+
+Trackers never decide a run's fate. One that is not installed or fails to start is one line
+(:class:`TrackerProblem`) and the run goes on without it; one that fails mid-run is closed,
+reported once and dropped (:class:`Trackers`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+TRACKERS = ("tensorboard", "mlflow", "wandb")
+EXTRA = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
+"""Tracker -> the pip extra that installs it (``pip install 'addrop-cli[tensorboard]'``)."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a tracker needs to know about the run it follows."""
+
+    run_id: str
+    experiment: str
+    task: str
+    variant: str
+    method: str
+    seed: int
+    folder: Path
+    """The run's folder in the store (results/<experiment>/runs/<run_id>)."""
+    experiment_dir: Path
+    """results/<experiment>: trackers keep their files under ``tracking/`` there."""
+    config: Mapping[str, Any]
+    """The resolved run config (run.json), logged as hyperparameters."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.task}/{self.variant}/seed{self.seed}"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {
+            "run_id": self.run_id,
+            "experiment": self.experiment,
+            "task": self.task,
+            "variant": self.variant,
+            "method": self.method,
+            "seed": str(self.seed),
+        }
+
+
+class Tracker(Protocol):
+    name: str
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def close(self, status: str) -> None: ...
+
+
+class TrackerProblem(Exception):
+    """A tracker that cannot start: the message is the one line shown to the user."""
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 2e-5}}`` -> ``{"train.lr": 2e-5}``; lists become JSON text."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out |= flatten(value, f"{name}.")
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(value, default=str)
+        else:
+            out[name] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The three trackers
+# ---------------------------------------------------------------------------------------------
+
+
+class TensorBoardTracker:
+    """Event files under ``tracking/tensorboard/<task>_<variant>_seed<seed>_<run_id>/``: one
+    folder per run, so ``tensorboard --logdir results/<experiment>/tracking/tensorboard`` lists
+    the runs by name. The config is an ``hparams`` entry and a text summary."""
+
+    name = "tensorboard"
+
+    def __init__(self, run: RunInfo) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard.summary import hparams
+        except ImportError as err:
+            raise _missing(self.name, err) from err
+        folder = run.experiment_dir / "tracking" / "tensorboard" / _slug(run)
+        shutil.rmtree(folder, ignore_errors=True)  # a retried run starts its curves afresh
+        self.writer = SummaryWriter(log_dir=str(folder))
+        params = {k: _hparam(v) for k, v in flatten(run.config).items()} | run.tags
+        for event in hparams(params, {}):
+            self.writer.file_writer.add_summary(event)
+        self.writer.add_text("config", f"```\n{json.dumps(run.config, indent=2)}\n```")
+        self.folder = folder
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value, step)
+
+    def close(self, status: str) -> None:
+        self.writer.add_text("status", status)
+        self.writer.close()
+
+
+class MLflowTracker:
+    """One MLflow run per addrop run, in the experiment named after the spec. Without
+    ``MLFLOW_TRACKING_URI`` the store is the local SQLite file ``tracking/mlflow.db`` (MLflow 3
+    retired its folder store): ``mlflow ui --backend-store-uri
+    sqlite:///results/<experiment>/tracking/mlflow.db``."""
+
+    name = "mlflow"
+
+    def __init__(self, run: RunInfo) -> None:
+        try:
+            from mlflow.entities import Metric, Param, RunTag
+            from mlflow.tracking import MlflowClient
+        except ImportError as err:
+            raise _missing(self.name, err) from err
+        from filelock import FileLock
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_store(run.experiment_dir)
+        # parallel workers would race to create the database and the experiment
+        with FileLock(run.experiment_dir / "tracking" / ".mlflow.lock"):
+            self.client = MlflowClient(tracking_uri=uri)
+            experiment = self.client.get_experiment_by_name(run.experiment)
+            experiment_id = (
+                experiment.experiment_id
+                if experiment is not None
+                else self.client.create_experiment(run.experiment)
+            )
+        tags = run.tags | {"mlflow.runName": run.label}
+        self.run_id = self.client.create_run(experiment_id, tags=tags).info.run_id
+        params = [Param(k[:250], str(v)[:6000]) for k, v in flatten(run.config).items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params a call
+            self.client.log_batch(self.run_id, params=params[start : start + 100])
+        self._metric, self._tag = Metric, RunTag
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        import time
+
+        now = int(time.time() * 1000)
+        batch = [self._metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def close(self, status: str) -> None:
+        self.client.set_terminated(self.run_id, "FINISHED" if status == "done" else "FAILED")
+
+
+def mlflow_store(experiment_dir: Path) -> str:
+    """The default tracking URI: a SQLite file under the experiment's ``tracking/``."""
+    folder = experiment_dir / "tracking"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(folder / 'mlflow.db').resolve()}"
+
+
+class WandbTracker:
+    """A W&B run, offline unless ``WANDB_MODE`` says otherwise: its files go under
+    ``tracking/wandb/`` (``wandb sync results/<experiment>/tracking/wandb/offline-run-*`` uploads
+    them later). Project = the experiment, group = task/variant, tags = task, variant, method."""
+
+    name = "wandb"
+
+    def __init__(self, run: RunInfo) -> None:
+        try:
+            import wandb
+        except ImportError as err:
+            raise _missing(self.name, err) from err
+        folder = run.experiment_dir / "tracking"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT") or run.experiment,
+            name=run.label,
+            group=f"{run.task}/{run.variant}",
+            job_type=run.method,
+            tags=[run.task, run.variant, run.method, f"seed{run.seed}"],
+            config=dict(run.config) | {"tags": run.tags},
+            dir=str(folder),
+            mode=os.environ.get("WANDB_MODE") or "offline",
+            reinit="create_new",
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+        )
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        self.run.log(dict(metrics), step=step)
+
+    def close(self, status: str) -> None:
+        self.run.summary["status"] = status
+        self.run.finish(exit_code=0 if status == "done" else 1)
+
+
+BUILDERS: dict[str, Callable[[RunInfo], Tracker]] = {
+    "tensorboard": TensorBoardTracker,
+    "mlflow": MLflowTracker,
+    "wandb": WandbTracker,
+}
+
+
+def _missing(name: str, err: ImportError) -> TrackerProblem:
+    return TrackerProblem(
+        f"tracking: {name} is not installed ({err.name or err}); "
+        f"pip install 'addrop-cli[{EXTRA[name]}]', or drop it from tracking"
+    )
+
+
+def _slug(run: RunInfo) -> str:
+    text = f"{run.task}_{run.variant}_seed{run.seed}_{run.run_id}"
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in text)
+
+
+def _hparam(value: Any) -> Any:
+    """TensorBoard's hparams take numbers, strings and booleans."""
+    return value if isinstance(value, (int, float, str, bool)) else str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several trackers, contained
+# ---------------------------------------------------------------------------------------------
+
+
+class Trackers:
+    """The trackers of one run. A failure is reported through ``warn`` (one line) and that
+    tracker is dropped; the run and the other trackers go on."""
+
+    def __init__(self, names: Sequence[str], run: RunInfo, warn: Callable[[str], None]) -> None:
+        self.warn = warn
+        self.active: list[Tracker] = []
+        for name in dict.fromkeys(names):
+            try:
+                self.active.append(BUILDERS[name](run))
+            except TrackerProblem as err:
+                warn(str(err))
+            except Exception as err:  # noqa: BLE001 - a tracker never fails the run
+                warn(f"tracking: {name} did not start ({_why(err)}); the run goes on without it")
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if _is_number(v)}
+        if clean:
+            self._each(lambda t: t.log(clean, step), "log")
+
+    def close(self, status: str) -> None:
+        self._each(lambda t: t.close(status), "close")
+        self.active = []
+
+    def _each(self, call: Callable[[Tracker], None], what: str) -> None:
+        for tracker in list(self.active):
+            try:
+                call(tracker)
+            except Exception as err:  # noqa: BLE001 - a tracker never fails the run
+                self.active.remove(tracker)
+                self.warn(
+                    f"tracking: {tracker.name} failed ({what}: {_why(err)}); "
+                    "stopped it, the run goes on"
+                )
+
+
+def check_names(names: Iterable[str]) -> list[str]:
+    """Problems with tracker names (for the spec validator)."""
+    return [n for n in names if n not in TRACKERS]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _why(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:160]}" if text else type(err).__name__

@@ -1,0 +1,175 @@
+"""Trackers (TensorBoard, MLflow, W&B offline): what is logged is read back with each tool's own
+reader (tests/tracking_readers.py); a missing or failing tracker is one line, never a failed run.
+
+Marked ``tracking`` (select with ``-m tracking``); a tracker whose package is not installed is
+skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from tracking_readers import (
+    mlflow_runs,
+    tensorboard_hparams,
+    tensorboard_scalars,
+    wandb_offline_run,
+)
+
+from addrop_cli.engine import tracking
+from addrop_cli.engine.tracking import RunInfo, Trackers, mlflow_store
+
+pytestmark = pytest.mark.tracking
+
+CONFIG = {
+    "run_id": "abc123",
+    "task": "rte",
+    "train": {"learning_rate": 2e-5, "epochs": 2},
+    "method_params": {"method": "addrop", "p": 0.3, "layers": [0, 1]},
+}
+STEPS = {s: {"train/loss": 1.0 / s, "train/lr": 1e-5 * s} for s in range(1, 5)}
+EVAL = (4, {"dev/accuracy": 0.625, "dev/f1": 0.5})
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> RunInfo:
+    exp = tmp_path / "exp"
+    return RunInfo(
+        "abc123", "exp", "rte", "addrop-ga", "addrop", 3, exp / "runs/abc123", exp, CONFIG
+    )
+
+
+def _log_everything(run: RunInfo, names: list[str]) -> list[str]:
+    warnings: list[str] = []
+    trackers = Trackers(names, run, warnings.append)
+    assert [t.name for t in trackers.active] == names, warnings
+    for step, metrics in STEPS.items():
+        trackers.log(metrics, step)
+    trackers.log(EVAL[1], EVAL[0])
+    trackers.close("done")
+    return warnings
+
+
+def _expected() -> dict[str, dict[int, float]]:
+    out: dict[str, dict[int, float]] = {}
+    for step, metrics in [*STEPS.items(), EVAL]:
+        for key, value in metrics.items():
+            out.setdefault(key, {})[step] = value
+    return out
+
+
+def test_tensorboard_scalars_and_hparams_read_back(run: RunInfo) -> None:
+    pytest.importorskip("tensorboard", reason="tensorboard not installed (extra: tensorboard)")
+    assert _log_everything(run, ["tensorboard"]) == []
+    (folder,) = (run.experiment_dir / "tracking" / "tensorboard").iterdir()
+    assert folder.name == "rte_addrop-ga_seed3_abc123"
+    scalars = tensorboard_scalars(folder)
+    assert scalars.keys() == _expected().keys()
+    for key, values in _expected().items():
+        assert scalars[key] == pytest.approx(values, rel=1e-6)  # stored as float32
+    hparams = tensorboard_hparams(folder)
+    assert hparams["train.learning_rate"] == pytest.approx(2e-5)
+    assert hparams["method_params.layers"] == "[0, 1]"
+    assert (hparams["task"], hparams["variant"], hparams["seed"]) == ("rte", "addrop-ga", "3")
+
+
+def test_mlflow_params_tags_and_histories_read_back(run: RunInfo, monkeypatch) -> None:
+    pytest.importorskip("mlflow", reason="mlflow not installed (extra: mlflow)")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert _log_everything(run, ["mlflow"]) == []
+    (found,) = mlflow_runs(mlflow_store(run.experiment_dir), "exp")
+    assert found["metrics"] == _expected()
+    assert found["params"]["train.learning_rate"] == "2e-05"
+    assert found["params"]["method_params.p"] == "0.3"
+    tags = found["tags"]
+    assert (tags["run_id"], tags["task"], tags["variant"]) == ("abc123", "rte", "addrop-ga")
+    assert (tags["method"], tags["seed"], tags["mlflow.runName"]) == ("addrop", "3", run.label)
+    assert found["status"] == "FINISHED"
+
+
+def test_wandb_offline_run_files_read_back(run: RunInfo, monkeypatch) -> None:
+    pytest.importorskip("wandb", reason="wandb not installed (extra: wandb)")
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline is the default
+    assert _log_everything(run, ["wandb"]) == []
+    found = wandb_offline_run(run.experiment_dir / "tracking" / "wandb")
+    history = found["history"]
+    for key, values in _expected().items():
+        assert {s: row[key] for s, row in history.items() if key in row} == values
+    assert (found["name"], found["group"]) == (run.label, "rte/addrop-ga")
+    assert set(found["tags"]) == {"rte", "addrop-ga", "addrop", "seed3"}
+    assert found["config"]["train"]["learning_rate"] == 2e-5
+    assert found["config"]["tags"]["run_id"] == "abc123"
+    assert found["summary"]["status"] == "done"
+
+
+class _Flaky:
+    """A tracker that breaks on its second log call."""
+
+    name = "flaky"
+
+    def __init__(self, run: RunInfo) -> None:
+        self.calls = 0
+
+    def log(self, metrics, step) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            raise ConnectionError("server went away")
+
+    def close(self, status: str) -> None:
+        raise AssertionError("a failed tracker is not closed again")
+
+
+class _Steady:
+    name = "steady"
+
+    def __init__(self, run: RunInfo) -> None:
+        self.seen: list[int] = []
+        self.closed: list[str] = []
+        _Steady.last = self
+
+    def log(self, metrics, step) -> None:
+        self.seen.append(step)
+
+    def close(self, status: str) -> None:
+        self.closed.append(status)
+
+
+def test_a_missing_tracker_is_one_line_and_the_others_go_on(run: RunInfo, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now raises ImportError
+    monkeypatch.setitem(tracking.BUILDERS, "steady", _Steady)
+    lines: list[str] = []
+    trackers = Trackers(["wandb", "steady"], run, lines.append)
+    assert lines == [
+        "tracking: wandb is not installed (wandb); pip install 'addrop-cli[wandb]', or drop it "
+        "from tracking"
+    ]
+    assert [t.name for t in trackers.active] == ["steady"]
+
+
+def test_a_tracker_failing_mid_run_is_dropped_with_one_line(run: RunInfo, monkeypatch) -> None:
+    monkeypatch.setattr(tracking, "BUILDERS", {"flaky": _Flaky, "steady": _Steady})
+    lines: list[str] = []
+    trackers = Trackers(["flaky", "steady"], run, lines.append)
+    for step in range(1, 5):
+        trackers.log({"train/loss": 0.5}, step)
+    trackers.close("done")
+    assert lines == [
+        "tracking: flaky failed (log: ConnectionError: server went away); stopped it, the run "
+        "goes on"
+    ]
+    assert _Steady.last.seen == [1, 2, 3, 4] and _Steady.last.closed == ["done"]
+
+
+def test_a_tracker_failing_to_start_is_one_line(run: RunInfo, monkeypatch) -> None:
+    def broken(run: RunInfo):
+        raise PermissionError("tracking/ is read-only")
+
+    monkeypatch.setattr(tracking, "BUILDERS", {"tensorboard": broken})
+    lines: list[str] = []
+    Trackers(["tensorboard"], run, lines.append).close("done")
+    assert lines == [
+        "tracking: tensorboard did not start (PermissionError: tracking/ is read-only); the run "
+        "goes on without it"
+    ]
