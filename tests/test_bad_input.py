@@ -475,6 +475,13 @@ MISTAKES = [
             ("sweep", SMOKE, "--grid", "train.lr={start: 1, stop: 5000, step: 1}", "--grid",
              "train.weight_decay={start: 1, stop: 5000, step: 1}", "sweep.report_seeds=[3]",
              "--dry-run"), 2, "sweep: 5000 x 5000 = 25,000,000 points, more than 100,000"),
+    Mistake("probe-run-json-huge-seed", "a run.json whose seed is 1e400 (JSON infinity)",
+            ("report", "{tmp}/store", "--no-plots"), 0,
+            "run.json: unreadable (cannot convert float infinity to integer); run folder skipped",
+            _corrupt("run.json", '{"task": "sst2", "variant": "baseline", "seed": 1e400}')),
+    Mistake("probe-workers-word", "--workers two", ("run", SMOKE, "--workers", "two"), 2,
+            "executor.workers (from override executor.workers=\"two\"): expected a whole number "
+            "or auto, got 'two'"),
     Mistake("report-out-not-writable", "report --out folder not writable",
             ("report", "{tmp}/store", "--out", "/dev/null/report", "-f", "markdown",
              "--no-plots"), 2, "cannot write", _store(),

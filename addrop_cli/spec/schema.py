@@ -52,10 +52,10 @@ VARIANT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 
 def _check_names(value: Any, what: str) -> Any:
     for name in value if isinstance(value, dict) else ():
-        if not isinstance(name, str) or not re.match(VARIANT_NAME, name):
+        if not isinstance(name, str) or not re.match(VARIANT_NAME, name) or len(name) > 100:
             raise ValueError(
-                f"{what} name {str(name)!r} is not allowed: start with a letter or digit, "
-                "then letters, digits, '_', '-', '.', '+'"
+                f"{what} name {str(name)[:120]!r} is not allowed: start with a letter or digit, "
+                "then up to 100 letters, digits, '_', '-', '.', '+'"
             )
     return value
 
@@ -402,13 +402,15 @@ class ExecutorSpec(Frozen):
     @field_validator("workers", "runs_per_gpu", mode="before")
     @classmethod
     def _auto(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip() != "auto" and not v.strip().isdigit():
+            raise ValueError(f"expected a whole number or auto, got {v!r}")
         return 0 if v == "auto" else v
 
 
 class ExperimentSpec(Frozen):
     """A whole experiment: tasks x method variants x seeds."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     model: ModelSpec
     tasks: list[str] = Field(min_length=1)
     data: DataSpec = Field(default_factory=DataSpec)

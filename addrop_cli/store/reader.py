@@ -133,7 +133,7 @@ class RunRecord:
                 n = len(split["guids"])
                 if len(split["predictions"]) != n or len(split["labels"]) != n:
                     raise ValueError("guids, predictions and labels differ in length")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as err:
             _warn(f"{path}: unreadable ({_why(err)}); its run is left out of the bootstrap")
             return None
         return data
@@ -239,7 +239,7 @@ def _load_run(run_dir: Path) -> RunRecord | None:
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
         _check_metrics(metrics)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as err:
         _warn(f"{path}: unreadable ({_why(err)}); run skipped{_redo(run_dir)}")
         return RunRecord(run_dir, config, "corrupt", f"metrics.json unreadable: {_why(err)}")
     return RunRecord(run_dir, config, "done", "", metrics)
@@ -255,7 +255,7 @@ def _read_run_config(run_dir: Path) -> dict[str, Any] | None:
             if key not in config:
                 raise KeyError(key)
         int(config["seed"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as err:
         _warn(f"{path}: unreadable ({_why(err)}); run folder skipped{_redo(run_dir)}")
         return None
     return config
