@@ -115,6 +115,7 @@ def test_a_held_lock_is_left_alone_and_taken_once_its_holder_dies(
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("retry", ["--no-retry-failed", "--retry-failed"])
 def test_two_processes_never_attempt_a_failed_run_twice(tmp_path: Path, retry: str) -> None:
     """A run that one process just failed is not redone by another one that planned it before:
