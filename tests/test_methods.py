@@ -13,6 +13,7 @@ from addrop_cli.methods.base import task_loss
 from addrop_cli.methods.config import AddropParams, BaselineParams, DropoutParams
 from addrop_cli.methods.registry import METHODS, build_method
 from addrop_cli.models import attention as modeling
+from addrop_cli.models.compiling import compile_model, compile_problem
 
 CPU = torch.device("cpu")
 
@@ -147,10 +148,27 @@ def test_cross_tuning_schedule_decides_per_epoch(tiny_bert_dir: Path) -> None:
     assert always.epoch_stats()["addrop_epoch"] == 1.0
 
 
-def test_gradient_attribution_matches_an_independent_eager_computation(tiny_bert_dir: Path) -> None:
+# train.compile: the key method tests again with the model's dense blocks compiled. aot_eager
+# captures the graphs and runs them through AOT autograd as inductor does (that is where the hook
+# could break), without generating code; one test runs inductor itself.
+COMPILED = pytest.param("aot_eager", marks=pytest.mark.slow, id="compiled")
+EAGER = pytest.param(None, id="eager")
+
+
+def compiled(model: torch.nn.Module, backend: str | None) -> torch.nn.Module:
+    if backend is not None:
+        assert compile_model(model, CPU, backend=backend) is None
+    return model
+
+
+@pytest.mark.parametrize("backend", [EAGER, COMPILED])
+def test_gradient_attribution_matches_an_independent_eager_computation(
+    tiny_bert_dir: Path, backend: str | None
+) -> None:
     model = tiny(tiny_bert_dir)
     method = addrop(layers=[0, 1])
     method.attach(model)
+    compiled(model, backend)
     b = batch([10, 7, 3], labels=torch.tensor([0, 1, 2]))
     scores, forwards, backwards = method.attribution(model, inputs_of(b), b["labels"])
     assert (forwards, backwards) == (1, 1)
@@ -297,11 +315,24 @@ def test_gold_labels_rank_by_the_gold_logit_gradient(tiny_bert_dir: Path) -> Non
     assert close(scores[0], out.attentions[0].grad)
 
 
-@pytest.mark.parametrize("attribution", ["gradient", "integrated_gradient", "attention", "random"])
-def test_second_pass_drops_exactly_the_mask(tiny_bert_dir: Path, attribution: str) -> None:
+@pytest.mark.parametrize(
+    "attribution,backend",
+    [
+        ("gradient", EAGER),
+        ("integrated_gradient", EAGER),
+        ("attention", EAGER),
+        ("random", EAGER),
+        ("gradient", COMPILED),
+        ("integrated_gradient", COMPILED),
+    ],
+)
+def test_second_pass_drops_exactly_the_mask(
+    tiny_bert_dir: Path, attribution: str, backend: str | None
+) -> None:
     model = tiny(tiny_bert_dir)
     method = addrop(attribution=attribution, layers="all", p=0.5, q=0.5, ig_steps=2)
     method.attach(model)
+    compiled(model, backend)
     assert method.hook is not None
     method.hook.keep_probs = True
     seen = capture_masks(method)
@@ -400,3 +431,43 @@ def test_addrop_step_under_bf16_autocast(tiny_bert_dir: Path) -> None:
     assert torch.isfinite(out.loss)
     assert torch.all(method.hook.probs[1][seen[0][1]] == 0)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["inductor"])
+def test_compiled_steps_equal_eager_steps(tiny_bert_dir: Path, backend: str) -> None:
+    """Same seed, same batches: the compiled model's AD-DROP and baseline steps give the eager
+    model's losses and gradients, over batches of other lengths (no recompiling per length)."""
+    results = []
+    for compile_with in (None, backend):
+        model = tiny(tiny_bert_dir)
+        method = addrop(layers=[0], p=0.5, q=0.5)
+        method.attach(model)
+        compiled(model, compile_with)
+        baseline = build_method(BaselineParams(), is_regression=False, seed=0, device=CPU)
+        seen = []
+        for lengths, width in (([10, 7, 3], 10), ([6, 2], 6), ([9, 9, 1, 4], 9)):
+            b = batch(lengths, labels=torch.tensor([0, 1, 2, 1][: len(lengths)]), length=width)
+            for step in (method, baseline):
+                model.zero_grad(set_to_none=True)
+                out = step.training_step(model, b)
+                out.loss.backward()
+                grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+                seen.append((out.loss.detach(), grads))
+        results.append(seen)
+    for (loss, grads), (c_loss, c_grads) in zip(*results, strict=True):
+        assert torch.allclose(loss, c_loss, rtol=1e-5, atol=1e-6)
+        assert torch.allclose(grads, c_grads, rtol=1e-4, atol=1e-6)
+
+
+def test_compile_names_what_it_cannot_compile(tiny_bert_dir: Path) -> None:
+    model = tiny(tiny_bert_dir)
+    assert compile_problem(model, CPU) is None
+    note = compile_problem(model, torch.device("mps"))
+    assert note is not None and note.startswith("train.compile:") and "uncompiled" in note
+    model.config.model_type = "deberta-v2"
+    note = compile_model(model, CPU)
+    assert note is not None and "deberta-v2" in note and "\n" not in note
+    assert not any(
+        hasattr(m, "_compiled_call_impl") and m._compiled_call_impl for m in model.modules()
+    )
