@@ -174,3 +174,34 @@ def test_predict_without_checkpoints_says_how_to_get_them(
     result = run_cli(capsys, "predict", SMOKE, "tasks=[sst2]", f"results_dir={tmp_path}")
     assert result.code == 2
     assert "train.save_checkpoint=true" in result.err
+
+
+def compile_runs(compile_: bool) -> list:
+    spec = load_spec(SMOKE, [*ONE_TASK, f"train.compile={str(compile_).lower()}"])
+    return [r for r in expand(spec, SMOKE.parent) if r.variant == "addrop"]
+
+
+def test_compile_keeps_the_run_id_and_a_model_it_cannot_compile_runs_as_it_was(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from addrop_cli.models import compiling
+
+    (plain,), (run,) = compile_runs(False), compile_runs(True)
+    assert run.run_id == plain.run_id  # compiling does not change what a run computes
+    note = "train.compile: testing: running uncompiled"
+    monkeypatch.setattr(compiling, "compile_problem", lambda model, device: note)
+    with caplog.at_level("WARNING"):
+        outcome = run_one(run)
+    assert outcome.metrics["compiled"] is False
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [note]
+    assert outcome.metrics["best"] == run_one(plain).metrics["best"]
+
+
+@pytest.mark.slow
+def test_a_compiled_run_matches_the_eager_run() -> None:
+    (plain,), (run,) = compile_runs(False), compile_runs(True)
+    eager, compiled = run_one(plain), run_one(run)
+    assert compiled.metrics["compiled"] is True and eager.metrics["compiled"] is False
+    for a, b in zip(eager.epochs, compiled.epochs, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+    assert eager.metrics["best"]["dev"] == pytest.approx(compiled.metrics["best"]["dev"], abs=0.02)

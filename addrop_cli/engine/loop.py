@@ -9,6 +9,7 @@ an ``on_eval`` callback and stores what comes back).
 
 from __future__ import annotations
 
+import logging
 import math
 import resource
 import sys
@@ -26,6 +27,8 @@ from addrop_cli.errors import RunError
 from addrop_cli.models.location import resolve_model_location
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.spec.schema import TrainSpec
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -140,6 +143,16 @@ def peak_memory_mb(device: torch.device) -> tuple[float, str]:
     return (rss / 2**20 if sys.platform == "darwin" else rss / 2**10), "process_max_rss"
 
 
+def _compile(model: torch.nn.Module, device: torch.device) -> bool:
+    """train.compile: compile the model in place; a family that cannot be says so in one line."""
+    from addrop_cli.models.compiling import compile_model
+
+    note = compile_model(model, device)  # type: ignore[arg-type]
+    if note:
+        log.warning(note)
+    return note is None
+
+
 def run_one(
     run: RunSpec,
     *,
@@ -194,6 +207,7 @@ def _train_and_evaluate(
     )
     model.to(device)
     method.attach(model)
+    compiled = train.compile and _compile(model, device)
     data = prepare_task_data(
         task, run.data, tokenizer, train.max_length, run.seed, base_dir=run.base_dir
     )
@@ -384,6 +398,7 @@ def _train_and_evaluate(
         "memory_kind": memory_kind,
         "device": str(device),
         "precision": str(amp_dtype).removeprefix("torch.") if amp_dtype else "fp32",
+        "compiled": compiled,
     }
     predictions = {
         name: {

@@ -32,8 +32,9 @@ DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
 # --------------------------------------------------------------------------------------------
 
 # Settings that change where or how fast a run goes, not its result: left out of the run id so
-# that moving the GLUE folder or the cache, or running on more threads, never redoes a run.
-_TRAIN_KEYS_NOT_IN_ID = {"device", "threads", "save_checkpoint", "eval_batch_size"}
+# that moving the GLUE folder or the cache, running on more threads or compiling never redoes a
+# run.
+_TRAIN_KEYS_NOT_IN_ID = {"device", "threads", "save_checkpoint", "eval_batch_size", "compile"}
 _DATA_KEYS_NOT_IN_ID = {"source", "glue_dir", "cache_dir"}
 
 

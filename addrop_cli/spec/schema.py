@@ -169,6 +169,10 @@ class TrainSpec(Frozen):
     pad_to_multiple_of: Annotated[int, Field(ge=1)] | None = None
     """Round each batch's width up to a multiple of this (8 suits tensor cores under mixed
     precision on GPUs; on CPU it only adds padding)."""
+    compile: bool = False
+    """torch.compile the encoder's dense blocks (attention stays eager, through the AD-DROP hook).
+    The same results up to float rounding, so not part of the run id; pays off on GPUs, after
+    a compile of a minute or more."""
 
 
 # --------------------------------------------------------------------------------------------
