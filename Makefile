@@ -44,6 +44,7 @@ quickstart: install
 bench: install
 	$(PY) bench/bench_step.py
 	$(PY) bench/bench_trainer.py
+	$(PY) bench/bench_sweep.py
 
 clean:
 	rm -rf results/smoke .pytest_cache .ruff_cache build *.egg-info
