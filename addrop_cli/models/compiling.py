@@ -60,6 +60,11 @@ def compile_model(
     problem = compile_problem(model, device)
     if problem:
         return problem
+    import torch._inductor.config
+
+    # dropout in compiled code draws eager's random numbers, so a compiled run keeps the seeded
+    # run's dropout masks (inductor's own generator would draw others)
+    torch._inductor.config.fallback_random = True
     for block in dense_blocks(model):
         block.compile(backend=backend, dynamic=True)
     return None
