@@ -396,7 +396,7 @@ class ExecutorSpec(Frozen):
     backend: Literal["local", "slurm"] = "local"
     workers: Annotated[int, Field(ge=0, le=1024)] = 1
     """Local worker processes; 0 or ``auto``: one per visible GPU (one on a CPU machine)."""
-    runs_per_gpu: Annotated[int, Field(ge=0)] = 1
+    runs_per_gpu: Annotated[int, Field(ge=0, le=64)] = 1
     """Local workers per visible GPU (the pool then has K x GPUs workers); 0 or ``auto``: as
     many as fit in the GPU's free memory (at most 8). CPU machines: ``workers`` sets the pool."""
     threads: Annotated[int, Field(ge=1, le=4096)] | None = None
