@@ -42,13 +42,15 @@ app = typer.Typer(
     context_settings=_HELP,
 )
 list_app = typer.Typer(
-    help="""List what addrop knows: GLUE tasks, methods.
+    help="""List what addrop knows: GLUE tasks, methods, model families.
 
     [bold]Examples[/bold]
 
       addrop list tasks
 
       addrop list methods
+
+      addrop list models
     """,
     no_args_is_help=True,
     context_settings=_HELP,
@@ -546,6 +548,30 @@ def list_methods() -> None:
             if key != "method"
         )
         table.add_row(name, fields or "-", info.summary)
+    console.print(table)
+
+
+@list_app.command("models")
+def list_models() -> None:
+    """The encoder families AD-DROP can hook, and how each one's attention is hooked.
+
+    [bold]Examples[/bold]
+
+      addrop list models
+    """
+    from addrop_cli.models.families import FAMILIES
+
+    table = Table(
+        title="model families (the model_type in the model's config.json)",
+        caption="attention-function: transformers' attention registry; untargeted layers keep "
+        "fused SDPA. probability-tap: the softmax output is tapped in target layers only.",
+    )
+    table.add_column("family")
+    table.add_column("model_type")
+    table.add_column("hook")
+    table.add_column("notes")
+    for family in FAMILIES.values():
+        table.add_row(family.label, family.model_type, family.hook, family.note or "-")
     console.print(table)
 
 

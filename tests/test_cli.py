@@ -168,6 +168,16 @@ def test_list_methods_and_tasks(capsys: pytest.CaptureFixture[str]) -> None:
         assert name in tasks.out
 
 
+def test_list_models_shows_every_family_and_its_hook(capsys: pytest.CaptureFixture[str]) -> None:
+    from addrop_cli.models.families import FAMILIES
+
+    models = run_cli(capsys, "list", "models")
+    assert models.code == 0
+    rows = {line.split("│")[2].strip(): line for line in models.out.splitlines() if "│" in line}
+    for model_type, family in FAMILIES.items():
+        assert family.hook in rows[model_type]
+
+
 def test_validate_does_not_fetch_uncached_hub_models(capsys: pytest.CaptureFixture[str]) -> None:
     result = run_cli(capsys, "validate", SMOKE, "model.name_or_path=no-such-org/uncached-model")
     assert result.code == 0, result.err

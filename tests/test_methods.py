@@ -12,8 +12,8 @@ from addrop_cli.methods.addrop import AddropMethod
 from addrop_cli.methods.base import task_loss
 from addrop_cli.methods.config import AddropParams, BaselineParams, DropoutParams
 from addrop_cli.methods.registry import METHODS, build_method
-from addrop_cli.models import attention as modeling
 from addrop_cli.models.compiling import compile_model, compile_problem
+from addrop_cli.models.hook import AttentionHook
 
 CPU = torch.device("cpu")
 
@@ -405,13 +405,13 @@ def test_same_seed_same_masks_and_evaluation_is_never_masked(
 
     model.eval()
     explicit: list[int] = []
-    attend = modeling.AttentionHook.attend
+    probabilities = AttentionHook.probabilities
 
-    def spy(self, module, *args, **kwargs):  # type: ignore[no-untyped-def]
-        explicit.append(module.layer_idx)
-        return attend(self, module, *args, **kwargs)
+    def spy(self, layer, *args, **kwargs):  # type: ignore[no-untyped-def]
+        explicit.append(layer)
+        return probabilities(self, layer, *args, **kwargs)
 
-    monkeypatch.setattr(modeling.AttentionHook, "attend", spy)
+    monkeypatch.setattr(AttentionHook, "probabilities", spy)
     stock = tiny(tiny_bert_dir).eval()
     stock.load_state_dict(model.state_dict())
     with torch.no_grad():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from transformers import (
     AutoConfig,
@@ -14,16 +14,24 @@ from transformers import (
 )
 
 from addrop_cli.errors import ModelError
+from addrop_cli.models.families import (
+    dropout_overrides,
+    family_of,
+    layer_problems,
+    model_type_problem,
+    resolve_layers,
+)
 
 if TYPE_CHECKING:  # models take the spec's ModelSpec but never import the spec at run time
     from addrop_cli.spec.schema import ModelSpec
 
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra", "xlm-roberta")
-ADDROP_ATTENTION = "addrop"
-"""The name the hook registers in transformers' attention and mask registries."""
-
-HookMode = Literal["off", "record", "mask", "replace"]
-
+__all__ = [
+    "check_model",
+    "is_cached_or_local",
+    "load_config",
+    "load_model_and_tokenizer",
+    "resolve_layers",
+]
 
 # --------------------------------------------------------------------------- loading
 
@@ -60,15 +68,6 @@ def load_config(model: ModelSpec, **kwargs: object):
         ) from err
 
 
-def _model_type_problem(model_type: str, where: str) -> str | None:
-    if model_type in SUPPORTED_MODEL_TYPES:
-        return None
-    return (
-        f"model.name_or_path: {where} is a {model_type!r} model, which addrop does not support; "
-        f"use an encoder of type {', '.join(SUPPORTED_MODEL_TYPES)}"
-    )
-
-
 def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
@@ -83,18 +82,25 @@ def load_model_and_tokenizer(
     is_regression: bool,
     config_overrides: dict | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A sequence-classification model on the SDPA attention path, and its tokenizer.
+    """A sequence-classification model on its family's fastest exact attention path (SDPA;
+    eager for DeBERTa, which has no other), and its tokenizer.
 
+    ``config_overrides`` use BERT's dropout names (``hidden_dropout_prob``,
+    ``attention_probs_dropout_prob``); they are renamed to the family's own keys.
     ``pretrained=False`` builds the model from its config with random weights; the caller seeds
     that initialisation with ``torch.manual_seed``.
     """
-    extra: dict[str, object] = {"num_labels": num_labels, **(config_overrides or {})}
+    extra: dict[str, object] = {"num_labels": num_labels}
     if is_regression:
         extra["problem_type"] = "regression"
     config = load_config(model, **extra)
-    problem = _model_type_problem(config.model_type, model.name_or_path)
+    problem = model_type_problem(config, model.name_or_path)
     if problem:
         raise ModelError(problem)
+    for key, value in dropout_overrides(config.model_type, config_overrides or {}).items():
+        setattr(config, key, value)
+    family = family_of(config.model_type)
+    attn = family.attn_implementation if family else "sdpa"
     where = (
         str(Path(model.name_or_path).expanduser())
         if _is_local(model.name_or_path)
@@ -106,10 +112,10 @@ def load_model_and_tokenizer(
             # for fine-tuning; they would flood every run's log
             _quiet_transformers()
             net = AutoModelForSequenceClassification.from_pretrained(
-                where, config=config, revision=model.revision, attn_implementation="sdpa"
+                where, config=config, revision=model.revision, attn_implementation=attn
             )
         else:
-            net = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
+            net = AutoModelForSequenceClassification.from_config(config, attn_implementation=attn)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(
@@ -127,26 +133,6 @@ def load_model_and_tokenizer(
             "put tokenizer.json / vocab files in the model folder or set model.tokenizer"
         ) from err
     return net, tokenizer
-
-
-def resolve_layers(layers: list[int] | str, num_layers: int) -> list[int]:
-    """Layer indices, with ``"all"`` expanded to every layer of the model."""
-    if layers == "all":
-        return list(range(num_layers))
-    if isinstance(layers, str):
-        raise ModelError(f"layers: expected a list of indices or 'all', got {layers!r}")
-    return sorted(layers)
-
-
-def _layer_problems(layers: list[int] | str, num_layers: int, where: str) -> list[str]:
-    if layers == "all":
-        return []
-    return [
-        f"layers: index {i} is out of range for {where}, which has {num_layers} layers; "
-        f"use indices 0..{num_layers - 1} or 'all'"
-        for i in resolve_layers(layers, num_layers)
-        if i >= num_layers or i < 0
-    ]
 
 
 def is_cached_or_local(model: ModelSpec) -> bool:
@@ -168,12 +154,9 @@ def check_model(model: ModelSpec, layers: list[int] | str | None) -> list[str]:
         config = load_config(model)
     except ModelError as err:
         return err.problems
-    problem = _model_type_problem(config.model_type, model.name_or_path)
+    problem = model_type_problem(config, model.name_or_path)
     if problem:
         return [problem]
     if layers is None:
         return []
-    return _layer_problems(layers, config.num_hidden_layers, model.name_or_path)
-
-
-# --------------------------------------------------------------------------- the attention hook
+    return layer_problems(layers, config, model.name_or_path)

@@ -1,0 +1,201 @@
+"""The encoder families AD-DROP supports, and how each one's attention is hooked.
+
+One :class:`Family` record per transformers ``model_type``; adding a family is one record here
+(and a tiny config in the family test matrix). Two hook kinds exist:
+
+``attention-function``
+    The family's attention module calls transformers' attention-function registry
+    (``ALL_ATTENTION_FUNCTIONS[config._attn_implementation]``). The model is switched to the
+    function registered in :mod:`addrop_cli.models.attention_function`: untargeted layers keep
+    the fused SDPA kernel, target layers compute attention explicitly only inside an AD-DROP
+    pass. BERT, RoBERTa, ELECTRA, XLM-R, DistilBERT, ALBERT, ModernBERT.
+``probability-tap``
+    The family computes its softmax inline (DeBERTa's disentangled attention never consults the
+    registry and has no SDPA path). The attention-probability dropout module called right after
+    the softmax is replaced, in target layers only, by a tap
+    (:mod:`addrop_cli.models.probability_tap`) that records, replaces or masks the probabilities.
+
+Two families need more than a module per layer:
+
+- ALBERT shares one attention module across all its layers, so a layer's index is the order of
+  the call within the encoder's forward (a counter reset by a forward pre-hook on the encoder).
+  ALBERT has no gradient checkpointing in transformers, which would replay calls out of order.
+- ModernBERT alternates global attention with sliding-window (local) attention. AD-DROP ranks a
+  row's keys among all real tokens, which a local row cannot see, so only its global layers
+  (every ``global_attn_every_n_layers``-th, from 0) can be targeted; ``layers: all`` means those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from torch import nn
+
+from addrop_cli.errors import ModelError
+
+HookKind = Literal["attention-function", "probability-tap"]
+
+
+def _all_layers(config: Any) -> list[int]:
+    return list(range(config.num_hidden_layers))
+
+
+def _global_layers(config: Any) -> list[int]:
+    """ModernBERT's full-attention layers."""
+    return [i for i, kind in enumerate(config.layer_types) if kind == "full_attention"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """How AD-DROP reaches one transformers model type's attention."""
+
+    model_type: str
+    label: str
+    hook: HookKind
+    attention_class: str
+    """Class name of the module that computes one layer's attention probabilities."""
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    """What a stock (unhooked) model of this family is loaded with: its fastest exact path."""
+    shared_layers: bool = False
+    """One module serves several layers (ALBERT): the layer index is the call order."""
+    targetable: Callable[[Any], list[int]] = _all_layers
+    """The layers AD-DROP may target, from the model's config."""
+    dropout_names: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: {
+            "hidden_dropout_prob": ("hidden_dropout_prob",),
+            "attention_probs_dropout_prob": ("attention_probs_dropout_prob",),
+        }
+    )
+    """The dropout method's BERT-named rates -> this family's config keys."""
+    note: str = ""
+
+    def attention_modules(self, model: nn.Module) -> list[nn.Module]:
+        """The attention modules in layer order (once each, even when shared)."""
+        return [m for m in model.modules() if type(m).__name__ == self.attention_class]
+
+    def encoder(self, model: nn.Module) -> nn.Module:
+        """The module whose forward runs the layers (counter reset for shared layers)."""
+        base = getattr(model, model.base_model_prefix, model)
+        return base.encoder
+
+
+FAMILIES: dict[str, Family] = {
+    f.model_type: f
+    for f in (
+        Family("bert", "BERT", "attention-function", "BertSelfAttention"),
+        Family("roberta", "RoBERTa", "attention-function", "RobertaSelfAttention"),
+        Family("electra", "ELECTRA", "attention-function", "ElectraSelfAttention"),
+        Family("xlm-roberta", "XLM-R", "attention-function", "XLMRobertaSelfAttention"),
+        Family(
+            "distilbert",
+            "DistilBERT",
+            "attention-function",
+            "DistilBertSelfAttention",
+            dropout_names={
+                "hidden_dropout_prob": ("dropout",),
+                "attention_probs_dropout_prob": ("attention_dropout",),
+            },
+        ),
+        Family(
+            "albert",
+            "ALBERT",
+            "attention-function",
+            "AlbertAttention",
+            shared_layers=True,
+            note="layers share weights: layer index = call order",
+        ),
+        Family(
+            "modernbert",
+            "ModernBERT",
+            "attention-function",
+            "ModernBertAttention",
+            targetable=_global_layers,
+            dropout_names={
+                "hidden_dropout_prob": ("mlp_dropout", "embedding_dropout"),
+                "attention_probs_dropout_prob": ("attention_dropout",),
+            },
+            note="global-attention layers only (local ones are sliding-window)",
+        ),
+        Family(
+            "deberta-v2",
+            "DeBERTa-v2/v3",
+            "probability-tap",
+            "DisentangledSelfAttention",
+            attn_implementation="eager",
+            note="disentangled attention: tap on the softmax output",
+        ),
+        Family(
+            "deberta",
+            "DeBERTa",
+            "probability-tap",
+            "DisentangledSelfAttention",
+            attn_implementation="eager",
+            note="disentangled attention: tap on the softmax output; no talking heads",
+        ),
+    )
+}
+SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
+
+
+def family_of(model_type: str) -> Family | None:
+    return FAMILIES.get(model_type)
+
+
+def model_type_problem(config: Any, where: str) -> str | None:
+    """One line when AD-DROP cannot hook this model type, naming the supported ones."""
+    model_type = config.model_type
+    if model_type in FAMILIES and not getattr(config, "talking_head", False):
+        return None
+    what = f"a {model_type!r} model" + (
+        " with talking heads" if model_type in FAMILIES else ", which addrop does not support"
+    )
+    return (
+        f"model.name_or_path: {where} is {what}; use an encoder of type "
+        f"{', '.join(SUPPORTED_MODEL_TYPES)} (addrop list models)"
+    )
+
+
+def resolve_layers(layers: list[int] | str, config: Any) -> list[int]:
+    """Layer indices, with ``"all"`` expanded to every layer AD-DROP can target in the model."""
+    if layers == "all":
+        family = family_of(config.model_type)
+        return family.targetable(config) if family else _all_layers(config)
+    if isinstance(layers, str):
+        raise ModelError(f"layers: expected a list of indices or 'all', got {layers!r}")
+    return sorted(layers)
+
+
+def layer_problems(layers: list[int] | str, config: Any, where: str) -> list[str]:
+    """One line per layer index the model does not have or AD-DROP cannot target."""
+    if layers == "all":
+        return []
+    n = config.num_hidden_layers
+    family = family_of(config.model_type)
+    targetable = family.targetable(config) if family else _all_layers(config)
+    problems = []
+    for i in resolve_layers(layers, config):
+        if i >= n or i < 0:
+            problems.append(
+                f"layers: index {i} is out of range for {where}, which has {n} layers; "
+                f"use indices 0..{n - 1} or 'all'"
+            )
+        elif i not in targetable:
+            problems.append(
+                f"layers: layer {i} of {where} uses sliding-window attention, which AD-DROP "
+                f"cannot target; use its global layers {targetable} or 'all'"
+            )
+    return problems
+
+
+def dropout_overrides(model_type: str, rates: dict[str, object]) -> dict[str, object]:
+    """BERT-named dropout rates renamed to the family's own config keys."""
+    family = family_of(model_type)
+    if family is None:
+        return dict(rates)
+    out: dict[str, object] = {}
+    for key, value in rates.items():
+        for name in family.dropout_names.get(key, (key,)):
+            out[name] = value
+    return out
