@@ -101,7 +101,7 @@ def test_gradient_attribution_matches_independent_autograd(model_type: str) -> N
     method.attach(model)
     batch = padded_ids(model, LENGTHS)
     labels = torch.tensor([0, 1, 2])
-    scores, forwards, backwards = method.attribution(model, batch, labels)
+    scores, forwards, backwards = method.handle_for(model).attribution(batch, labels)
     assert (forwards, backwards) == (1, 1)
     assert all(p.grad is None and p.requires_grad for p in model.parameters())
     # Independent: the stock eager model's attention probabilities, autograd to the pseudo logit.

@@ -53,16 +53,17 @@ def addrop(**kw: object) -> AddropMethod:
     return method
 
 
-def capture_masks(method: AddropMethod) -> list[dict[int, torch.Tensor]]:
+def capture_masks(method: AddropMethod, model: torch.nn.Module) -> list[dict[int, torch.Tensor]]:
     """Record the masks each step draws, without changing them."""
     seen: list[dict[int, torch.Tensor]] = []
-    original = method.masks
+    handle = method.handle_for(model)
+    original = handle.masks
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(original(*args, **kwargs))
         return seen[-1]
 
-    method.masks = spy  # type: ignore[method-assign]
+    handle.masks = spy  # type: ignore[method-assign]
     return seen
 
 
@@ -170,7 +171,7 @@ def test_gradient_attribution_matches_an_independent_eager_computation(
     method.attach(model)
     compiled(model, backend)
     b = batch([10, 7, 3], labels=torch.tensor([0, 1, 2]))
-    scores, forwards, backwards = method.attribution(model, inputs_of(b), b["labels"])
+    scores, forwards, backwards = method.handle_for(model).attribution(inputs_of(b), b["labels"])
     assert (forwards, backwards) == (1, 1)
     assert all(p.grad is None and p.requires_grad for p in model.parameters()), (
         "the attribution pass must not touch parameter gradients"
@@ -202,7 +203,7 @@ def test_regression_attribution_is_the_negated_mse_gradient(
     method = build_method(params, is_regression=True, seed=0, device=CPU)
     b = batch([10, 5])
     b["labels"] = torch.tensor([0.5, 4.0])
-    scores, _, _ = method.attribution(model, inputs_of(b), b["labels"])  # type: ignore[attr-defined]
+    scores, _, _ = method.handle_for(model).attribution(inputs_of(b), b["labels"])
     eager = tiny(tiny_bert_dir, num_labels=1, impl="eager", problem_type="regression")
     eager.load_state_dict(model.state_dict())
     out = eager(**inputs_of(b), output_attentions=True)
@@ -216,18 +217,18 @@ def test_integrated_gradient_with_one_step_is_attention_times_gradient(
 ) -> None:
     model = tiny(tiny_bert_dir)
     b = batch([10, 4])
-    grad_scores, _, _ = addrop().attribution(model, inputs_of(b), b["labels"])
+    grad_scores, _, _ = addrop().handle_for(model).attribution(inputs_of(b), b["labels"])
     ig = addrop(attribution="integrated_gradient", ig_steps=1)
-    ig_scores, forwards, backwards = ig.attribution(model, inputs_of(b), b["labels"])
+    ig_scores, forwards, backwards = ig.handle_for(model).attribution(inputs_of(b), b["labels"])
     assert (forwards, backwards) == (2, 1)
-    hook = ig.hook
+    hook = ig.handle.hook if ig.handle else None
     assert hook is not None
     with torch.no_grad(), hook.recording() as probs:
         model(**inputs_of(b))
     assert close(ig_scores[0], probs[0] * grad_scores[0])
     assert model.training, "integrated gradients restore train mode"
     steps = addrop(attribution="integrated_gradient", ig_steps=3, layers=[0, 1])
-    _, forwards, backwards = steps.attribution(model, inputs_of(b), b["labels"])
+    _, forwards, backwards = steps.handle_for(model).attribution(inputs_of(b), b["labels"])
     assert (forwards, backwards) == (1 + 3 * 2, 3 * 2)
     assert all(p.grad is None for p in model.parameters())
 
@@ -280,7 +281,7 @@ def test_integrated_gradient_matches_an_independent_computation(
     model = tiny(tiny_bert_dir, dropout=0.3)
     b = batch([10, 7, 3], labels=torch.tensor([0, 1, 2]))
     method = addrop(attribution="integrated_gradient", ig_steps=4, ig=ig, labels=labels)
-    scores, _, _ = method.attribution(model, inputs_of(b), b["labels"])
+    scores, _, _ = method.handle_for(model).attribution(inputs_of(b), b["labels"])
     assert model.training, "integrated gradients restore train mode"
     eager = tiny(tiny_bert_dir, dropout=0.3, impl="eager")
     eager.load_state_dict(model.state_dict())
@@ -305,7 +306,7 @@ def test_integrated_gradient_matches_an_independent_computation(
 def test_gold_labels_rank_by_the_gold_logit_gradient(tiny_bert_dir: Path) -> None:
     model = tiny(tiny_bert_dir)
     b = batch([10, 7, 3], labels=torch.tensor([0, 1, 2]))
-    scores, _, _ = addrop(labels="gold").attribution(model, inputs_of(b), b["labels"])
+    scores, _, _ = addrop(labels="gold").handle_for(model).attribution(inputs_of(b), b["labels"])
     eager = tiny(tiny_bert_dir, impl="eager")
     eager.load_state_dict(model.state_dict())
     out = eager(**inputs_of(b), output_attentions=True)
@@ -335,13 +336,13 @@ def test_second_pass_drops_exactly_the_mask(
     method = addrop(attribution=attribution, layers="all", p=0.5, q=0.5, ig_steps=2)
     method.attach(model)
     compiled(model, backend)
-    assert method.hook is not None
-    method.hook.keep_probs = True
-    seen = capture_masks(method)
+    assert method.handle is not None
+    method.handle.hook.keep_probs = True
+    seen = capture_masks(method, model)
     b = batch([10, 8, 2], labels=torch.tensor([0, 1, 2]))
     out = method.training_step(model, b)
     out.loss.backward()
-    probs = method.hook.probs
+    probs = method.handle.hook.probs
     key_real = b["attention_mask"].bool()
     for layer in (0, 1):
         mask = seen[0][layer]
@@ -359,7 +360,11 @@ def test_hook_keeps_no_probabilities_between_steps(tiny_bert_dir: Path) -> None:
     model = tiny(tiny_bert_dir)
     method = addrop(layers="all")
     method.training_step(model, batch([10, 4])).loss.backward()
-    assert method.hook is not None and method.hook.probs == {} and method.hook.mode == "off"
+    assert (
+        method.handle is not None
+        and method.handle.hook.probs == {}
+        and method.handle.hook.mode == "off"
+    )
 
 
 def test_extreme_p_q_on_two_token_inputs_stays_finite(tiny_bert_dir: Path) -> None:
@@ -397,7 +402,7 @@ def test_same_seed_same_masks_and_evaluation_is_never_masked(
             seed=seed,
             device=CPU,
         )
-        seen = capture_masks(method)  # type: ignore[arg-type]
+        seen = capture_masks(method, model)  # type: ignore[arg-type]
         method.training_step(model, b)
         drawn.append(seen[0][0])
     assert torch.equal(drawn[0], drawn[1])
@@ -423,15 +428,15 @@ def test_addrop_step_under_bf16_autocast(tiny_bert_dir: Path) -> None:
     model = tiny(tiny_bert_dir, dropout=0.1)
     method = addrop(p=0.9, q=0.9, layers="all")
     method.attach(model)
-    assert method.hook is not None
-    method.hook.keep_probs = True
-    seen = capture_masks(method)
+    assert method.handle is not None
+    method.handle.hook.keep_probs = True
+    seen = capture_masks(method, model)
     b = batch([10, 3, 2])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = method.training_step(model, b)
     out.loss.backward()
     assert torch.isfinite(out.loss)
-    assert torch.all(method.hook.probs[1][seen[0][1]] == 0)
+    assert torch.all(method.handle.hook.probs[1][seen[0][1]] == 0)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 

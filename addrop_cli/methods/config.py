@@ -80,3 +80,7 @@ class AddropParams(MethodConfig):
                 raise ValueError(f"layer indices must be distinct, got {v}")
             return sorted(v)
         return v
+
+
+AddropConfig = AddropParams
+"""The library's name for AD-DROP's configuration: one class for the spec and for user scripts."""
