@@ -45,6 +45,7 @@ bench: install
 	$(PY) bench/bench_step.py
 	$(PY) bench/bench_trainer.py
 	$(PY) bench/bench_sweep.py
+	$(PY) bench/bench_families.py
 
 clean:
 	rm -rf results/smoke .pytest_cache .ruff_cache build *.egg-info

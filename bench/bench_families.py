@@ -63,7 +63,7 @@ def main() -> None:
     layers = "all" if args.layers == "all" else [int(args.layers)]
     setups = {}
     for model_type in FAMILIES:
-        model = tiny_family_model(model_type, max_position_embeddings=max(64, args.length))
+        model = tiny_family_model(model_type, max_position_embeddings=args.length + 2)
         plain = stock_twin(model)
         handle = attach_addrop(model, AddropConfig(layers=layers, cross_tuning=False), seed=0)
         data = batches(model, 4, args.batch_size, args.length)
