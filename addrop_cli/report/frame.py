@@ -31,7 +31,10 @@ COST = ("wall_time_s", "train_samples_per_s", "peak_memory_mb")
 RAW_HIDDEN = ("record",)
 """Columns that hold Python objects, left out of ``--raw`` exports."""
 
-_IDENTITY_IGNORED = ("format", "run_id", "experiment", "spec_hash", "task", "seed", "sweep")
+_IDENTITY_IGNORED = (
+    *("format", "run_id", "experiment", "spec_hash", "task", "seed", "sweep"),
+    "identity",  # the run-id block newer engines write: task and seed again, nothing new
+)
 
 
 @dataclass(frozen=True)
