@@ -32,9 +32,9 @@ def addrop_side(spec_path: Path, overrides: list[str]) -> dict:
     spec = load_spec(spec_path, overrides)
     run = next(r for r in expand(spec, spec_path.parent) if r.variant == "baseline")
     outcome = run_one(run)
-    times = [e["epoch_time_s"] for e in outcome.epochs]
+    times = [e.epoch_time_s for e in outcome.epochs]
     return {
-        "dev_accuracy": outcome.metrics["last"]["dev"]["accuracy"],
+        "dev_accuracy": outcome.metrics.last.dev["accuracy"],
         "epoch_s": float(np.median(times)),
         "run": run,
     }

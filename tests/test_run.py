@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -134,8 +135,8 @@ def test_training_learns_a_learnable_task() -> None:
     run = next(r for r in expand(spec, SMOKE.parent) if r.variant == "baseline")
     outcome = run_one(run)
     # 80 balanced dev sentences: chance is 0.5; the sample's words decide the label
-    assert outcome.metrics["best"]["dev"]["accuracy"] >= 0.75
-    losses = [e["train_loss"] for e in outcome.epochs]
+    assert outcome.metrics.best.dev["accuracy"] >= 0.75
+    losses = [e.train_loss for e in outcome.epochs]
     assert losses[-1] < losses[0]
 
 
@@ -143,11 +144,11 @@ def test_same_seed_same_metrics_different_seed_differs() -> None:
     spec = load_spec(SMOKE, ["tasks=[sst2]", "seeds=[1,2]", "train.epochs=2"])
     runs = [r for r in expand(spec, SMOKE.parent) if r.variant == "addrop"]
     a, b = run_one(runs[0]), run_one(runs[0])
-    assert a.epochs[-1]["train_loss"] == b.epochs[-1]["train_loss"]
-    assert a.metrics["best"] == b.metrics["best"]
+    assert a.epochs[-1].train_loss == b.epochs[-1].train_loss
+    assert a.metrics.best == b.metrics.best
     assert a.predictions == b.predictions
     c = run_one(runs[1])
-    assert c.epochs[-1]["train_loss"] != a.epochs[-1]["train_loss"]
+    assert c.epochs[-1].train_loss != a.epochs[-1].train_loss
 
 
 def test_predict_writes_leaderboard_files_from_the_best_checkpoint(
@@ -192,16 +193,42 @@ def test_compile_keeps_the_run_id_and_a_model_it_cannot_compile_runs_as_it_was(
     monkeypatch.setattr(compiling, "compile_problem", lambda model, device: note)
     with caplog.at_level("WARNING"):
         outcome = run_one(run)
-    assert outcome.metrics["compiled"] is False
+    assert outcome.metrics.compiled is False
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [note]
-    assert outcome.metrics["best"] == run_one(plain).metrics["best"]
+    assert outcome.metrics.best == run_one(plain).metrics.best
 
 
 @pytest.mark.slow
 def test_a_compiled_run_matches_the_eager_run() -> None:
     (plain,), (run,) = compile_runs(False), compile_runs(True)
     eager, compiled = run_one(plain), run_one(run)
-    assert compiled.metrics["compiled"] is True and eager.metrics["compiled"] is False
+    assert compiled.metrics.compiled is True and eager.metrics.compiled is False
     for a, b in zip(eager.epochs, compiled.epochs, strict=True):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
-    assert eager.metrics["best"]["dev"] == pytest.approx(compiled.metrics["best"]["dev"], abs=0.02)
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+    assert eager.metrics.best.dev == pytest.approx(compiled.metrics.best.dev, abs=0.02)
+
+
+def test_finishing_with_other_workers_and_threads_keeps_one_column_per_variant(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Half an experiment run with --workers 1, the rest with --workers 2 --threads 1: the same
+    run ids and spec version, so the report shows one column per variant (it used to split
+    each into smoke@<hash>/<variant> columns)."""
+    args = ["--plain", "--results", tmp_path, "tasks=[sst2]", "seeds=[1,2]", "train.epochs=1"]
+    first = run_cli(capsys, "run", SMOKE, *args, "--workers", "1")
+    assert first.code == 0, first.err + first.out
+    runs = run_dirs(tmp_path)
+    for key in ("sst2/baseline/2", "sst2/addrop/2"):  # as if the first invocation stopped here
+        shutil.rmtree(runs[key])
+    second = run_cli(capsys, "run", SMOKE, *args, "--workers", "2", "--threads", "1")
+    assert second.code == 0, second.err + second.out
+    assert "2 to run" in second.out
+    assert set(run_dirs(tmp_path)) == set(runs)  # same run ids
+    hashes = {json.loads((f / "run.json").read_text())["spec_hash"] for f in runs.values()}
+    assert len(hashes) == 1
+    report = run_cli(capsys, "report", tmp_path / "smoke", "--format", "csv")
+    assert report.code == 0, report.err
+    assert "spec versions" not in report.err
+    table = "\n".join(p.read_text() for p in (tmp_path / "smoke" / "report").glob("*.csv"))
+    assert "baseline" in table and "addrop" in table
+    assert "@" not in table  # no smoke@<version>/<variant> columns

@@ -6,8 +6,6 @@ Both take the same calls from the executor, so the training code never prints.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -20,18 +18,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from addrop_cli.engine.loggers import StepEvent
 from addrop_cli.spec.matrix import RunSpec
-
-
-@dataclass
-class StepProgress:
-    """What a progress display needs after each optimiser step."""
-
-    epoch: int
-    step_in_epoch: int
-    steps_per_epoch: int
-    loss: float
-    samples_per_s: float
+from addrop_cli.store.records import EpochRecord
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
@@ -57,14 +46,14 @@ class PlainProgress:
     def run_start(self, run: RunSpec, index: int) -> None:
         self._print(f"[{index + 1}/{self.total}] {run.label} ({run.run_id}) started")
 
-    def step(self, progress: StepProgress) -> None:
+    def step(self, progress: StepEvent) -> None:
         pass
 
-    def evaluated(self, run: RunSpec, record: dict[str, Any]) -> None:
+    def evaluated(self, run: RunSpec, record: EpochRecord) -> None:
         self._print(
-            f"  {run.label} epoch {record['epoch']}: loss {record['train_loss']:.4f} "
-            f"dev {format_metrics(record['dev'])} "
-            f"({record['train_samples_per_s']:.1f} samples/s, {record['epoch_time_s']:.1f}s)"
+            f"  {run.label} epoch {record.epoch}: loss {record.train_loss:.4f} "
+            f"dev {format_metrics(record.dev)} "
+            f"({record.train_samples_per_s:.1f} samples/s, {record.epoch_time_s:.1f}s)"
         )
 
     def run_end(self, run: RunSpec, status: str, detail: str) -> None:
@@ -112,7 +101,7 @@ class RichProgress(PlainProgress):
         )
         self.step_bar = self.bars.add_task("  steps", total=None, info="")
 
-    def step(self, progress: StepProgress) -> None:
+    def step(self, progress: StepEvent) -> None:
         if self.step_bar is None or self.epoch_bar is None:
             return
         self.bars.update(
@@ -123,11 +112,11 @@ class RichProgress(PlainProgress):
         )
         self.bars.update(self.epoch_bar, completed=progress.epoch)
 
-    def evaluated(self, run: RunSpec, record: dict[str, Any]) -> None:
+    def evaluated(self, run: RunSpec, record: EpochRecord) -> None:
         super().evaluated(run, record)
         if self.epoch_bar is not None:
             self.bars.update(
-                self.epoch_bar, completed=record["epoch"] + 1, info=format_metrics(record["dev"])
+                self.epoch_bar, completed=record.epoch + 1, info=format_metrics(record.dev)
             )
 
     def run_end(self, run: RunSpec, status: str, detail: str) -> None:
@@ -137,6 +126,22 @@ class RichProgress(PlainProgress):
 
     def close(self) -> None:
         self.bars.stop()
+
+
+class ProgressLogger:
+    """The training loop's logger protocol, shown on a progress display for one run."""
+
+    def __init__(self, progress: PlainProgress, run: RunSpec) -> None:
+        self.progress, self.run = progress, run
+
+    def on_step(self, event: StepEvent) -> None:
+        self.progress.step(event)
+
+    def on_eval(self, record: EpochRecord) -> None:
+        self.progress.evaluated(self.run, record)
+
+    def close(self) -> None:
+        pass
 
 
 def make_progress(console: Console, plain: bool) -> PlainProgress:

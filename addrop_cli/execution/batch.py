@@ -15,6 +15,7 @@ from addrop_cli.engine.progress import PlainProgress
 from addrop_cli.errors import StoreError
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.folders import ExperimentStore, RunFolder
+from addrop_cli.store.records import FailedMetrics, RunConfig
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -94,22 +95,23 @@ class Backend(Protocol):
 # ---------------------------------------------------------------------------------------------
 
 
-def run_config(run: RunSpec, spec_hash: str) -> dict:
-    """run.json: everything about the run, in plain JSON (the store's format)."""
-    return {
-        "run_id": run.run_id,
-        "experiment": run.experiment,
-        "spec_hash": spec_hash,
-        "task": run.task,
-        "variant": run.variant,
-        "method": run.params.method,
-        "method_params": run.params.model_dump(mode="json"),
-        "seed": run.seed,
-        "model": run.model.model_dump(mode="json"),
-        "train": run.train.model_dump(mode="json"),
-        "data": run.data.model_dump(mode="json"),
-        "sweep": run.sweep,
-    }
+def run_config(run: RunSpec, spec_hash: str) -> RunConfig:
+    """run.json: the resolved run and its identity (what its id is the hash of)."""
+    return RunConfig(
+        run_id=run.run_id,
+        identity=run.identity(),
+        experiment=run.experiment,
+        spec_hash=spec_hash,
+        task=run.task,
+        variant=run.variant,
+        method=run.params.method,
+        method_params=run.params.model_dump(mode="json"),
+        seed=run.seed,
+        model=run.model.model_dump(mode="json"),
+        train=run.train.model_dump(mode="json"),
+        data=run.data.model_dump(mode="json"),
+        sweep=run.sweep,
+    )
 
 
 def attempt(
@@ -151,14 +153,15 @@ def _execute(
     """One run, contained: any exception becomes a FAILED run, never a crash of the experiment."""
     from addrop_cli.engine.environment import describe_environment
     from addrop_cli.engine.failures import describe_failure, release_accelerator_memory
+    from addrop_cli.engine.loggers import EpochFileLogger
     from addrop_cli.engine.loop import run_one
+    from addrop_cli.engine.progress import ProgressLogger
 
     folder.start(run_config(run, batch.spec_hash))
     try:
         outcome = run_one(
             run,
-            on_eval=lambda record: (folder.append_epoch(record), progress.evaluated(run, record)),
-            on_step=progress.step,
+            loggers=[EpochFileLogger(folder), ProgressLogger(progress, run)],
             keep_best_state=run.train.save_checkpoint,
         )
     except (KeyboardInterrupt, StoreError):
@@ -168,21 +171,22 @@ def _execute(
     except Exception as err:  # noqa: BLE001 - containment is the point
         reason = describe_failure(err, sharing=sharing)
         folder.write_json("traceback.json", {"traceback": traceback.format_exc()})
-        folder.fail(reason, {"task": run.task, "variant": run.variant, "seed": run.seed})
+        folder.fail(FailedMetrics(task=run.task, variant=run.variant, seed=run.seed, error=reason))
         release_accelerator_memory()
         progress.run_end(run, "FAILED", reason.partition("\n")[0])
         return Outcome("failed", reason)
-    folder.write_json("env.json", describe_environment(batch.base_dir, outcome.metrics["device"]))
-    folder.write_json("predictions.json", outcome.predictions)
+    metrics = outcome.metrics
+    folder.write_json("env.json", describe_environment(batch.base_dir, metrics.device))
+    folder.write_predictions(outcome.predictions)
     if outcome.best_state is not None:
         folder.write_checkpoint(outcome.best_state)
-    folder.finish(outcome.metrics)
-    main = outcome.metrics["main_metric"]
+    folder.finish(metrics)
+    main = metrics.main_metric
     progress.run_end(
         run,
         "done",
-        f"best {main}={outcome.metrics['best']['dev'][main]:.4f} "
-        f"(epoch {outcome.metrics['best_epoch']}, {outcome.metrics['wall_time_s']:.0f}s)",
+        f"best {main}={metrics.best.dev[main]:.4f} "
+        f"(epoch {metrics.best_epoch}, {metrics.wall_time_s:.0f}s)",
     )
     return Outcome("done")
 

@@ -18,6 +18,7 @@ from addrop_cli.engine.progress import PlainProgress, make_progress
 from addrop_cli.execution.batch import Batch, Status, Summary, attempt, with_threads
 from addrop_cli.execution.placement import Placement, runs_sharing
 from addrop_cli.spec.matrix import RunSpec
+from addrop_cli.store.records import EpochRecord
 
 
 class SerialBackend:
@@ -215,7 +216,7 @@ class _QueueProgress(PlainProgress):
         self.index = index
         self.events.put(("start", self.worker, index))
 
-    def evaluated(self, run: RunSpec, record: dict[str, Any]) -> None:
+    def evaluated(self, run: RunSpec, record: EpochRecord) -> None:
         self.events.put(("eval", self.worker, self.index, record))
 
     def run_end(self, run: RunSpec, status: str, detail: str) -> None:

@@ -8,7 +8,6 @@ by the MNLI model. Files use the label names GLUE expects (``entailment``, ``1``
 
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
 from pathlib import Path
 from statistics import mean
@@ -24,6 +23,7 @@ from addrop_cli.spec.matrix import RunSpec, expand
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.store.atomic import atomic_write_json, atomic_write_text
 from addrop_cli.store.folders import ExperimentStore
+from addrop_cli.store.reader import read_run
 
 
 def _finished_with_checkpoint(store: ExperimentStore, runs: list[RunSpec]) -> list[tuple]:
@@ -32,10 +32,10 @@ def _finished_with_checkpoint(store: ExperimentStore, runs: list[RunSpec]) -> li
     for run in runs:
         folder = store.run(run.run_id)
         checkpoint = folder.path / "checkpoint" / "model.safetensors"
-        if folder.status != "done" or not checkpoint.exists():
+        record = read_run(folder.path) if checkpoint.exists() else None
+        if record is None or record.metrics is None:
             continue
-        metrics = json.loads((folder.path / "metrics.json").read_text(encoding="utf-8"))
-        found.append((run, metrics["best"]["dev"][metrics["main_metric"]], checkpoint))
+        found.append((run, record.metrics.best.dev[record.metrics.main_metric], checkpoint))
     return found
 
 
@@ -118,7 +118,8 @@ def predict_command(
     from addrop_cli.data.batching import make_loader
     from addrop_cli.data.encoding import encode_split
     from addrop_cli.data.tasks import get_task, task_names
-    from addrop_cli.engine.loop import pick_device, predict_split
+    from addrop_cli.engine.devices import pick_device
+    from addrop_cli.engine.evaluation import predict_split
 
     store = experiment_store(spec, results_root)
     runs = expand(spec, spec_path.parent)

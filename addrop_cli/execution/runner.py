@@ -6,7 +6,6 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -15,7 +14,7 @@ from addrop_cli.execution.batch import EXIT_OK, Backend, Batch, Summary
 from addrop_cli.execution.local import PoolBackend, SerialBackend
 from addrop_cli.execution.placement import plan_pool, spec_run_bytes, visible_gpus
 from addrop_cli.spec.load import resolve_path, spec_to_yaml
-from addrop_cli.spec.matrix import RunSpec, config_hash, expand
+from addrop_cli.spec.matrix import RunSpec, expand, spec_version
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.store.folders import ExperimentStore
 
@@ -37,9 +36,8 @@ def open_batch(spec: ExperimentSpec, spec_path: Path, store: ExperimentStore) ->
     problems = preflight(spec, base_dir, str(spec_path))
     if problems:
         raise SpecError(*problems)
-    spec_yaml = spec_to_yaml(spec)
-    spec_hash = config_hash(yaml.safe_load(spec_yaml))
-    store.open_for_writing(spec.name, spec_hash, spec_yaml)
+    spec_hash = spec_version(spec)
+    store.open_for_writing(spec.name, spec_hash, spec_to_yaml(spec))
     return Batch(store, spec_hash, base_dir)
 
 

@@ -283,8 +283,8 @@ def _score(task: str, variant: str, runs: list[RunRecord], expected: int, epoch:
     metric = ""
     for r in sorted(runs, key=lambda r: (r.status != "done", r.seed)):
         if r.status == "done" and r.metrics is not None and r.seed not in values:
-            metric = str(r.metrics.get("main_metric") or metric)
-            split = r.metrics[epoch].get("select") or r.metrics[epoch]["dev"]
+            metric = r.metrics.main_metric or metric
+            split = getattr(r.metrics, epoch).select or getattr(r.metrics, epoch).dev
             values[r.seed] = float(split[metric])
         elif r.seed not in values:
             missing[r.seed] = r.status if r.status != "failed" else f"failed: {r.reason}"

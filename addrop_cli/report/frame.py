@@ -31,11 +31,6 @@ COST = ("wall_time_s", "train_samples_per_s", "peak_memory_mb")
 RAW_HIDDEN = ("record",)
 """Columns that hold Python objects, left out of ``--raw`` exports."""
 
-_IDENTITY_IGNORED = (
-    *("format", "run_id", "experiment", "spec_hash", "task", "seed", "sweep"),
-    "identity",  # the run-id block newer engines write: task and seed again, nothing new
-)
-
 
 @dataclass(frozen=True)
 class TaskRow:
@@ -88,8 +83,8 @@ def run_frame(
 
 
 def _identity_columns(r: RunRecord, key: str) -> dict[str, Any]:
-    data = r.config.get("data") or {}
-    cost = {k: _number((r.metrics or {}).get(k)) for k in COST}
+    data = r.config.data
+    cost = {k: _number(getattr(r.metrics, k, None)) for k in COST}
     return {
         "experiment": r.experiment,
         "variant": key,
@@ -151,34 +146,26 @@ def _task_row(name: str, runs: Sequence[RunRecord]) -> TaskRow:
     if info is not None and info.metrics:
         return TaskRow(name, info.display, info.metrics, info.main_metric, info)
     done = [r for r in runs if r.metrics is not None]
-    metrics = tuple(dict.fromkeys(k for r in done for k in r.metrics["best"]["dev"]))
-    main = next((str(r.metrics["main_metric"]) for r in done if "main_metric" in r.metrics), "")
+    metrics = tuple(dict.fromkeys(k for r in done for k in r.metrics.best.dev))
+    main = next((r.metrics.main_metric for r in done), "")
     return TaskRow(name, name, metrics, main or (metrics[0] if metrics else ""), None)
 
 
 def variant_keys(records: Iterable[RunRecord]) -> dict[tuple[str, str], str]:
     """(experiment, variant name) -> column key: the name, or ``experiment/name`` on a clash.
 
-    A name found in several experiments is one column when its resolved run config (everything
-    but task, seed, experiment and sweep) is the same in all of them.
+    A name found in several experiments is one column when its runs' variant identity (what
+    changes a result, but task, seed and sweep point) is the same in all of them.
     """
     identities: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for r in records:
-        identities[r.variant][r.experiment].add(_config_identity(r))
+        identities[r.variant][r.experiment].add(r.config.variant_identity())
     keys: dict[tuple[str, str], str] = {}
     for name, by_experiment in identities.items():
         same = len({frozenset(ids) for ids in by_experiment.values()}) == 1
         for experiment in by_experiment:
             keys[experiment, name] = name if same else f"{experiment}/{name}"
     return keys
-
-
-def _config_identity(r: RunRecord) -> str:
-    """The run's resolved config minus what varies within a variant (task, seed, sweep point)."""
-    config = {k: v for k, v in r.config.items() if k not in _IDENTITY_IGNORED}
-    if r.sweep_point:
-        config.pop("method_params", None)
-    return json.dumps(config, sort_keys=True, default=str)
 
 
 def curve_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
@@ -189,15 +176,14 @@ def curve_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
     out = []
     for r in records:
         rows = r.epochs()
-        epochs = [row.get("epoch") for row in rows]
-        by_epoch = len(set(epochs)) == len(epochs) and None not in epochs
+        epochs = [row.epoch for row in rows]
+        by_epoch = len(set(epochs)) == len(epochs)
         for i, row in enumerate(rows):
-            dev = row.get("dev") or {}
             out.append(
                 {"run_id": r.run_id, "path": str(r.path)}
-                | {"x": float(row["epoch"]) + 1 if by_epoch else float(i + 1)}
-                | {"train_loss": _number(row.get("train_loss"))}
-                | {DEV + k: _number(v) for k, v in dev.items()}
-                | {DEV_LOSS + k: _number(v) for k, v in (row.get("dev_loss") or {}).items()}
+                | {"x": float(row.epoch) + 1 if by_epoch else float(i + 1)}
+                | {"train_loss": _number(row.train_loss)}
+                | {DEV + k: _number(v) for k, v in row.dev.items()}
+                | {DEV_LOSS + k: _number(v) for k, v in row.dev_loss.items()}
             )
     return pd.DataFrame(out, columns=None if out else ["run_id", "path", "x", "train_loss"])

@@ -179,7 +179,7 @@ def cell_bootstrap(
             continue
         mine, theirs = r.predictions(), base_runs[r.seed].predictions()
         if mine and theirs and split in mine and split in theirs:
-            pairs[r.seed] = (mine[split], theirs[split])
+            pairs[r.seed] = (mine[split].model_dump(), theirs[split].model_dump())
     if not pairs:
         return None
     return paired_bootstrap(

@@ -2,7 +2,7 @@
 
 from addrop_cli.data.sources import resolve_path
 from addrop_cli.spec.load import load_spec, spec_to_yaml
-from addrop_cli.spec.matrix import RunSpec, config_hash, expand
+from addrop_cli.spec.matrix import RunSpec, expand, spec_version
 from addrop_cli.spec.schema import (
     CustomTaskSpec,
     DataSpec,
@@ -13,6 +13,7 @@ from addrop_cli.spec.schema import (
     SweepSpec,
     TrainSpec,
 )
+from addrop_cli.store.records import config_hash
 
 __all__ = [
     "CustomTaskSpec",
@@ -25,6 +26,7 @@ __all__ = [
     "SweepSpec",
     "TrainSpec",
     "config_hash",
+    "spec_version",
     "expand",
     "load_spec",
     "resolve_path",

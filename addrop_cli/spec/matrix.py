@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +17,7 @@ from addrop_cli.spec.schema import (
     ModelSpec,
     TrainSpec,
 )
+from addrop_cli.store.records import config_hash
 
 Probability = Annotated[float, Field(gt=0.0, le=1.0)]
 """A rate in (0, 1]: AD-DROP's p and q."""
@@ -86,10 +85,18 @@ class RunSpec(Frozen):
         return f"{base} [{shown}]"
 
 
-def config_hash(obj: Any, length: int = 12) -> str:
-    """A short, stable hash of a JSON-serialisable object (key order does not matter)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
+def spec_version(spec: ExperimentSpec) -> str:
+    """A short hash of what in the spec can change a result: the executor block, the results
+    folder and the settings left out of run identities (device, threads, data locations,
+    checkpoint saving) are not part of it, so finishing an experiment with other workers or
+    threads keeps one spec version."""
+    exclude = {
+        "executor": True,
+        "results_dir": True,
+        "train": _TRAIN_KEYS_NOT_IN_ID,
+        "data": _DATA_KEYS_NOT_IN_ID,
+    }
+    return config_hash(spec.model_dump(mode="json", exclude=exclude, exclude_defaults=True))
 
 
 def expand(spec: ExperimentSpec, base_dir: Path | None = None) -> list[RunSpec]:

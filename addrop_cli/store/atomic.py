@@ -16,7 +16,6 @@ from filelock import Timeout
 
 from addrop_cli.errors import StoreError
 
-FORMAT_VERSION = 1
 RunStatus = Literal["done", "failed", "unfinished", "absent"]
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}

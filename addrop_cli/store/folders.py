@@ -45,13 +45,20 @@ from filelock import FileLock, Timeout
 from addrop_cli.errors import StoreError
 from addrop_cli.store.atomic import (
     EXPERIMENT_LOCK_TIMEOUT_S,
-    FORMAT_VERSION,
     RunStatus,
     _append_line,
     _writing,
     atomic_write_json,
     atomic_write_text,
     now_iso,
+)
+from addrop_cli.store.records import (
+    FORMAT_VERSION,
+    EpochRecord,
+    FailedMetrics,
+    RunConfig,
+    RunMetrics,
+    SplitPredictions,
 )
 
 
@@ -92,7 +99,7 @@ class RunFolder:
             return self.attempts_log.read_text(encoding="utf-8").splitlines()
         return []
 
-    def start(self, run_config: dict[str, Any]) -> None:
+    def start(self, run_config: RunConfig) -> None:
         """Begin (or begin again) a run: wipe what an interrupted attempt left, write run.json.
 
         Each start appends one line to the attempts log first, so "each run ran exactly once"
@@ -104,11 +111,17 @@ class RunFolder:
             if self.path.exists():
                 shutil.rmtree(self.path)
             self.path.mkdir(parents=True)
-        atomic_write_json(self.path / "run.json", {"format": FORMAT_VERSION, **run_config})
+        atomic_write_json(self.path / "run.json", run_config.model_dump(mode="json"))
 
-    def append_epoch(self, record: dict[str, Any]) -> None:
+    def append_epoch(self, record: EpochRecord) -> None:
         """Append one evaluation record; readers skip a torn last line (a kill mid-write)."""
-        _append_line(self.path / "epochs.jsonl", json.dumps(record, default=str))
+        _append_line(self.path / "epochs.jsonl", record.model_dump_json())
+
+    def write_predictions(self, predictions: dict[str, SplitPredictions]) -> None:
+        atomic_write_json(
+            self.path / "predictions.json",
+            {name: split.model_dump(mode="json") for name, split in predictions.items()},
+        )
 
     def write_json(self, name: str, obj: Any) -> None:
         atomic_write_json(self.path / name, obj)
@@ -130,18 +143,15 @@ class RunFolder:
                 raise
         return path
 
-    def finish(self, metrics: dict[str, Any]) -> None:
+    def finish(self, metrics: RunMetrics) -> None:
         """Write the final metrics, then the DONE marker: only now is the run a result."""
-        atomic_write_json(self.path / "metrics.json", {"format": FORMAT_VERSION, **metrics})
+        atomic_write_json(self.path / "metrics.json", metrics.model_dump(mode="json"))
         atomic_write_text(self.path / "DONE", now_iso() + "\n")
 
-    def fail(self, reason: str, metrics: dict[str, Any]) -> None:
+    def fail(self, metrics: FailedMetrics) -> None:
         """Record a failed run with its reason; it is retried by the next `addrop run`."""
-        atomic_write_json(
-            self.path / "metrics.json",
-            {"format": FORMAT_VERSION, **metrics, "status": "failed", "error": reason},
-        )
-        atomic_write_text(self.path / "FAILED", reason.strip() + "\n")
+        atomic_write_json(self.path / "metrics.json", metrics.model_dump(mode="json"))
+        atomic_write_text(self.path / "FAILED", metrics.error.strip() + "\n")
 
 
 class ExperimentStore:

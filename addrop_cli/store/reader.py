@@ -1,10 +1,11 @@
-"""Read the results store (format 1) into run records.
+"""Read the results store back into run records, validated by the typed contract.
 
-This is the only module of the report that opens run files. A run folder is a result only when
-its ``DONE`` marker exists and its ``metrics.json`` is readable; everything else is still loaded
-(so tables can show ``n=2/3`` and say why), with a status that says what it is. An unreadable
-file never aborts a report: the run is kept as ``corrupt`` (or dropped, when even its
-``run.json`` is unreadable) and a :class:`StoreWarning` says which file and why.
+This is the only module that reads run files (:mod:`addrop_cli.store.records` defines them). A
+run folder is a result only when its ``DONE`` marker exists and its ``metrics.json`` is
+readable; everything else is still loaded (so tables can show ``n=2/3`` and say why), with a
+status that says what it is. An unreadable file never aborts a report: the run is kept as
+``corrupt`` (or dropped, when even its ``run.json`` is unreadable) and a :class:`StoreWarning`
+says which file and why.
 """
 
 from __future__ import annotations
@@ -17,10 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from addrop_cli.errors import StoreError
+from pydantic import TypeAdapter, ValidationError
 
-STORE_FORMAT = 1
-"""The store format this reader understands."""
+from addrop_cli.errors import StoreError
+from addrop_cli.store.records import (
+    FORMAT_VERSION,
+    EpochRecord,
+    RunConfig,
+    RunMetrics,
+    SplitPredictions,
+)
 
 RunStatus = Literal["done", "failed", "incomplete", "corrupt"]
 
@@ -38,12 +45,12 @@ class RunRecord:
     """One run folder: its resolved config, its status and (when done) its final metrics."""
 
     path: Path
-    config: Mapping[str, Any] = field(repr=False)
-    """The whole ``run.json``."""
+    config: RunConfig = field(repr=False)
+    """``run.json``."""
     status: RunStatus
     reason: str = ""
     """Why the run is not a result (FAILED text, missing DONE, unreadable metrics)."""
-    metrics: Mapping[str, Any] | None = field(default=None, repr=False)
+    metrics: RunMetrics | None = field(default=None, repr=False)
     """``metrics.json``, only when ``status == "done"``."""
     version: str = ""
     """Set (a short spec hash) only when the report must keep this run's spec version apart
@@ -51,60 +58,58 @@ class RunRecord:
 
     @property
     def run_id(self) -> str:
-        return str(self.config.get("run_id") or self.path.name)
+        return self.config.run_id or self.path.name
 
     @property
     def experiment(self) -> str:
-        name = str(self.config.get("experiment") or self.path.parent.parent.name)
+        name = self.config.experiment or self.path.parent.parent.name
         return f"{name}@{self.version}" if self.version else name
 
     @property
     def spec_hash(self) -> str:
         """The hash of the resolved spec that started this run ("" when not recorded)."""
-        return str(self.config.get("spec_hash") or "")
+        return self.config.spec_hash
 
     @property
     def task(self) -> str:
-        return str(self.config["task"])
+        return self.config.task
 
     @property
     def variant(self) -> str:
-        return str(self.config["variant"])
+        return self.config.variant
 
     @property
     def method(self) -> str:
-        return str(self.config.get("method") or self.method_params.get("method", ""))
+        return self.config.method or str(self.method_params.get("method", ""))
 
     @property
     def method_params(self) -> Mapping[str, Any]:
-        return self.config.get("method_params") or {}
+        return self.config.method_params
 
     @property
     def seed(self) -> int:
-        return int(self.config["seed"])
+        return self.config.seed
 
     @property
     def sweep_point(self) -> Mapping[str, Any] | None:
-        sweep = self.config.get("sweep") or {}
-        return sweep.get("point")
+        return self.config.sweep.point if self.config.sweep else None
 
     @property
     def sweep_stage(self) -> str | None:
-        sweep = self.config.get("sweep") or {}
-        return sweep.get("stage")
+        return self.config.sweep.stage if self.config.sweep else None
 
     @property
     def selects_on_dev(self) -> bool:
         """True when early stopping used the dev set itself (no held-out split was carved)."""
-        return not (self.config.get("data") or {}).get("heldout")
+        return not self.config.data.get("heldout")
 
     def dev_metrics(self, epoch: Literal["best", "last"]) -> dict[str, float] | None:
         """The dev metrics at the best or the last epoch; None unless the run is done."""
         if self.metrics is None:
             return None
-        return dict(self.metrics[epoch]["dev"])
+        return dict(getattr(self.metrics, epoch).dev)
 
-    def epochs(self) -> list[dict[str, Any]]:
+    def epochs(self) -> list[EpochRecord]:
         """The evaluations in ``epochs.jsonl``; unreadable lines are skipped with a warning."""
         path = self.path / "epochs.jsonl"
         if not path.is_file():
@@ -114,29 +119,29 @@ class RunRecord:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                _warn(f"{path}:{number}: not JSON ({err.msg}); line skipped")
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
+                rows.append(EpochRecord.model_validate_json(line))
+            except ValidationError as err:
+                _warn(f"{path}:{number}: {_why(err)}; line skipped")
         return rows
 
-    def predictions(self) -> dict[str, dict[str, list[Any]]] | None:
+    def predictions(self) -> dict[str, SplitPredictions] | None:
         """``predictions.json`` (dev split -> guids, predictions, labels), or None if absent."""
         path = self.path / "predictions.json"
         if not path.is_file():
             return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = _PREDICTIONS.validate_json(path.read_bytes())
             for split in data.values():
-                n = len(split["guids"])
-                if len(split["predictions"]) != n or len(split["labels"]) != n:
+                n = len(split.guids)
+                if len(split.predictions) != n or len(split.labels) != n:
                     raise ValueError("guids, predictions and labels differ in length")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as err:
+        except (OSError, ValueError) as err:
             _warn(f"{path}: unreadable ({_why(err)}); its run is left out of the bootstrap")
             return None
         return data
+
+
+_PREDICTIONS = TypeAdapter(dict[str, SplitPredictions])
 
 
 def find_experiments(path: Path) -> list[Path]:
@@ -174,7 +179,7 @@ def load_runs(path: Path) -> list[RunRecord]:
         run_dirs = sorted(
             p for p in (experiment / "runs").iterdir() if p.is_dir() and not p.name.startswith(".")
         )
-        records += [r for r in map(_load_run, run_dirs) if r is not None]
+        records += [r for r in map(read_run, run_dirs) if r is not None]
     if not records:
         raise StoreError(
             f"{path}: holds no runs (runs/ is empty or unreadable); run the experiment first "
@@ -199,17 +204,17 @@ def _check_experiment_format(experiment: Path) -> None:
     if not path.is_file():
         return
     try:
-        version = json.loads(path.read_text(encoding="utf-8")).get("format", STORE_FORMAT)
+        version = json.loads(path.read_text(encoding="utf-8")).get("format", FORMAT_VERSION)
     except (OSError, ValueError, AttributeError) as err:
         _warn(f"{path}: unreadable ({_why(err)}); reading its runs anyway")
         return
     if not isinstance(version, int) or isinstance(version, bool):
         _warn(f"{path}: unreadable (format {version!r} is not a number); reading its runs anyway")
         return
-    if version > STORE_FORMAT:
+    if version > FORMAT_VERSION:
         raise StoreError(
             f"{path}: format: store format {version} is newer than this addrop reads "
-            f"({STORE_FORMAT}); upgrade addrop"
+            f"({FORMAT_VERSION}); upgrade addrop"
         )
 
 
@@ -222,7 +227,8 @@ def spec_hash_order(experiment: Path) -> list[str]:
         return []
 
 
-def _load_run(run_dir: Path) -> RunRecord | None:
+def read_run(run_dir: Path) -> RunRecord | None:
+    """One run folder as a record (None when nothing ran in it or its run.json is unreadable)."""
     if not (run_dir / "run.json").exists() and not any(
         (run_dir / marker).exists() for marker in ("DONE", "FAILED")
     ):
@@ -237,49 +243,46 @@ def _load_run(run_dir: Path) -> RunRecord | None:
         return RunRecord(run_dir, config, "incomplete", "no DONE marker (running or killed)")
     path = run_dir / "metrics.json"
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
+        metrics = RunMetrics.model_validate_json(path.read_bytes())
         _check_metrics(metrics)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as err:
+    except (OSError, ValueError) as err:
         _warn(f"{path}: unreadable ({_why(err)}); run skipped{_redo(run_dir)}")
         return RunRecord(run_dir, config, "corrupt", f"metrics.json unreadable: {_why(err)}")
     return RunRecord(run_dir, config, "done", "", metrics)
 
 
-def _read_run_config(run_dir: Path) -> dict[str, Any] | None:
+def _read_run_config(run_dir: Path) -> RunConfig | None:
     path = run_dir / "run.json"
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-        if config.get("format", STORE_FORMAT) > STORE_FORMAT:
-            raise ValueError(f"store format {config['format']} is newer than {STORE_FORMAT}")
-        for key in ("task", "variant", "seed"):
-            if key not in config:
-                raise KeyError(key)
-        int(config["seed"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as err:
-        _warn(f"{path}: unreadable ({_why(err)}); run folder skipped{_redo(run_dir)}")
+        config = RunConfig.model_validate_json(path.read_bytes())
+        if config.format > FORMAT_VERSION:
+            raise ValueError(f"store format {config.format} is newer than {FORMAT_VERSION}")
+    except (OSError, ValueError) as err:
+        _warn(f"{path}: unreadable ({_why(err)}); run folder skipped")
         return None
     return config
 
 
-def _redo(run_dir: Path) -> str:
-    # a DONE marker keeps `addrop run` from redoing the run: the folder has to go
-    return f"; to redo it, delete {run_dir} and run the experiment again"
-
-
-def _check_metrics(metrics: Any) -> None:
-    """Raise unless the dev metrics at the best and last epochs are numbers."""
+def _check_metrics(metrics: RunMetrics) -> None:
+    """Raise unless the dev metrics at the best and last epochs are finite numbers."""
     for epoch in ("best", "last"):
-        dev = metrics[epoch]["dev"]
+        dev = getattr(metrics, epoch).dev
         if not dev:
             raise ValueError(f"{epoch}.dev is empty")
         for key, value in dev.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise TypeError(f"{epoch}.dev.{key} is not a number: {value!r}")
             if not math.isfinite(value):
                 raise ValueError(f"{epoch}.dev.{key} is {value}")
 
 
 def _why(err: BaseException) -> str:
+    if isinstance(err, ValidationError):
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        if first["type"] == "json_invalid":
+            return f"not JSON: {first['ctx'].get('error', first['msg'])}"
+        if first["type"] == "missing":
+            return f"missing key '{where}'"
+        return f"{where}: {first['msg'].lower()}"
     if isinstance(err, KeyError):
         return f"missing key {err}"
     if isinstance(err, json.JSONDecodeError):

@@ -1,0 +1,167 @@
+"""The store's typed contract: what run.json, epochs.jsonl, metrics.json and predictions.json hold.
+
+Training writes these records and reports read them back through the same models, so the format
+is defined once, here, with its version. Every model keeps unknown keys (``extra="allow"``): a
+newer writer's additions survive a round trip through an older reader, and a file that lacks a
+required key or holds a wrong type is a validation error the reader turns into a clear line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FORMAT_VERSION = 1
+"""The store format written and understood here. Additions with defaults keep the version;
+anything an older reader would misread bumps it."""
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+def config_hash(obj: Any, length: int = 12) -> str:
+    """A short, stable hash of a JSON-serialisable object (key order does not matter)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+class SweepInfo(Record):
+    point: dict[str, Any] | None = None
+    """Spec path -> value of the sweep point this run belongs to."""
+    stage: str | None = None
+    """``select`` for runs that only choose hyperparameters; else the reported stage."""
+
+
+class RunConfig(Record):
+    """``run.json``: the resolved run, written first when a run starts."""
+
+    format: int = FORMAT_VERSION
+    run_id: str
+    identity: dict[str, Any] | None = None
+    """What determines the run's result (hashed into ``run_id``); absent in runs stored before
+    it was recorded."""
+    experiment: str = ""
+    spec_hash: str = ""
+    """The spec version that started the run (settings that change no result left out)."""
+    task: str
+    variant: str
+    method: str = ""
+    method_params: dict[str, Any] = Field(default_factory=dict)
+    seed: int
+    model: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict)
+    sweep: SweepInfo | None = None
+
+    def variant_identity(self) -> str:
+        """What makes two runs the same variant (their task, seed and sweep point aside): the
+        report puts runs with equal names and equal variant identities in one column."""
+        if self.identity is not None:
+            same = {k: v for k, v in self.identity.items() if k not in ("task", "seed", "sweep")}
+        else:  # stored before identities were recorded: everything but where and how fast
+            same = {
+                "params": self.method_params,
+                "model": self.model,
+                "train": {k: v for k, v in self.train.items() if k not in _NOT_RESULT_TRAIN},
+                "data": {k: v for k, v in self.data.items() if k not in _NOT_RESULT_DATA},
+            }
+        if self.sweep and self.sweep.point:  # a sweep's points are one variant
+            same = _without_swept(same, self.sweep.point)
+        return config_hash(same)
+
+
+def _without_swept(identity: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
+    """``identity`` without the settings a sweep point sets (``methods.<variant>.p`` is the
+    identity's ``params.p``; ``train.lr`` its ``train.lr``)."""
+    out = json.loads(json.dumps(identity))
+    for path in point:
+        root, *rest = path.split(".")
+        keys = ["params", *rest[1:]] if root == "methods" else [root, *rest]
+        node = out
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(keys[-1], None)
+    return out
+
+
+_NOT_RESULT_TRAIN = ("device", "threads", "save_checkpoint", "eval_batch_size")
+_NOT_RESULT_DATA = ("source", "glue_dir", "cache_dir")
+
+
+class EpochRecord(Record):
+    """One line of ``epochs.jsonl``: one evaluation (after an epoch, or every N steps)."""
+
+    epoch: int
+    step: int
+    train_loss: float
+    select: dict[str, float]
+    """Metrics on the split that early stopping watches (dev, or the held-out carve-out)."""
+    dev: dict[str, float]
+    dev_loss: dict[str, float] = Field(default_factory=dict)
+    """Dev split -> mean task loss (cross-entropy, or MSE for regression)."""
+    select_loss: dict[str, float] = Field(default_factory=dict)
+    epoch_time_s: float = 0.0
+    train_samples_per_s: float = 0.0
+    lr: float = 0.0
+    method: dict[str, float] = Field(default_factory=dict)
+    """The method's per-step means over the epoch (e.g. AD-DROP's dropped fraction)."""
+
+
+class SplitMetrics(Record):
+    dev: dict[str, float]
+    select: dict[str, float] = Field(default_factory=dict)
+
+
+class RunMetrics(Record):
+    """``metrics.json`` of a finished run (its DONE marker is written after it)."""
+
+    format: int = FORMAT_VERSION
+    status: Literal["done"] = "done"
+    task: str
+    variant: str
+    seed: int
+    main_metric: str
+    best_epoch: int
+    best_step: int = 0
+    epochs_run: int = 0
+    stopped_early: bool = False
+    best: SplitMetrics
+    last: SplitMetrics
+    selection: Literal["dev", "heldout"] = "dev"
+    train_examples: int = 0
+    # cost: None where a run did not record it
+    wall_time_s: float | None = None
+    train_time_s: float | None = None
+    train_samples_per_s: float | None = None
+    peak_memory_mb: float | None = None
+    memory_kind: str = ""
+    device: str = ""
+    precision: str = ""
+    compiled: bool = False
+    """Whether train.compile compiled the model (False where the family could not be)."""
+
+
+class FailedMetrics(Record):
+    """``metrics.json`` of a failed run (its FAILED marker holds the same reason)."""
+
+    format: int = FORMAT_VERSION
+    status: Literal["failed"] = "failed"
+    task: str
+    variant: str
+    seed: int
+    error: str
+
+
+class SplitPredictions(Record):
+    guids: list[str]
+    predictions: list[float | int]
+    labels: list[float | int | None]
+
+
+Predictions = dict[str, SplitPredictions]
+"""``predictions.json``: dev split -> its examples' guids, predictions and labels."""
