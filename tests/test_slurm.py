@@ -18,7 +18,7 @@ import pytest
 from cli_helpers import run_cli
 
 from addrop_cli.execution.slurm import SlurmBackend, slurm_available, squeue_states, submitted_jobs
-from addrop_cli.execution.sweep import plan_sweep
+from addrop_cli.execution.sweep_plan import plan_sweep
 from addrop_cli.report import load_runs
 from addrop_cli.spec.load import load_spec
 from addrop_cli.store.folders import ExperimentStore, RunFolder

@@ -17,7 +17,8 @@ from filelock import FileLock
 
 from addrop_cli.errors import SpecError
 from addrop_cli.execution.placement import worker_placement
-from addrop_cli.execution.sweep import plan_sweep, report_runs, select_winners, sweep_points
+from addrop_cli.execution.selection import report_runs, select_winners
+from addrop_cli.execution.sweep_plan import plan_sweep, sweep_points
 from addrop_cli.report import build_report, load_runs
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.schema import ExperimentSpec

@@ -183,7 +183,8 @@ def spec_runs(
     store = experiment_store(spec, results_root)
     if spec.sweep is None:
         return store, expand(spec, path.parent)
-    from addrop_cli.execution.sweep import plan_sweep, report_runs, select_winners, stage_records
+    from addrop_cli.execution.selection import report_runs, select_winners, stage_records
+    from addrop_cli.execution.sweep_plan import plan_sweep
 
     plan = plan_sweep(spec, path.parent.resolve(), str(path))
     runs = plan.stage1()
