@@ -20,6 +20,7 @@ from addrop_cli.report.build import build_report
 from addrop_cli.store.atomic import atomic_write_text
 from addrop_cli.store.folders import ExperimentStore, RunFolder
 from addrop_cli.store.reader import StoreWarning, load_runs
+from addrop_cli.store.records import RunConfig
 
 
 def _failing(err: int):  # type: ignore[no-untyped-def]
@@ -57,9 +58,11 @@ def test_a_failed_write_keeps_the_old_file_and_is_one_line(
 def test_attempts_log_survives_restarts(tmp_path: Path) -> None:
     folder = RunFolder(tmp_path / "exp" / "runs" / "abc123def456")
     assert folder.attempts() == []
-    folder.start({"run_id": "abc123def456"})
+    folder.start(RunConfig(run_id="abc123def456", task="sst2", variant="baseline", seed=1))
     (folder.path / "epochs.jsonl").write_text('{"epoch": 0}\n')
-    folder.start({"run_id": "abc123def456"})  # an interrupted run starts again: wiped
+    folder.start(
+        RunConfig(run_id="abc123def456", task="sst2", variant="baseline", seed=1)
+    )  # an interrupted run starts again: wiped
     assert not (folder.path / "epochs.jsonl").exists()
     lines = folder.attempts()
     assert len(lines) == 2 and all(f"pid={os.getpid()} host=" in line for line in lines)
@@ -86,7 +89,7 @@ def test_reader_ignores_bookkeeping_and_runs_killed_while_starting(tmp_path: Pat
     store = ExperimentStore(tmp_path / "exp")
     store.open_for_writing("exp", "h1", "name: exp\n")
     folder = store.run("abc123def456")
-    folder.start({"run_id": "abc123def456", "task": "sst2", "variant": "baseline", "seed": 1})
+    folder.start(RunConfig(run_id="abc123def456", task="sst2", variant="baseline", seed=1))
     (store.runs_dir / "0123456789ab").mkdir()  # killed after mkdir, before run.json
     (store.runs_dir / "0123456789ab" / ".run.json.x1y2.tmp").write_text('{"task": "ss')
     (store.runs_dir / ".hidden").mkdir()

@@ -276,13 +276,10 @@ def _check_metrics(metrics: RunMetrics) -> None:
 
 def _why(err: BaseException) -> str:
     if isinstance(err, ValidationError):
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        if first["type"] == "json_invalid":
-            return f"not JSON: {first['ctx'].get('error', first['msg'])}"
-        if first["type"] == "missing":
-            return f"missing key '{where}'"
-        return f"{where}: {first['msg'].lower()}"
+        # a wrong value says more than a missing key: name it first
+        errors = sorted(err.errors(), key=lambda e: e["type"] == "missing")
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return _problem(errors[0]) + more
     if isinstance(err, KeyError):
         return f"missing key {err}"
     if isinstance(err, json.JSONDecodeError):
@@ -292,3 +289,15 @@ def _why(err: BaseException) -> str:
 
 def _warn(message: str) -> None:
     warnings.warn(message, StoreWarning, stacklevel=3)
+
+
+def _problem(error: Any) -> str:
+    """One pydantic error of a store file as a short phrase."""
+    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    if error["type"] == "json_invalid":
+        return f"not JSON: {error['ctx'].get('error', error['msg'])}"
+    if error["type"] == "missing":
+        return f"missing key '{where}'"
+    if error["type"] in ("float_parsing", "float_type", "int_parsing", "int_type"):
+        return f"{where} is not a number: {error['input']!r}"
+    return f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}, got {error['input']!r}"
