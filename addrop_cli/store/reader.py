@@ -263,6 +263,11 @@ def _read_run_config(run_dir: Path) -> RunConfig | None:
     return config
 
 
+def _redo(run_dir: Path) -> str:
+    # a DONE marker keeps `addrop run` from redoing the run: the folder has to go
+    return f"; to redo it, delete {run_dir} and run the experiment again"
+
+
 def _check_metrics(metrics: RunMetrics) -> None:
     """Raise unless the dev metrics at the best and last epochs are finite numbers."""
     for epoch in ("best", "last"):
