@@ -119,8 +119,8 @@ class RunRecord:
             if not line.strip():
                 continue
             try:
-                rows.append(EpochRecord.model_validate_json(line))
-            except ValidationError as err:
+                rows.append(EpochRecord.model_validate(json.loads(line)))
+            except ValueError as err:  # not JSON, or not an evaluation record
                 _warn(f"{path}:{number}: {_why(err)}; line skipped")
         return rows
 
@@ -130,7 +130,7 @@ class RunRecord:
         if not path.is_file():
             return None
         try:
-            data = _PREDICTIONS.validate_json(path.read_bytes())
+            data = _PREDICTIONS.validate_python(_json(path))
             for split in data.values():
                 n = len(split.guids)
                 if len(split.predictions) != n or len(split.labels) != n:
@@ -243,7 +243,7 @@ def read_run(run_dir: Path) -> RunRecord | None:
         return RunRecord(run_dir, config, "incomplete", "no DONE marker (running or killed)")
     path = run_dir / "metrics.json"
     try:
-        metrics = RunMetrics.model_validate_json(path.read_bytes())
+        metrics = RunMetrics.model_validate(_json(path))
         _check_metrics(metrics)
     except (OSError, ValueError) as err:
         _warn(f"{path}: unreadable ({_why(err)}); run skipped{_redo(run_dir)}")
@@ -254,13 +254,18 @@ def read_run(run_dir: Path) -> RunRecord | None:
 def _read_run_config(run_dir: Path) -> RunConfig | None:
     path = run_dir / "run.json"
     try:
-        config = RunConfig.model_validate_json(path.read_bytes())
+        config = RunConfig.model_validate(_json(path))
         if config.format > FORMAT_VERSION:
             raise ValueError(f"store format {config.format} is newer than {FORMAT_VERSION}")
     except (OSError, ValueError) as err:
         _warn(f"{path}: unreadable ({_why(err)}); run folder skipped")
         return None
     return config
+
+
+def _json(path: Path) -> Any:
+    # json's own messages ("Expecting value at line 1") say more than pydantic's for bad JSON
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _redo(run_dir: Path) -> str:
