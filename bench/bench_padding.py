@@ -109,7 +109,7 @@ def timing_table(
         for _ in range(repeats):
             for grouped, run in runs.items():
                 outcome = run_one(run)
-                best[grouped] = min(best[grouped], outcome.epochs[0]["epoch_time_s"])
+                best[grouped] = min(best[grouped], outcome.epochs[0].epoch_time_s)
         # the same subset and order the runs used: seed 1, the run's own generator
         run = runs[False]
         task = get_task(name, run.data)
