@@ -165,8 +165,8 @@ def test_a_run_with_grouping_and_padding_trains_and_is_deterministic() -> None:
     spec = load_spec(SMOKE, [*overrides, "train.pad_to_multiple_of=8"])
     run = next(r for r in expand(spec, SMOKE.parent) if r.variant == "addrop")
     a, b = run_one(run), run_one(run)
-    assert a.metrics["best"] == b.metrics["best"]
-    assert a.epochs[-1]["train_loss"] == b.epochs[-1]["train_loss"]
+    assert a.metrics.best == b.metrics.best
+    assert a.epochs[-1].train_loss == b.epochs[-1].train_loss
     plain = load_spec(SMOKE, ["tasks=[sst2]", "seeds=[1]", "train.epochs=2"])
     plain_run = next(r for r in expand(plain, SMOKE.parent) if r.variant == "addrop")
     assert plain_run.run_id != run.run_id  # other batches, another result: another run
