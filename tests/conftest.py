@@ -50,3 +50,15 @@ def _tests_leave_the_checkouts_results_alone():
     yield
     added = sorted(_results_listing() - before)
     assert not added, f"tests wrote into {ROOT / 'results'}: {added[:5]}"
+
+
+# The slow groups by file, so a developer can select them (`pytest -m "not faults and not
+# slurm"`); `make test` runs everything.
+_GROUPS = {"test_faults.py": "faults", "test_slurm.py": "slurm"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = _GROUPS.get(item.path.name)
+        if group:
+            item.add_marker(getattr(pytest.mark, group))
