@@ -202,6 +202,13 @@ def run(
     retry_failed: Annotated[
         bool, typer.Option(help="Run again the runs that failed before.")
     ] = True,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Start interrupted runs from step 0 (discard their training state).",
+        ),
+    ] = False,
     backend: BackendOpt = None,
     workers: WorkersOpt = None,
     runs_per_gpu: RunsPerGpuOpt = None,
@@ -215,8 +222,10 @@ def run(
 ) -> None:
     """Run an experiment: every task x method variant x seed not yet in the results store.
 
-    Finished runs are skipped; interrupted ones start again cleanly. Runs go through the
-    spec's executor (local serial by default; --workers N for a local pool; --backend slurm).
+    Finished runs are skipped; interrupted ones go on from their last training state (written
+    every epoch and every train.checkpoint_every_steps steps), or from step 0 with --restart.
+    Runs go through the spec's executor (local serial by default; --workers N for a local
+    pool; --backend slurm).
 
     [bold]Examples[/bold]
 
@@ -241,6 +250,7 @@ def run(
         dry_run=dry_run,
         plain=plain or not console.is_terminal,
         retry_failed=retry_failed,
+        restart=restart,
         console=console,
     )
     raise typer.Exit(code)

@@ -58,14 +58,22 @@ def test_a_failed_write_keeps_the_old_file_and_is_one_line(
 def test_attempts_log_survives_restarts(tmp_path: Path) -> None:
     folder = RunFolder(tmp_path / "exp" / "runs" / "abc123def456")
     assert folder.attempts() == []
-    folder.start(RunConfig(run_id="abc123def456", task="sst2", variant="baseline", seed=1))
+    config = RunConfig(run_id="abc123def456", task="sst2", variant="baseline", seed=1)
+    folder.start(config)
     (folder.path / "epochs.jsonl").write_text('{"epoch": 0}\n')
-    folder.start(
-        RunConfig(run_id="abc123def456", task="sst2", variant="baseline", seed=1)
-    )  # an interrupted run starts again: wiped
+    folder.start(config)  # an interrupted run without a training state starts again: wiped
     assert not (folder.path / "epochs.jsonl").exists()
+    (folder.path / "state").mkdir()
+    (folder.path / "epochs.jsonl").write_text('{"epoch": 0}\n{"epoch": 1}\n')
+    folder.start(config, resume_at=(7, 1), epochs=[])  # one that goes on from a state keeps it
+    assert (folder.path / "state").is_dir() and not (folder.path / "epochs.jsonl").exists()
     lines = folder.attempts()
-    assert len(lines) == 2 and all(f"pid={os.getpid()} host=" in line for line in lines)
+    assert len(lines) == 3 and all(f"pid={os.getpid()} host=" in line for line in lines)
+    assert [line.rsplit(" ", 2)[1:] for line in lines] == [
+        ["step=0", "epoch=0"],
+        ["step=0", "epoch=0"],
+        ["step=7", "epoch=1"],
+    ]
     assert folder.attempts_log == tmp_path / "exp" / "attempts" / "abc123def456.log"
 
 

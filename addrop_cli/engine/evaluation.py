@@ -115,3 +115,13 @@ class Evaluator:
                 losses[name] = round(loss, 6)
         labelled = {n: (p, np.asarray(splits[n].labels)) for n, p in preds.items()}
         return compute_metrics(self.task, labelled), losses, preds
+
+
+@dataclass
+class Best:
+    """The best evaluation so far, its dev predictions and (when kept) the model's weights."""
+
+    evaluation: Evaluation
+    epoch: int
+    step: int
+    state: dict[str, torch.Tensor] | None = None

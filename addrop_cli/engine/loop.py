@@ -29,9 +29,10 @@ from addrop_cli.engine.devices import (
     pick_precision,
     to_device,
 )
-from addrop_cli.engine.evaluation import Evaluation, Evaluator
+from addrop_cli.engine.evaluation import Best, Evaluator
 from addrop_cli.engine.loggers import Loggers, RunLogger, StepEvent
 from addrop_cli.engine.optim import build_optimizer, build_schedule
+from addrop_cli.engine.resume import capture, restore
 from addrop_cli.engine.stopping import EarlyStopping
 from addrop_cli.methods.base import Method
 from addrop_cli.methods.registry import build_method
@@ -39,6 +40,7 @@ from addrop_cli.models.loading import load_model_and_tokenizer
 from addrop_cli.models.location import resolve_model_location
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.records import EpochRecord, RunMetrics, SplitMetrics, SplitPredictions
+from addrop_cli.store.state import TrainingStateFiles
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ class RunOutcome:
     predictions: dict[str, SplitPredictions]
     best_state: dict[str, torch.Tensor] | None = None
     epochs: list[EpochRecord] = field(default_factory=list)
+    model: Any = None
+    """The trained model as training left it (for checkpoint-last/), and its tokenizer."""
+    tokenizer: Any = None
 
 
 def _compile(model: torch.nn.Module, device: torch.device) -> bool:
@@ -68,14 +73,26 @@ def _compile(model: torch.nn.Module, device: torch.device) -> bool:
 
 
 def run_one(
-    run: RunSpec, *, loggers: list[RunLogger] | Loggers = (), keep_best_state: bool = False
+    run: RunSpec,
+    *,
+    loggers: list[RunLogger] | Loggers = (),
+    keep_best_state: bool = False,
+    state: TrainingStateFiles | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> RunOutcome:
-    """Train and evaluate one run. Raises NonFiniteLoss or any error; the caller records it."""
+    """Train and evaluate one run. Raises NonFiniteLoss or any error; the caller records it.
+
+    With ``state`` the training state is written there at the end of every epoch (and every
+    ``train.checkpoint_every_steps`` steps); ``resume`` is a payload read back from it, to go on
+    from where it was taken.
+    """
     threads = torch.get_num_threads()
     try:
         started = time.perf_counter()
         fan_out = loggers if isinstance(loggers, Loggers) else Loggers(required=loggers)
-        loop = RunLoop(setup_run(run), fan_out, keep_best_state)
+        loop = RunLoop(setup_run(run), fan_out, keep_best_state, state)
+        if resume is not None:
+            restore(loop, resume)
         return loop.run(started)
     finally:
         torch.set_num_threads(threads)  # train.threads is per run, not for the whole process
@@ -100,6 +117,9 @@ class Setup:
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
+    order: torch.Generator
+    """The data-order generator (the training loader draws each epoch's permutation from it)."""
+    tokenizer: Any
     compiled: bool = False
 
 
@@ -157,7 +177,7 @@ def setup_run(run: RunSpec) -> Setup:
     scaler = torch.amp.GradScaler(device.type, enabled=autocast.dtype == torch.float16)
     return Setup(
         run, task, device, autocast, method, model, data, train_loader, evaluator, optimizer,
-        schedule, scaler, compiled,
+        schedule, scaler, order, tokenizer, compiled,
     )  # fmt: skip
 
 
@@ -194,21 +214,20 @@ class EpochTally:
         return self.loss_sum / max(1, self.loss_count)
 
 
-@dataclass
-class Best:
-    """The best evaluation so far, its dev predictions and (when kept) the model's weights."""
-
-    evaluation: Evaluation
-    epoch: int
-    step: int
-    state: dict[str, torch.Tensor] | None = None
-
-
 class RunLoop:
     """Epochs of optimiser steps with evaluations, early stopping and the best result kept."""
 
-    def __init__(self, setup: Setup, loggers: Loggers, keep_best_state: bool) -> None:
+    def __init__(
+        self,
+        setup: Setup,
+        loggers: Loggers,
+        keep_best_state: bool,
+        state: TrainingStateFiles | None = None,
+    ) -> None:
         self.s = setup
+        self.state = state
+        self.resume_position: tuple[dict, dict | None, dict] | None = None
+        """(position, epoch tally, method state) of a restored state, until its epoch begins."""
         self.train = setup.run.train
         self.loggers = loggers
         self.keep_best_state = keep_best_state
@@ -225,21 +244,27 @@ class RunLoop:
 
     def run(self, started: float) -> RunOutcome:
         self.s.model.train()
-        for epoch in range(self.train.epochs):
+        first = self.resume_position[0]["epoch"] if self.resume_position else 0
+        for epoch in range(first, self.train.epochs):
             self.train_epoch(epoch)
             if self.stopped:
                 break
+            if epoch + 1 < self.train.epochs:  # no state after the last: the run is ending
+                self.save_state(epoch + 1, 0, None, None)
         self.loggers.close()
         return self.result(time.perf_counter() - started)
 
     def train_epoch(self, epoch: int) -> None:
         """One pass over the training data; evaluates at its end (and every N steps)."""
         s = self.s
-        s.method.on_epoch_start(epoch)
-        tally = EpochTally()
+        skip, tally = self._begin_epoch(epoch)
+        order_at_start = s.order.get_state()
         s.optimizer.zero_grad(set_to_none=True)
         n = len(s.train_loader)
+        every_save = self.train.checkpoint_every_steps
         for i, batch in enumerate(s.train_loader):
+            if i < skip:
+                continue  # consumed before the state was taken: same permutation, same batches
             loss = self._forward_backward(to_device(batch, s.device), epoch)
             tally.loss_sum += loss
             tally.loss_count += 1
@@ -250,11 +275,46 @@ class RunLoop:
                 every = self.train.eval_every_steps
                 if every and self.global_step % every == 0 and self.evaluate(epoch, tally):
                     break
+                if every_save and self.global_step % every_save == 0 and i + 1 < n:
+                    self.save_state(epoch, i + 1, order_at_start, tally)
         self.epochs_run = epoch + 1
         self.train_time += tally.elapsed
         self.samples_seen += tally.samples
         if not self.stopped:
             self.evaluate(epoch, tally)
+
+    def _begin_epoch(self, epoch: int) -> tuple[int, EpochTally]:
+        """Start ``epoch``, or go on inside it from a restored state: (batches to skip, tally)."""
+        s, resumed = self.s, self.resume_position
+        self.resume_position = None
+        if resumed is None:
+            s.method.on_epoch_start(epoch)
+            return 0, EpochTally()
+        position, sums, method_state = resumed
+        if position["batches_done"] == 0:  # taken between epochs: the method starts afresh
+            s.method.load_state_dict(method_state)
+            s.method.on_epoch_start(epoch)
+            return 0, EpochTally()
+        s.method.on_epoch_start(epoch)
+        s.method.load_state_dict(method_state)
+        s.order.set_state(position["order"])  # the epoch's permutation is drawn again from it
+        assert sums is not None
+        tally = EpochTally(started=time.perf_counter() - sums["elapsed"])
+        tally.loss_sum, tally.loss_count = sums["loss_sum"], sums["loss_count"]
+        tally.samples = sums["samples"]
+        return position["batches_done"], tally
+
+    def save_state(
+        self, epoch: int, batches_done: int, order: torch.Tensor | None, tally: EpochTally | None
+    ) -> None:
+        """Write the training state (when the run has a place for it); only the latest is kept."""
+        if self.state is None:
+            return
+        order = self.s.order.get_state() if order is None else order
+        payload = capture(
+            self, epoch=epoch, batches_done=batches_done, order_at_epoch_start=order, tally=tally
+        )
+        self.state.write(payload, step=self.global_step, epoch=epoch)
 
     def _forward_backward(self, batch: dict[str, torch.Tensor], epoch: int) -> float:
         s = self.s
@@ -352,4 +412,4 @@ class RunLoop:
             )
             for name, preds in best.evaluation.dev_predictions.items()
         }
-        return RunOutcome(metrics, predictions, best.state, self.epochs_log)
+        return RunOutcome(metrics, predictions, best.state, self.epochs_log, s.model, s.tokenizer)

@@ -60,6 +60,9 @@ class PlainProgress:
         self.finished += 1
         self._print(f"  {run.label}: {status} {detail}".rstrip())
 
+    def note(self, run: RunSpec, text: str) -> None:
+        self._print(f"  {run.label}: {text}")
+
     def close(self) -> None:
         pass
 

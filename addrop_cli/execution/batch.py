@@ -7,7 +7,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from rich.console import Console
 
@@ -16,6 +16,9 @@ from addrop_cli.errors import StoreError
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.folders import ExperimentStore, RunFolder
 from addrop_cli.store.records import FailedMetrics, RunConfig
+
+if TYPE_CHECKING:
+    from addrop_cli.engine.loop import RunOutcome
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -150,37 +153,45 @@ def with_threads(run: RunSpec, threads: int | None) -> RunSpec:
 def _execute(
     run: RunSpec, folder: RunFolder, batch: Batch, progress: PlainProgress, sharing: int = 1
 ) -> Outcome:
-    """One run, contained: any exception becomes a FAILED run, never a crash of the experiment."""
-    from addrop_cli.engine.environment import describe_environment
+    """One run, contained: any exception becomes a FAILED run, never a crash of the experiment.
+
+    An unfinished run with a valid training state goes on from it; otherwise it starts clean.
+    """
     from addrop_cli.engine.failures import describe_failure, release_accelerator_memory
     from addrop_cli.engine.loggers import EpochFileLogger
     from addrop_cli.engine.loop import run_one
     from addrop_cli.engine.progress import ProgressLogger
+    from addrop_cli.engine.resume import epochs_of
 
-    folder.start(run_config(run, batch.spec_hash))
+    loaded = folder.state.load() if folder.status == "unfinished" else None
+    if loaded is not None:
+        at, logged = (loaded.step, loaded.epoch), epochs_of(loaded.payload)
+        folder.start(run_config(run, batch.spec_hash), resume_at=at, epochs=logged)
+        progress.note(run, f"resuming from step {loaded.step} (epoch {loaded.epoch})")
+    else:
+        folder.start(run_config(run, batch.spec_hash))
     try:
         outcome = run_one(
             run,
             loggers=[EpochFileLogger(folder), ProgressLogger(progress, run)],
             keep_best_state=run.train.save_checkpoint,
+            state=folder.state,
+            resume=loaded.payload if loaded is not None else None,
         )
     except (KeyboardInterrupt, StoreError):
-        # the folder stays unfinished and is started again next time; a store that cannot be
-        # written (full disk) stops the experiment with its one-line error
+        # the folder stays unfinished (with its latest training state) and goes on next time;
+        # a store that cannot be written (full disk) stops the experiment with its one-line error
         raise
     except Exception as err:  # noqa: BLE001 - containment is the point
         reason = describe_failure(err, sharing=sharing)
         folder.write_json("traceback.json", {"traceback": traceback.format_exc()})
         folder.fail(FailedMetrics(task=run.task, variant=run.variant, seed=run.seed, error=reason))
+        folder.state.discard()  # a failed run is retried from a clean start
         release_accelerator_memory()
         progress.run_end(run, "FAILED", reason.partition("\n")[0])
         return Outcome("failed", reason)
+    _store_outcome(run, folder, batch, outcome)
     metrics = outcome.metrics
-    folder.write_json("env.json", describe_environment(batch.base_dir, metrics.device))
-    folder.write_predictions(outcome.predictions)
-    if outcome.best_state is not None:
-        folder.write_checkpoint(outcome.best_state)
-    folder.finish(metrics)
     main = metrics.main_metric
     progress.run_end(
         run,
@@ -189,6 +200,29 @@ def _execute(
         f"(epoch {metrics.best_epoch}, {metrics.wall_time_s:.0f}s)",
     )
     return Outcome("done")
+
+
+def _store_outcome(run: RunSpec, folder: RunFolder, batch: Batch, outcome: RunOutcome) -> None:
+    """Results, checkpoints, then DONE; the training state goes last (unless kept)."""
+    from addrop_cli.data.tasks import get_task
+    from addrop_cli.engine.checkpoints import BEST, LAST, model_card, save_checkpoint
+    from addrop_cli.engine.environment import describe_environment
+
+    metrics = outcome.metrics
+    folder.write_json("env.json", describe_environment(batch.base_dir, metrics.device))
+    folder.write_predictions(outcome.predictions)
+    task = get_task(run.task, run.data)
+    labels = None if task.is_regression else list(task.label_names)
+    if run.train.save_last:
+        card = model_card(run, metrics, "last")
+        save_checkpoint(folder.path / LAST, outcome.model, outcome.tokenizer, None, card, labels)
+    if outcome.best_state is not None:
+        card = model_card(run, metrics, "best")
+        weights = outcome.best_state
+        save_checkpoint(folder.path / BEST, outcome.model, outcome.tokenizer, weights, card, labels)
+    folder.finish(metrics)
+    if not run.train.keep_state:
+        folder.state.discard()
 
 
 # ---------------------------------------------------------------------------------------------

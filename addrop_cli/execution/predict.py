@@ -77,6 +77,14 @@ def choose_run(
 
 
 def _load_trained(run: RunSpec, checkpoint: Path, task: Any) -> tuple[Any, Any]:
+    """The saved model and tokenizer: a save_pretrained folder, or (runs stored before those)
+    bare safetensors weights loaded into the run's base model."""
+    folder = checkpoint.parent
+    if (folder / "config.json").is_file():
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        return model.eval(), AutoTokenizer.from_pretrained(folder)
     from safetensors.torch import load_file
 
     from addrop_cli.models.loading import load_model_and_tokenizer

@@ -61,7 +61,7 @@ def print_plan(
             run.variant,
             run.params.method,
             str(run.seed),
-            {"absent": "to run", "unfinished": "to run (restart)"}.get(state, state),
+            _state_label(store, run.run_id, state),
         ]
         if swept:
             sweep = run.sweep or {}
@@ -69,6 +69,41 @@ def print_plan(
             row.append(f"{point} ({sweep['stage']})" if sweep else "-")
         table.add_row(*row)
     console.print(table)
+    print_state_size(runs, console)
+
+
+def print_state_size(runs: list[RunSpec], console: Console) -> None:
+    """--dry-run: the disk a run's training state takes (only the latest is kept per run)."""
+    from addrop_cli.engine.resume import expected_state_bytes
+    from addrop_cli.errors import AddropError
+
+    sizes: dict[str, int | None] = {}
+    for run in runs:
+        key = f"{run.model.name_or_path} ({run.task})"
+        if key in sizes:
+            continue
+        try:
+            sizes[key] = expected_state_bytes(run)
+        except (AddropError, OSError, ValueError):
+            sizes[key] = None
+    every = runs[0].train.checkpoint_every_steps if runs else None
+    when = "at the end of every epoch" + (f" and every {every} steps" if every else "")
+    for key, size in sizes.items():
+        amount = f"about {size / 1e6:,.0f} MB" if size is not None else "unknown (no model config)"
+        console.print(
+            f"training state of {key}: {amount} per unfinished run (weights and AdamW moments), "
+            f"written {when} into <run>/state/; the latest only, deleted when the run is done",
+            highlight=False,
+        )
+
+
+def _state_label(store: ExperimentStore, run_id: str, state: str) -> str:
+    if state == "absent":
+        return "to run"
+    if state != "unfinished":
+        return state
+    loaded = store.run(run_id).state.manifest()
+    return f"to run (resume at step {loaded['step']})" if loaded else "to run (restart)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,6 +119,7 @@ def run_experiment(
     dry_run: bool = False,
     plain: bool = True,
     retry_failed: bool = True,
+    restart: bool = False,
     console: Console | None = None,
 ) -> int:
     """Run every pending run of ``spec``; returns the exit code (0, 1 if any failed, 130).
@@ -103,11 +139,32 @@ def run_experiment(
             highlight=False,
         )
     batch = open_batch(spec, spec_path, store)
+    if restart:
+        discard_states(runs, store, console)
     backend = make_backend(spec, batch.base_dir, plain=plain, console=console)
     summary = execute_runs(
         runs, batch, backend, name=spec.name, console=console, retry_failed=retry_failed
     )
     return summary.exit_code
+
+
+def discard_states(runs: Sequence[RunSpec], store: ExperimentStore, console: Console) -> None:
+    """--restart: interrupted runs lose their training state, so they start from step 0 (a run
+    that another process is running keeps it)."""
+    discarded = 0
+    for run in runs:
+        folder = store.run(run.run_id)
+        if folder.status != "unfinished" or not folder.state.exists():
+            continue
+        with store.lock(run.run_id) as locked:
+            if locked:
+                folder.state.discard()
+                discarded += 1
+    if discarded:
+        console.print(
+            f"--restart: discarded the training state of {discarded} interrupted runs",
+            highlight=False,
+        )
 
 
 def execute_runs(

@@ -51,6 +51,13 @@ class AddropMethod(Method):
         active = ops.is_addrop_epoch(self.epoch, self.params.cross_tuning)
         return {**super().epoch_stats(), "addrop_epoch": float(active)}
 
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.generator.set_state(state["generator"])
+
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
         step = self.handle_for(model).step(batch)
         self.stats.add(**step.stats)

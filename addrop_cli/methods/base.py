@@ -56,6 +56,13 @@ class EpochStats:
     def means(self) -> dict[str, float]:
         return {k: float(self.sums[k]) / self.counts[k] for k in self.sums if self.counts[k]}
 
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums.update(state["sums"])
+        self.counts.update(state["counts"])
+
 
 class Method(ABC):
     """A fine-tuning method: how one batch becomes a loss."""
@@ -78,6 +85,15 @@ class Method(ABC):
         """Start a new 0-based epoch: statistics restart here."""
         self.epoch = epoch
         self.stats = EpochStats()
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue mid-epoch exactly: the epoch's statistics (and,
+        in methods that draw random numbers, their generator's state)."""
+        return {"stats": self.stats.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`, after :meth:`on_epoch_start` of the resumed epoch."""
+        self.stats.load_state_dict(state["stats"])
 
     @abstractmethod
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:

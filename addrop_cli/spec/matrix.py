@@ -32,8 +32,11 @@ DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 # Settings that change where or how fast a run goes, not its result: left out of the run id so
 # that moving the GLUE folder or the cache, running on more threads or compiling never redoes a
-# run.
-_TRAIN_KEYS_NOT_IN_ID = {"device", "threads", "save_checkpoint", "eval_batch_size", "compile"}
+# run; nor do checkpointing and the training state.
+_TRAIN_KEYS_NOT_IN_ID = {
+    "device", "threads", "save_checkpoint", "eval_batch_size", "compile",
+    "save_last", "checkpoint_every_steps", "keep_state",
+}  # fmt: skip
 _DATA_KEYS_NOT_IN_ID = {"source", "glue_dir", "cache_dir"}
 
 

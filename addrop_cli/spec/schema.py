@@ -161,6 +161,14 @@ class TrainSpec(Frozen):
     """auto: bf16 autocast on GPUs that support it, fp16 on older GPUs, fp32 on CPU."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     save_checkpoint: bool = False
+    """Save the best model (Hugging Face format, with its tokenizer) in the run's checkpoint/."""
+    save_last: bool = False
+    """Also save the model at the end of training in checkpoint-last/ (same format)."""
+    checkpoint_every_steps: Annotated[int, Field(ge=1)] | None = None
+    """Also write the training state every N optimiser steps (it is always written at the end
+    of every epoch), so a killed or requeued run loses at most N steps."""
+    keep_state: bool = False
+    """Keep the training state (state/) of a finished run instead of deleting it."""
     threads: Annotated[int, Field(ge=1, le=4096)] | None = None
     """torch intra-op threads for CPU runs; null leaves torch's default."""
     group_by_length: bool = False

@@ -101,3 +101,30 @@ def _append_line(path: Path, line: str) -> None:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``path``; on success it replaces ``path`` whole.
+
+    A failed write (one-line StoreError for OSErrors) removes the temporary folder and leaves
+    ``path`` as it was.
+    """
+    import shutil
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with _writing(path):
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            yield tmp
+            for name in os.listdir(tmp):
+                with open(tmp / name, "rb") as f:
+                    os.fsync(f.fileno())
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    _fsync_dir(path.parent)

@@ -60,6 +60,10 @@ from addrop_cli.store.records import (
     RunMetrics,
     SplitPredictions,
 )
+from addrop_cli.store.state import TrainingStateFiles
+
+_STATE_NAMES = ("state", ".state.previous")
+"""What a resumed attempt keeps of the folder (besides what it rewrites)."""
 
 
 @dataclass
@@ -99,19 +103,47 @@ class RunFolder:
             return self.attempts_log.read_text(encoding="utf-8").splitlines()
         return []
 
-    def start(self, run_config: RunConfig) -> None:
+    def start(
+        self,
+        run_config: RunConfig,
+        *,
+        resume_at: tuple[int, int] | None = None,
+        epochs: list[EpochRecord] | None = None,
+    ) -> None:
         """Begin (or begin again) a run: wipe what an interrupted attempt left, write run.json.
 
-        Each start appends one line to the attempts log first, so "each run ran exactly once"
-        can be checked after the fact (and a run restarted after a crash shows two lines).
+        Each start appends one line to the attempts log first, with the optimiser step and epoch
+        it starts from, so "each run ran exactly once" and "no requeue started over" can be
+        checked after the fact. With ``resume_at`` (step, epoch) the training state is kept and
+        epochs.jsonl is rewritten to hold exactly the state's ``epochs`` (an evaluation logged
+        after the state was written is done again, not duplicated).
         """
         host = socket.gethostname()
-        _append_line(self.attempts_log, f"{now_iso()} pid={os.getpid()} host={host}")
+        step, epoch = resume_at or (0, 0)
+        _append_line(
+            self.attempts_log,
+            f"{now_iso()} pid={os.getpid()} host={host} step={step} epoch={epoch}",
+        )
         with _writing(self.path):
             if self.path.exists():
-                shutil.rmtree(self.path)
-            self.path.mkdir(parents=True)
+                keep = _STATE_NAMES if resume_at is not None else ()
+                for entry in self.path.iterdir():
+                    if entry.name in keep:
+                        continue
+                    if entry.is_dir():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
+            self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.path / "run.json", run_config.model_dump(mode="json"))
+        if epochs:
+            lines = "".join(record.model_dump_json() + "\n" for record in epochs)
+            atomic_write_text(self.path / "epochs.jsonl", lines)
+
+    @property
+    def state(self) -> TrainingStateFiles:
+        """The run's training state (``state/``), for resuming an interrupted attempt."""
+        return TrainingStateFiles(self.path)
 
     def append_epoch(self, record: EpochRecord) -> None:
         """Append one evaluation record; readers skip a torn last line (a kill mid-write)."""
@@ -125,23 +157,6 @@ class RunFolder:
 
     def write_json(self, name: str, obj: Any) -> None:
         atomic_write_json(self.path / name, obj)
-
-    def write_checkpoint(self, tensors: dict[str, Any]) -> Path:
-        """``checkpoint/model.safetensors``, written to a temporary file and renamed."""
-        from safetensors.torch import save_file
-
-        path = self.path / "checkpoint" / "model.safetensors"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with _writing(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        return path
 
     def finish(self, metrics: RunMetrics) -> None:
         """Write the final metrics, then the DONE marker: only now is the run a result."""

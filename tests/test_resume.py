@@ -1,0 +1,165 @@
+"""Long runs survive: training state, mid-epoch resume, Hugging Face checkpoints.
+
+The identity tests kill a real `addrop run` with SIGKILL inside an epoch (between two state
+writes, tests/kill_at_step_addrop.py), resume it with a plain `addrop run`, and compare what it
+stored with an uninterrupted run of the same seed: metrics, every logged loss and the dev
+predictions must be identical (CPU, one thread). Marked ``resume`` (select with ``-m resume``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from cli_helpers import run_cli
+from fault_helpers import SMOKE, smoke_args, start_addrop
+
+from addrop_cli.store.folders import RunFolder
+from addrop_cli.store.state import TrainingStateFiles
+
+ROOT = Path(__file__).resolve().parent.parent
+KILLER = Path(__file__).resolve().parent / "kill_at_step_addrop.py"
+STEPS_PER_EPOCH = 15  # the sample's 240 SST-2 sentences in batches of 16
+TIMING = {"wall_time_s", "train_time_s", "train_samples_per_s", "peak_memory_mb"}
+EPOCH_TIMING = {"epoch_time_s", "train_samples_per_s"}
+
+pytestmark = pytest.mark.resume
+
+
+def _only(variant: str, epochs: int) -> list[str]:
+    method = "{baseline: {}}" if variant == "baseline" else "{addrop: {cross_tuning: true}}"
+    return [*smoke_args([1], epochs), f"methods={method}"]
+
+
+def _stored(results: Path) -> tuple[dict, list[dict], dict, Path]:
+    (folder,) = [p for p in (results / "smoke" / "runs").iterdir() if p.is_dir()]
+    assert (folder / "DONE").is_file()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    epochs = [json.loads(line) for line in (folder / "epochs.jsonl").read_text().splitlines()]
+    predictions = json.loads((folder / "predictions.json").read_text())
+    return metrics, epochs, predictions, folder
+
+
+def _without(record: dict, keys: set[str]) -> dict:
+    return {k: v for k, v in record.items() if k not in keys}
+
+
+@pytest.mark.parametrize("variant", ["baseline", "addrop"])
+def test_sigkill_mid_epoch_then_resume_ends_identical_to_an_uninterrupted_run(
+    tmp_path: Path, variant: str
+) -> None:
+    """Epoch 1 is an AD-DROP epoch under cross-tuning (epochs 0 and 2 are plain): the kill at
+    step 22 lands 7 batches into it, 2 steps after the last state (every 4 steps)."""
+    args = [*_only(variant, epochs=3), "train.checkpoint_every_steps=4"]
+    reference = start_addrop(tmp_path / "reference", args)
+    assert reference.finish() == 0, reference.output()
+
+    results = tmp_path / "killed"
+    kill_at = STEPS_PER_EPOCH + 7
+    command = [sys.executable, str(KILLER), "run", str(SMOKE), *args, "--results", str(results)]
+    env = {**os.environ, "ADDROP_KILL_AT": f"{variant}:{kill_at}", "HF_HUB_OFFLINE": "1"}
+    killed = subprocess.run([*command, "--plain"], cwd=ROOT, env=env, capture_output=True)
+    assert killed.returncode == -9, killed.stdout.decode()[-2000:]
+    (folder,) = [p for p in (results / "smoke" / "runs").iterdir() if p.is_dir()]
+    left = TrainingStateFiles(folder).load()
+    assert left is not None and (left.step, left.epoch) == (20, 1)  # mid-epoch, before the kill
+
+    resumed = start_addrop(results, args)
+    assert resumed.finish() == 0, resumed.output()
+    assert "resuming from step 20 (epoch 1)" in resumed.output()
+
+    ref_metrics, ref_epochs, ref_predictions, _ = _stored(tmp_path / "reference")
+    metrics, epochs, predictions, folder = _stored(results)
+    assert _without(metrics, TIMING) == _without(ref_metrics, TIMING)
+    assert [_without(e, EPOCH_TIMING) for e in epochs] == [
+        _without(e, EPOCH_TIMING) for e in ref_epochs
+    ]
+    assert predictions == ref_predictions
+    if variant == "addrop":
+        assert [e["method"]["addrop_epoch"] for e in epochs] == [0.0, 1.0, 0.0]
+    starts = RunFolder(folder).attempts()
+    assert len(starts) == 2
+    assert starts[0].endswith("step=0 epoch=0") and starts[1].endswith("step=20 epoch=1")
+    assert not (folder / "state").exists()  # deleted once DONE (train.keep_state is false)
+
+
+def test_a_corrupt_state_falls_back_to_the_previous_one_or_a_clean_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    states = TrainingStateFiles(tmp_path)
+    states.write({"x": torch.arange(4)}, step=4, epoch=0)
+    os.replace(tmp_path / "state", tmp_path / "keep")
+    states.write({"x": torch.arange(8)}, step=8, epoch=0)
+    os.replace(tmp_path / "keep", tmp_path / ".state.previous")  # as if killed mid-swap
+    with open(tmp_path / "state" / "state.pt", "r+b") as f:  # one flipped byte in the latest
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with caplog.at_level(logging.WARNING):
+        loaded = states.load()
+    assert loaded is not None and loaded.step == 4
+    assert torch.equal(loaded.payload["x"], torch.arange(4))
+    assert "training state discarded" in caplog.text and not (tmp_path / "state").exists()
+
+    (tmp_path / ".state.previous" / "manifest.json").write_text("{")  # half-written manifest
+    (tmp_path / ".state.7.tmp").mkdir()  # a write a kill interrupted
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert states.load() is None
+    assert "a clean start" in caplog.text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_restart_starts_over_and_keep_state_keeps_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = [*_only("baseline", epochs=2), "train.keep_state=true"]
+    first = run_cli(capsys, "run", SMOKE, "--plain", "--results", tmp_path, *args)
+    assert first.code == 0, first.err
+    (folder,) = [p for p in (tmp_path / "smoke" / "runs").iterdir() if p.is_dir()]
+    assert TrainingStateFiles(folder).load() is not None  # kept: train.keep_state=true
+    (folder / "DONE").unlink()  # as if the run had been killed before its end
+    again = run_cli(capsys, "run", SMOKE, "--plain", "--results", tmp_path, *args, "--restart")
+    assert again.code == 0, again.err
+    assert "resuming" not in again.out
+    assert RunFolder(folder).attempts()[-1].endswith("step=0 epoch=0")
+
+
+def test_checkpoints_load_with_from_pretrained_and_carry_a_model_card(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    args = [*_only("baseline", epochs=2), "train.save_checkpoint=true", "train.save_last=true"]
+    assert run_cli(capsys, "run", SMOKE, "--plain", "--results", tmp_path, *args).code == 0
+    (folder,) = [p for p in (tmp_path / "smoke" / "runs").iterdir() if p.is_dir()]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    predictions = json.loads((folder / "predictions.json").read_text())["dev"]
+    for name in ("checkpoint", "checkpoint-last"):
+        model = AutoModelForSequenceClassification.from_pretrained(folder / name).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder / name)
+        assert model.config.id2label == {0: "negative", 1: "positive"}
+        card = (folder / name / "README.md").read_text()
+        for fact in ("task: sst2", "method: baseline", "seed: 1", "accuracy"):
+            assert fact in card, card
+        if name == "checkpoint":  # the best model predicts what the run stored for dev
+            texts = _dev_sentences(len(predictions["predictions"]))
+            batch = tokenizer(
+                texts, padding=True, truncation=True, max_length=32, return_tensors="pt"
+            )
+            with torch.no_grad():
+                ids = model(**batch).logits.argmax(-1).tolist()
+            assert ids == predictions["predictions"]
+            assert f"{metrics['best']['dev']['accuracy']:.4f}" in card
+
+
+def _dev_sentences(n: int) -> list[str]:
+    lines = (SMOKE.parent / "sample" / "glue" / "SST-2" / "dev.tsv").read_text().splitlines()
+    return [line.split("\t")[0] for line in lines[1 : n + 1]]
