@@ -199,6 +199,8 @@ def kill_phase(experiment: Path) -> str:
     names = {p.name for p in folder.iterdir()}
     if any(n.endswith(".tmp") for n in names):
         return "inside a file write"
+    if "state" in names or ".state.previous" in names:
+        return "training, with a state to resume from"
     if "metrics.json" in names:
         return "between metrics.json and DONE"
     if "predictions.json" in names or "env.json" in names:

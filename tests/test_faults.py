@@ -31,7 +31,12 @@ from fault_helpers import (
     start_addrop,
 )
 
+from addrop_cli.engine.loop import run_one
+from addrop_cli.spec.load import load_spec
+from addrop_cli.spec.matrix import expand
+from addrop_cli.store.folders import RunFolder
 from addrop_cli.store.reader import load_runs
+from addrop_cli.store.state import TrainingStateFiles
 
 EPOCHS = 3
 KILLS = int(os.environ.get("ADDROP_SOAK") or 5)
@@ -44,9 +49,11 @@ def test_random_sigkills_leave_a_consistent_store(tmp_path: Path) -> None:
     """Kill `addrop run` at random; after each kill the store is consistent; a re-run finishes.
 
     Kill i runs seeds 1..i, so every process has new work plus whatever earlier kills left
-    unfinished (restarted cleanly), while the DONE runs of earlier processes must stay untouched.
-    Every other process slows its file writes (tests/slow_writes_addrop.py) so that kills also
-    land inside writes.
+    unfinished, while the DONE runs of earlier processes must stay untouched. Runs write their
+    training state every 3 steps, so most kills land mid-epoch after a state: the next attempt
+    must start from exactly that state, and every run that resumed must end with the same
+    losses, metrics and predictions as an uninterrupted run. Every other process slows its file
+    writes (tests/slow_writes_addrop.py) so that kills also land inside writes.
     """
     seed = int(os.environ.get("ADDROP_FAULT_SEED") or time.time_ns() % 2**32)
     print(f"ADDROP_FAULT_SEED={seed}")
@@ -55,10 +62,9 @@ def test_random_sigkills_leave_a_consistent_store(tmp_path: Path) -> None:
     done_before: dict = {}
     phases: Counter[str] = Counter()
     per_run_s = 0.6  # refined from what the processes print
+    expected_starts: dict[tuple[str, int], int] = {}  # (run id, attempt index) -> its first step
     for kill in range(1, KILLS + 1):
-        process = start_addrop(
-            tmp_path, smoke_args(range(1, kill + 1), EPOCHS), slow_writes=kill % 2 == 0
-        )
+        process = start_addrop(tmp_path, _args(range(1, kill + 1)), slow_writes=kill % 2 == 0)
         if rng.random() < EARLY_KILL_P:
             time.sleep(rng.uniform(0.0, 4.0))
         elif process.wait_for(" to run"):
@@ -73,8 +79,9 @@ def test_random_sigkills_leave_a_consistent_store(tmp_path: Path) -> None:
         for run_id, before in done_before.items():
             assert done_now.get(run_id) == before, f"DONE run {run_id} changed after kill {kill}"
         done_before = done_now
+        expected_starts.update(_resumable(experiment))
 
-    overrides = smoke_args(range(1, KILLS + 1), EPOCHS)
+    overrides = _args(range(1, KILLS + 1))
     final = start_addrop(tmp_path, overrides)
     assert final.finish() == 0, final.output()
     done = check_store(experiment, EPOCHS)
@@ -83,7 +90,46 @@ def test_random_sigkills_leave_a_consistent_store(tmp_path: Path) -> None:
         assert done[run_id] == before, f"DONE run {run_id} was redone by the final run"
     records = load_runs(experiment)
     assert {r.status for r in records} == {"done"} and len(records) == 2 * KILLS
-    print(f"{KILLS} kills landed: {dict(phases)}")
+    resumed = _check_resumes(experiment, expected_starts)
+    print(f"{KILLS} kills landed: {dict(phases)}; {len(resumed)} runs resumed mid-run")
+
+
+def _args(seeds: range) -> list[str]:
+    return [*smoke_args(seeds, EPOCHS), "train.checkpoint_every_steps=3"]
+
+
+def _resumable(experiment: Path) -> dict[tuple[str, int], int]:
+    """For each unfinished run with a training state: the step its next attempt must start at."""
+    found = {}
+    for folder in (experiment / "runs").iterdir():
+        if folder.is_dir() and RunFolder(folder).status == "unfinished":
+            manifest = TrainingStateFiles(folder).manifest()
+            if manifest is not None:
+                found[(folder.name, len(attempts(experiment, folder.name)))] = manifest["step"]
+    return found
+
+
+def _check_resumes(experiment: Path, expected: dict[tuple[str, int], int]) -> set[str]:
+    """Every attempt after a kill that left a state began at its step; every resumed run
+    ended as an uninterrupted run of the same seed does (losses, metrics, predictions)."""
+    for (run_id, index), step in expected.items():
+        lines = attempts(experiment, run_id)
+        if index < len(lines):  # a later process got to the run
+            assert f" step={step} " in lines[index], (run_id, step, lines)
+    resumed = {run_id for run_id, _ in expected}
+    spec = load_spec(SMOKE, _args(range(1, KILLS + 1)))
+    by_id = {run.run_id: run for run in expand(spec, SMOKE.parent)}
+    for run_id in sorted(resumed):
+        reference = run_one(by_id[run_id])
+        folder = experiment / "runs" / run_id
+        lines = (folder / "epochs.jsonl").read_text().splitlines()
+        losses = [json.loads(line)["train_loss"] for line in lines]
+        assert losses == [record.train_loss for record in reference.epochs], run_id
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["best"] == reference.metrics.best.model_dump(mode="json"), run_id
+        stored = json.loads((folder / "predictions.json").read_text())
+        assert stored == {k: v.model_dump(mode="json") for k, v in reference.predictions.items()}
+    return resumed
 
 
 def _observed_run_time(lines: list[tuple[float, str]]) -> float | None:
@@ -203,7 +249,15 @@ class DiskFull:
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name open files")
 @pytest.mark.parametrize(
     "target",
-    ["experiment.json", "run.json", "epochs.jsonl", "predictions.json", "metrics.json", "DONE"],
+    [
+        "experiment.json",
+        "run.json",
+        "epochs.jsonl",
+        "state.pt",
+        "predictions.json",
+        "metrics.json",
+        "DONE",
+    ],
 )
 def test_full_disk_leaves_no_partial_file_and_says_so(
     capsys: pytest.CaptureFixture[str],

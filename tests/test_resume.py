@@ -8,6 +8,7 @@ predictions must be identical (CPU, one thread). Marked ``resume`` (select with 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import torch
 from cli_helpers import run_cli
 from fault_helpers import SMOKE, smoke_args, start_addrop
 
+from addrop_cli.errors import StoreError
 from addrop_cli.store.folders import RunFolder
 from addrop_cli.store.state import TrainingStateFiles
 
@@ -115,6 +117,30 @@ def test_a_corrupt_state_falls_back_to_the_previous_one_or_a_clean_start(
         assert states.load() is None
     assert "a clean start" in caplog.text
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name open files")
+def test_a_full_disk_while_writing_a_state_keeps_the_last_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    states = TrainingStateFiles(tmp_path)
+    states.write({"x": torch.arange(4)}, step=4, epoch=0)
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).name == "state.pt":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StoreError) as caught:
+        states.write({"x": torch.arange(8)}, step=8, epoch=0)
+    monkeypatch.undo()
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{tmp_path / 'state'}: disk full")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]  # nothing half-written left
+    loaded = states.load()
+    assert loaded is not None and loaded.step == 4
 
 
 def test_restart_starts_over_and_keep_state_keeps_it(

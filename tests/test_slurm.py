@@ -79,7 +79,7 @@ def test_a_sweep_through_slurm_lands_every_run_exactly_once(
     assert again.code == 0 and "slurm: submitted" not in again.out  # nothing to submit
 
 
-def test_a_preempted_job_is_requeued_and_its_run_restarts_cleanly(tmp_path: Path) -> None:
+def test_a_preempted_job_is_requeued_and_its_run_resumes(tmp_path: Path) -> None:
     overrides = ["tasks=[sst2]", "seeds=[1]", "methods={baseline: {}}", "train.epochs=150"]
     command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides]
     command += ["--backend", "slurm", "--cpus", "1", "--results", str(tmp_path), "--plain"]
@@ -99,10 +99,50 @@ def test_a_preempted_job_is_requeued_and_its_run_restarts_cleanly(tmp_path: Path
     assert proc.returncode == 0, out
     (record,) = load_runs(experiment)
     assert record.status == "done"
-    assert len([e for e in record.epochs()]) == 150  # the restarted attempt ran from the start
-    assert len(RunFolder(record.path).attempts()) == 2  # interrupted once, then finished once
+    assert len([e for e in record.epochs()]) == 150  # each epoch logged once across attempts
+    starts = RunFolder(record.path).attempts()
+    assert len(starts) == 2  # interrupted once, then finished once
+    assert " step=0 " not in starts[1]  # from the state of the last finished epoch
     logs = "".join(p.read_text() for p in (experiment / "slurm").rglob("*_log.err"))
     assert "this job is preempted" in logs
+
+
+def test_a_run_longer_than_the_time_limit_finishes_after_requeues(tmp_path: Path) -> None:
+    """time_min 1: Slurm signals the job 10 s before its minute is up, submitit requeues it,
+    and every later attempt goes on from the latest state (written every 5 steps)."""
+    overrides = ["tasks=[sst2]", "seeds=[1]", "methods={baseline: {}}", "train.epochs=60"]
+    overrides += ["train.checkpoint_every_steps=5", "executor.slurm.max_requeues=20"]
+    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides]
+    command += ["--backend", "slurm", "--cpus", "1", "--time-min", "1"]
+    command += ["--results", str(tmp_path), "--plain"]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 900
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            queue = squeue_states()
+            jobs = submitted_jobs(ExperimentStore(tmp_path / "smoke")).values()
+            ours = {job["job_id"] for job in jobs}
+            for job_id in ours:  # a requeued job waits (BeginTime) unless released
+                if queue.get(job_id) == "PENDING":
+                    subprocess.run(
+                        ["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
+                        capture_output=True,
+                    )
+            time.sleep(2)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    (record,) = load_runs(tmp_path / "smoke")
+    assert record.status == "done"
+    assert [e.epoch for e in record.epochs()] == list(range(60))
+    starts = RunFolder(record.path).attempts()
+    assert len(starts) >= 2, starts  # the run outlived one job
+    assert starts[0].endswith(" step=0 epoch=0")
+    assert all(" step=0 " not in line for line in starts[1:]), starts
 
 
 def _wait_for_training(experiment: Path, timeout: float = 120) -> str:

@@ -4,8 +4,8 @@ Each array task runs one run (or ``runs_per_job`` runs) with
 :func:`addrop_cli.execution.batch.attempt`, the same code as the local back-ends: the store lock
 keeps a run from being done twice and the DONE marker keeps a finished run from being redone. A
 job that reaches its time limit or is pre-empted gets submitit's signal, is requeued by
-:class:`RunJob.checkpoint`, and on restart skips its finished runs and starts its interrupted one
-again cleanly.
+:class:`RunJob.checkpoint`, and on restart skips its finished runs and goes on with its
+interrupted one from its latest training state (``<run>/state/``).
 
 The submitting process waits, reading completion from the store (not from ``sacct``, which needs
 Slurm's accounting database) and queue state from ``squeue``. Ctrl-C leaves the jobs running;
@@ -100,7 +100,7 @@ class RunJob(Checkpointable):
 
     A submitit ``Checkpointable``: on a time-out or pre-emption submitit calls
     ``checkpoint``, which resubmits the same call (the job is requeued); the new attempt skips
-    the runs that are DONE and starts the interrupted one again cleanly.
+    the runs that are DONE and resumes the interrupted one from its latest training state.
     """
 
     def __call__(self, runs: list[RunSpec], batch: Batch, threads: int | None) -> list[str]:

@@ -11,13 +11,16 @@ Layout (format version 1; the README documents it, reports read it)::
         metrics.json           final metrics, or the failure
         predictions.json       dev predictions at the best epoch
         env.json               versions, git commit, device
-        checkpoint/            optional best checkpoint (safetensors)
+        checkpoint/            optional best model (save_pretrained folder, tokenizer, card)
+        checkpoint-last/       optional model at the end of training (the same)
+        state/                 the latest training state of an unfinished run (store/state.py)
         DONE | FAILED          written last: without one of them the run is unfinished
       runs/.<run_id>.lock      the run's lock file (an OS lock; the file itself means nothing)
       attempts/<run_id>.log    one line per start of the run, appended, never wiped:
-                               "<UTC time> pid=<pid> host=<hostname>"
+                               "<UTC time> pid=<pid> host=<hostname> step=<n> epoch=<e>"
 
-A run folder without DONE or FAILED is an interrupted run: it is wiped and started again.
+A run folder without DONE or FAILED is an interrupted run: it goes on from its training state
+(epochs.jsonl rewritten to the state's evaluations), or is wiped and started again without one.
 Finished runs are never redone. A lock file per run keeps two processes from running it at once;
 the lock is an OS lock, so a dead process's lock is released with it. Files are written to a
 hidden temporary file (``.<name>.<random>.tmp``), fsynced and renamed, so a reader sees the old
