@@ -32,7 +32,7 @@ from addrop_cli.engine.devices import (
 from addrop_cli.engine.evaluation import Best, Evaluator
 from addrop_cli.engine.loggers import Loggers, RunLogger, StepEvent
 from addrop_cli.engine.optim import build_optimizer, build_schedule
-from addrop_cli.engine.resume import capture, restore
+from addrop_cli.engine.resume import Pending, capture, restore
 from addrop_cli.engine.stopping import EarlyStopping
 from addrop_cli.methods.base import Method
 from addrop_cli.methods.registry import build_method
@@ -226,8 +226,8 @@ class RunLoop:
     ) -> None:
         self.s = setup
         self.state = state
-        self.resume_position: tuple[dict, dict | None, dict] | None = None
-        """(position, epoch tally, method state) of a restored state, until its epoch begins."""
+        self.pending: Pending | None = None
+        """A restored state's position, until its epoch begins (:func:`restore` sets it)."""
         self.train = setup.run.train
         self.loggers = loggers
         self.keep_best_state = keep_best_state
@@ -244,7 +244,7 @@ class RunLoop:
 
     def run(self, started: float) -> RunOutcome:
         self.s.model.train()
-        first = self.resume_position[0]["epoch"] if self.resume_position else 0
+        first = self.pending.epoch if self.pending else 0
         for epoch in range(first, self.train.epochs):
             self.train_epoch(epoch)
             if self.stopped:
@@ -256,15 +256,22 @@ class RunLoop:
 
     def train_epoch(self, epoch: int) -> None:
         """One pass over the training data; evaluates at its end (and every N steps)."""
-        s = self.s
-        skip, tally = self._begin_epoch(epoch)
+        s, pending = self.s, self.pending
+        self.pending = None
+        tally = EpochTally()
+        skip = pending.begin_epoch(s, tally) if pending else 0
+        if pending is None:
+            s.method.on_epoch_start(epoch)
         order_at_start = s.order.get_state()
         s.optimizer.zero_grad(set_to_none=True)
         n = len(s.train_loader)
         every_save = self.train.checkpoint_every_steps
-        for i, batch in enumerate(s.train_loader):
-            if i < skip:
-                continue  # consumed before the state was taken: same permutation, same batches
+        batches = iter(s.train_loader)
+        for _ in range(skip):  # consumed before the state was taken: same permutation, same batches
+            next(batches)
+        if pending:
+            pending.after_skip(s)
+        for i, batch in enumerate(batches, start=skip):
             loss = self._forward_backward(to_device(batch, s.device), epoch)
             tally.loss_sum += loss
             tally.loss_count += 1
@@ -282,27 +289,6 @@ class RunLoop:
         self.samples_seen += tally.samples
         if not self.stopped:
             self.evaluate(epoch, tally)
-
-    def _begin_epoch(self, epoch: int) -> tuple[int, EpochTally]:
-        """Start ``epoch``, or go on inside it from a restored state: (batches to skip, tally)."""
-        s, resumed = self.s, self.resume_position
-        self.resume_position = None
-        if resumed is None:
-            s.method.on_epoch_start(epoch)
-            return 0, EpochTally()
-        position, sums, method_state = resumed
-        if position["batches_done"] == 0:  # taken between epochs: the method starts afresh
-            s.method.load_state_dict(method_state)
-            s.method.on_epoch_start(epoch)
-            return 0, EpochTally()
-        s.method.on_epoch_start(epoch)
-        s.method.load_state_dict(method_state)
-        s.order.set_state(position["order"])  # the epoch's permutation is drawn again from it
-        assert sums is not None
-        tally = EpochTally(started=time.perf_counter() - sums["elapsed"])
-        tally.loss_sum, tally.loss_count = sums["loss_sum"], sums["loss_count"]
-        tally.samples = sums["samples"]
-        return position["batches_done"], tally
 
     def save_state(
         self, epoch: int, batches_done: int, order: torch.Tensor | None, tally: EpochTally | None

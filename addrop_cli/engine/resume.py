@@ -12,6 +12,8 @@ are kept). Only tensors and plain Python values, so it loads with ``weights_only
 from __future__ import annotations
 
 import random
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +23,7 @@ from addrop_cli.engine.evaluation import Best, Evaluation
 from addrop_cli.store.records import EpochRecord
 
 if TYPE_CHECKING:
-    from addrop_cli.engine.loop import EpochTally, RunLoop
+    from addrop_cli.engine.loop import EpochTally, RunLoop, Setup
     from addrop_cli.spec.matrix import RunSpec
 
 
@@ -126,8 +128,8 @@ def capture(
 
 
 def restore(loop: RunLoop, payload: dict[str, Any]) -> None:
-    """Put ``loop`` back where :func:`capture` took ``payload``; the random generators last,
-    since building the run (model initialisation) drew from them."""
+    """Put ``loop`` back where :func:`capture` took ``payload`` (emptied afterwards); the random
+    generators when its epoch begins (:class:`Pending`), since building the run drew from them."""
     s = loop.s
     s.model.load_state_dict(payload["model"])
     s.optimizer.load_state_dict(payload["optimizer"])
@@ -142,8 +144,53 @@ def restore(loop: RunLoop, payload: dict[str, Any]) -> None:
     loop.epochs_log = [EpochRecord.model_validate(r) for r in state["epochs"]]
     loop.best = _unpack_best(state["best"])
     loop.last = _unpack_best(state["last"])
-    loop.resume_position = payload["position"], payload["tally"], payload["method"]
-    restore_rng(payload["rng"], s.order)
+    loop.pending = Pending(payload["position"], payload["tally"], payload["method"], payload["rng"])
+    payload.clear()  # the loaded weights were copied into the model: do not hold them twice
+
+
+@dataclass
+class Pending:
+    """The position of a restored state, applied when the loop begins its epoch.
+
+    The random generators are restored last: for a state taken between epochs before the epoch's
+    data order is drawn, for one taken inside an epoch after the permutation was drawn again from
+    the data-order generator's state at the epoch's start and the consumed batches skipped
+    (whatever creating the loader's iterator draws is then undone too).
+    """
+
+    position: dict[str, Any]
+    tally: dict[str, Any] | None
+    method: dict[str, Any]
+    rng: dict[str, Any]
+
+    @property
+    def epoch(self) -> int:
+        return int(self.position["epoch"])
+
+    @property
+    def batches_done(self) -> int:
+        return int(self.position["batches_done"])
+
+    def begin_epoch(self, s: Setup, tally: EpochTally) -> int:
+        """Start the epoch as the state left it (``tally`` gets its running sums); returns the
+        number of batches to skip."""
+        if self.batches_done == 0:  # taken between epochs: the method starts its epoch afresh
+            s.method.load_state_dict(self.method)
+            s.method.on_epoch_start(self.epoch)
+            restore_rng(self.rng, s.order)
+            return 0
+        s.method.on_epoch_start(self.epoch)
+        s.method.load_state_dict(self.method)
+        s.order.set_state(self.position["order"])
+        sums = self.tally or {}
+        tally.started = time.perf_counter() - sums["elapsed"]
+        tally.loss_sum, tally.loss_count = sums["loss_sum"], sums["loss_count"]
+        tally.samples = sums["samples"]
+        return self.batches_done
+
+    def after_skip(self, s: Setup) -> None:
+        if self.batches_done:
+            restore_rng(self.rng, s.order)
 
 
 def epochs_of(payload: dict[str, Any]) -> list[EpochRecord]:
