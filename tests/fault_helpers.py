@@ -8,6 +8,7 @@ redone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -72,6 +73,11 @@ class AddropProcess:
                 return any(text in line for _, line in self.lines)
             time.sleep(0.01)
         raise TimeoutError(f"no line with {text!r} after {timeout}s: {self.output()}")
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the process ends first."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(seconds)
 
     def kill(self) -> None:
         """SIGKILL: no handler runs, no file is closed cleanly."""

@@ -70,7 +70,7 @@ def test_random_sigkills_leave_a_consistent_store(tmp_path: Path) -> None:
         elif process.wait_for(" to run") and process.wait_for(" started"):
             header = next(line for _, line in process.lines if " to run" in line)
             pending = int(re.search(r"(\d+) to run", header).group(1))  # type: ignore[union-attr]
-            time.sleep(rng.uniform(0.0, max(pending, 1) * per_run_s))
+            process.sleep(rng.uniform(0.0, max(pending, 1) * per_run_s))
         process.kill()
         # on a loaded machine a run takes far longer than 0.6 s: until a run's time was seen,
         # aim later each time so that kills reach training
