@@ -57,8 +57,11 @@ def test_sigkill_mid_epoch_then_resume_ends_identical_to_an_uninterrupted_run(
     tmp_path: Path, variant: str
 ) -> None:
     """Epoch 1 is an AD-DROP epoch under cross-tuning (epochs 0 and 2 are plain): the kill at
-    step 22 lands 7 batches into it, 2 steps after the last state (every 4 steps)."""
+    step 22 lands 7 batches into it, 2 steps after the last state (every 4 steps). The baseline
+    run groups batches by length (its sampler draws from the global generator too)."""
     args = [*_only(variant, epochs=3), "train.checkpoint_every_steps=4"]
+    if variant == "baseline":
+        args.append("train.group_by_length=true")
     reference = start_addrop(tmp_path / "reference", args)
     assert reference.finish() == 0, reference.output()
 

@@ -202,11 +202,13 @@ def expected_state_bytes(run: RunSpec) -> int:
     """About how large the run's training state is: the weights and AdamW's two moments (3x
     the model), plus the best weights when train.save_checkpoint keeps them (4x)."""
     from addrop_cli.data.tasks import get_task
-    from addrop_cli.models.loading import parameter_bytes
+    from addrop_cli.models.footprint import parameter_count
+    from addrop_cli.models.loading import load_config
     from addrop_cli.models.location import resolve_model_location
 
     task = get_task(run.task, run.data)
     location = resolve_model_location(run.model.name_or_path, run.base_dir)
-    model = run.model.model_copy(update={"name_or_path": location})
-    size = parameter_bytes(model, num_labels=task.num_labels)
-    return size * (4 if run.train.save_checkpoint else 3)
+    config = load_config(run.model.model_copy(update={"name_or_path": location}),
+                         num_labels=task.num_labels)  # fmt: skip
+    fp32_bytes = 4 * parameter_count(config)
+    return fp32_bytes * (4 if run.train.save_checkpoint else 3)
