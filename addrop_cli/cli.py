@@ -6,12 +6,13 @@ failed runs); a traceback only with ``--debug``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -21,6 +22,9 @@ from addrop_cli.errors import AddropError, SpecError
 from addrop_cli.terminal import flags_without_metavar, make_consoles
 
 _HELP = {"help_option_names": ["-h", "--help"]}
+if TYPE_CHECKING:
+    from addrop_cli.spec.schema import ExperimentSpec
+
 app = typer.Typer(
     name="addrop",
     help="""Fine-tune language models on GLUE with AD-DROP and the methods it is compared with.
@@ -118,6 +122,15 @@ ArrayOpt = Annotated[
     int | None,
     typer.Option(help="Slurm: array tasks running at once.", show_default=False),
 ]
+TrackOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--track",
+        help="Follow runs in tensorboard, mlflow or wandb (repeatable; adds to the spec's "
+        "tracking).",
+        show_default=False,
+    ),
+]
 
 
 def _results_path(text: str) -> Path:
@@ -174,6 +187,23 @@ def _version(show: bool) -> None:
         raise typer.Exit(0)
 
 
+def _with_tracking(spec: ExperimentSpec, track: list[str] | None) -> ExperimentSpec:
+    """The spec with ``--track`` trackers added to its ``tracking`` list (each once)."""
+    if not track:
+        return spec
+    from addrop_cli.engine.tracking import TRACKERS
+
+    for name in track:
+        if name not in TRACKERS:
+            close = difflib.get_close_matches(name, TRACKERS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise SpecError(
+                f"--track: unknown tracker {name!r}; {hint}choose from {', '.join(TRACKERS)}"
+            )
+    merged = list(dict.fromkeys([*spec.tracking, *track]))
+    return spec.model_copy(update={"tracking": merged})
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
@@ -219,6 +249,7 @@ def run(
     mem_gb: MemOpt = None,
     time_min: TimeOpt = None,
     array_parallelism: ArrayOpt = None,
+    track: TrackOpt = None,
 ) -> None:
     """Run an experiment: every task x method variant x seed not yet in the results store.
 
@@ -242,7 +273,7 @@ def run(
 
     path, overrides = _one_spec(args)
     overrides += _executor_overrides(locals())
-    spec = load_spec(path, overrides)
+    spec = _with_tracking(load_spec(path, overrides), track)
     code = run_experiment(
         spec,
         spec_path=path,
@@ -343,6 +374,7 @@ def sweep(
     mem_gb: MemOpt = None,
     time_min: TimeOpt = None,
     array_parallelism: ArrayOpt = None,
+    track: TrackOpt = None,
 ) -> None:
     """Search hyperparameters (grid or random) with an honest two-stage selection protocol.
 
@@ -376,7 +408,7 @@ def sweep(
             )
         overrides.append(f"sweep.grid.{key.strip()}={values}")
     overrides += _executor_overrides(locals())
-    spec = load_spec(path, overrides)
+    spec = _with_tracking(load_spec(path, overrides), track)
     code = run_sweep(
         spec,
         spec_path=path,

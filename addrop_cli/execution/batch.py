@@ -70,6 +70,8 @@ class Batch:
     started: float = field(default_factory=time.time)
     """When this invocation began: a run that FAILED after it was failed by a concurrent
     process (or an earlier job of this one) and is not attempted again."""
+    tracking: tuple[str, ...] = ()
+    """Trackers that follow each run (spec ``tracking``, ``--track``)."""
 
 
 @dataclass(frozen=True)

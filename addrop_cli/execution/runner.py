@@ -38,7 +38,7 @@ def open_batch(spec: ExperimentSpec, spec_path: Path, store: ExperimentStore) ->
         raise SpecError(*problems)
     spec_hash = spec_version(spec)
     store.open_for_writing(spec.name, spec_hash, spec_to_yaml(spec))
-    return Batch(store, spec_hash, base_dir)
+    return Batch(store, spec_hash, base_dir, tracking=tuple(spec.tracking))
 
 
 def print_plan(

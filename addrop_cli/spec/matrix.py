@@ -90,12 +90,13 @@ class RunSpec(Frozen):
 
 def spec_version(spec: ExperimentSpec) -> str:
     """A short hash of what in the spec can change a result: the executor block, the results
-    folder and the settings left out of run identities (device, threads, data locations,
-    checkpoint saving) are not part of it, so finishing an experiment with other workers or
-    threads keeps one spec version."""
+    folder, the trackers and the settings left out of run identities (device, threads, data
+    locations, checkpoint saving) are not part of it, so finishing an experiment with other
+    workers or threads keeps one spec version."""
     exclude = {
         "executor": True,
         "results_dir": True,
+        "tracking": True,  # who watches the runs changes no result
         "train": _TRAIN_KEYS_NOT_IN_ID,
         "data": _DATA_KEYS_NOT_IN_ID,
     }

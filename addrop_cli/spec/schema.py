@@ -436,6 +436,8 @@ class ExperimentSpec(Frozen):
     sweep: SweepSpec | None = None
     """A hyperparameter search (``addrop sweep``); ``addrop run`` ignores it."""
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    tracking: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(default_factory=list)
+    """Trackers that follow every run (or ``--track``); never part of a run's identity."""
 
     @field_validator("results_dir", mode="before")
     @classmethod
