@@ -7,10 +7,13 @@ skipped with the reason.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 from tracking_readers import (
     mlflow_runs,
     tensorboard_hparams,
@@ -173,3 +176,95 @@ def test_a_tracker_failing_to_start_is_one_line(run: RunInfo, monkeypatch) -> No
         "tracking: tensorboard did not start (PermissionError: tracking/ is read-only); the run "
         "goes on without it"
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Through `addrop run`: the training loop's loggers, train.log
+# ---------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "experiments" / "smoke.yaml"
+ADDROP_ONLY = "methods={addrop: {attribution: gradient, p: 0.3, q: 0.3, layers: all}}"
+ONE_RUN = ["tasks=[sst2]", "seeds=[1]", "train.epochs=2", ADDROP_ONLY, "--plain"]
+
+
+def _run(capsys, results: Path, *args: str):
+    result = run_cli(capsys, "run", SMOKE, *ONE_RUN, "--results", results, *args)
+    assert result.code == 0, result.out + result.err
+    (folder,) = [p for p in (results / "smoke" / "runs").iterdir() if p.is_dir()]
+    epochs = [json.loads(line) for line in (folder / "epochs.jsonl").read_text().splitlines()]
+    return result, folder, epochs
+
+
+def test_a_run_logs_steps_and_evaluations_to_every_installed_tracker(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    names = [n for n in tracking.TRACKERS if importlib.util.find_spec(tracking.EXTRA[n])]
+    if not names:
+        pytest.skip("no tracker installed (pip install 'addrop-cli[tracking]')")
+    flags = [arg for name in names for arg in ("--track", name)]
+    result, folder, epochs = _run(capsys, tmp_path, *flags)
+    assert "tracking:" not in result.out  # no tracker problem
+    steps = epochs[-1]["step"]
+    dev = {e["step"]: e["dev"]["accuracy"] for e in epochs}
+    tags = {"run_id": folder.name, "task": "sst2", "variant": "addrop", "seed": "1"}
+    tracked = tmp_path / "smoke" / "tracking"
+    logged: dict[str, dict[str, dict[int, float]]] = {}
+    if "tensorboard" in names:
+        (events,) = (tracked / "tensorboard").iterdir()
+        logged["tensorboard"] = tensorboard_scalars(events)
+        assert tags.items() <= tensorboard_hparams(events).items()
+    if "mlflow" in names:
+        (found,) = mlflow_runs(mlflow_store(tmp_path / "smoke"), "smoke")
+        logged["mlflow"] = found["metrics"]
+        assert tags.items() <= found["tags"].items() and found["status"] == "FINISHED"
+        assert found["params"]["train.lr"] == "0.001"  # the resolved spec
+    if "wandb" in names:
+        found = wandb_offline_run(tracked / "wandb")
+        history = found["history"]
+        keys = {k for row in history.values() for k in row}
+        logged["wandb"] = {k: {s: r[k] for s, r in history.items() if k in r} for k in keys}
+        assert found["config"]["tags"] | tags == found["config"]["tags"]
+    for name, metrics in logged.items():
+        # per step: loss, learning rate, samples/s; dropped fraction per layer in AD-DROP epochs
+        for key in ("train/loss", "train/lr", "train/samples_per_s"):
+            assert sorted(metrics[key]) == list(range(1, steps + 1)), (name, key)
+        for layer in (0, 1):  # the tiny BERT's two layers; epoch 1 is the AD-DROP epoch
+            fractions = metrics[f"train/dropped_frac_l{layer}"]
+            assert sorted(fractions) == list(range(epochs[0]["step"] + 1, steps + 1)), name
+            assert all(0 < f < 1 for f in fractions.values()), name
+        # per evaluation: every dev metric, at the evaluation's step, as stored in epochs.jsonl
+        assert metrics["dev/accuracy"] == pytest.approx(dev, rel=1e-6), name
+
+
+def test_train_log_holds_the_plain_lines(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    result, folder, _ = _run(capsys, tmp_path)
+    log = (folder / "train.log").read_text().splitlines()
+    messages = [line.split(" ", 2)[2] for line in log]  # after the date and time
+    printed = [line for line in result.out.splitlines() if "sst2/addrop/seed1" in line]
+    assert messages == printed and len(messages) == 4  # started, 2 evaluations, done
+
+
+def test_a_tracker_failing_mid_run_leaves_the_run_done(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setitem(tracking.BUILDERS, "tensorboard", _Flaky)
+    result, folder, _ = _run(capsys, tmp_path, "--track", "tensorboard")
+    line = "tracking: flaky failed (log: ConnectionError: server went away); stopped it"
+    assert result.out.count(line) == 1
+    assert (folder / "DONE").exists() and line in (folder / "train.log").read_text()
+
+
+def test_a_missing_tracker_is_one_line_before_the_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
+    )
+    result, folder, _ = _run(capsys, tmp_path, "--track", "wandb")
+    assert result.out.count("tracking: wandb is not installed") == 1
+    assert "pip install 'addrop-cli[wandb]' (runs go on without it)" in result.out
+    assert (folder / "DONE").exists() and not (tmp_path / "smoke" / "tracking").exists()

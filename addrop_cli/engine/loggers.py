@@ -31,7 +31,8 @@ class StepEvent:
     samples_per_s: float
     lr: float = 0.0
     method: dict[str, float] = field(default_factory=dict)
-    """The method's running per-step means this epoch (e.g. AD-DROP's dropped fraction)."""
+    """The method's statistics of this step (AD-DROP's dropped fraction per target layer);
+    filled only when a logger sets ``wants_method_stats`` (reading them costs a device copy)."""
 
 
 class RunLogger(Protocol):
@@ -78,6 +79,10 @@ class Loggers:
             except Exception as err:  # noqa: BLE001 - a tracker must never fail the run
                 log.warning("%s stopped logging: %s", type(logger).__name__, err)
                 self.optional.remove(logger)
+
+    @property
+    def wants_method_stats(self) -> bool:
+        return any(getattr(x, "wants_method_stats", False) for x in self.required + self.optional)
 
     def on_step(self, event: StepEvent) -> None:
         self._each("on_step", event)

@@ -334,6 +334,7 @@ class RunLoop:
             loss=loss,
             samples_per_s=tally.samples / max(tally.elapsed, 1e-9),
             lr=self.s.schedule.get_last_lr()[0],
+            method=self.s.method.step_stats() if self.loggers.wants_method_stats else {},
         )
 
     def evaluate(self, epoch: int, tally: EpochTally) -> bool:

@@ -5,7 +5,9 @@ Both take the same calls from the executor, so the training code never prints.
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -61,10 +63,60 @@ class PlainProgress:
         self._print(f"  {run.label}: {status} {detail}".rstrip())
 
     def note(self, run: RunSpec, text: str) -> None:
+        """Something about a run that is not an event of its training (resuming, a tracker)."""
         self._print(f"  {run.label}: {text}")
 
     def close(self) -> None:
         pass
+
+
+class RunLog(PlainProgress):
+    """The ``--plain`` lines of one run, through Python logging (time-stamped), into its
+    folder's ``train.log``: a run that failed on a cluster node can be read afterwards."""
+
+    def __init__(self, path: Path, total: int) -> None:
+        super().__init__(Console(quiet=True))
+        self.total = total
+        self.logger = logging.getLogger(f"addrop.run.{path.parent.name}")
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False  # the console has its own copy of these lines
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        self.logger.addHandler(self.handler)
+
+    def _print(self, text: str) -> None:
+        self.logger.info(text)
+
+    def close(self) -> None:
+        self.logger.removeHandler(self.handler)
+        self.handler.close()
+
+
+class Tee(PlainProgress):
+    """Every event to two displays (the console's and the run's train.log)."""
+
+    def __init__(self, first: PlainProgress, second: PlainProgress) -> None:
+        self.displays = (first, second)
+
+    def run_start(self, run: RunSpec, index: int) -> None:
+        for d in self.displays:
+            d.run_start(run, index)
+
+    def step(self, progress: StepEvent) -> None:
+        for d in self.displays:
+            d.step(progress)
+
+    def evaluated(self, run: RunSpec, record: EpochRecord) -> None:
+        for d in self.displays:
+            d.evaluated(run, record)
+
+    def run_end(self, run: RunSpec, status: str, detail: str) -> None:
+        for d in self.displays:
+            d.run_end(run, status, detail)
+
+    def note(self, run: RunSpec, text: str) -> None:
+        for d in self.displays:
+            d.note(run, text)
 
 
 class RichProgress(PlainProgress):

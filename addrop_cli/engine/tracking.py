@@ -13,13 +13,20 @@ reported once and dropped (:class:`Trackers`).
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from addrop_cli.engine.loggers import StepEvent
+    from addrop_cli.store.records import EpochRecord
 
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 EXTRA = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
@@ -137,6 +144,8 @@ class MLflowTracker:
             raise _missing(self.name, err) from err
         from filelock import FileLock
 
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO lines among ours
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_store(run.experiment_dir)
         # parallel workers would race to create the database and the experiment
         with FileLock(run.experiment_dir / "tracking" / ".mlflow.lock"):
@@ -155,8 +164,6 @@ class MLflowTracker:
         self._metric, self._tag = Metric, RunTag
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
-        import time
-
         now = int(time.time() * 1000)
         batch = [self._metric(k, float(v), now, step) for k, v in metrics.items()]
         self.client.log_batch(self.run_id, metrics=batch)
@@ -203,8 +210,13 @@ class WandbTracker:
         self.run.log(dict(metrics), step=step)
 
     def close(self, status: str) -> None:
+        import wandb
+
         self.run.summary["status"] = status
         self.run.finish(exit_code=0 if status == "done" else 1)
+        # finish() can return before W&B's service has written the run's file; teardown waits
+        # for it (and a pool worker may exit right after this run)
+        wandb.teardown()
 
 
 BUILDERS: dict[str, Callable[[RunInfo], Tracker]] = {
@@ -272,9 +284,67 @@ class Trackers:
                 )
 
 
-def check_names(names: Iterable[str]) -> list[str]:
-    """Problems with tracker names (for the spec validator)."""
-    return [n for n in names if n not in TRACKERS]
+def installed(names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The trackers whose package is installed, and one line for each that is not (checked
+    once per experiment, without importing them)."""
+    found, problems = [], []
+    for name in dict.fromkeys(names):
+        if importlib.util.find_spec(EXTRA[name]) is None:
+            problems.append(
+                f"tracking: {name} is not installed; pip install 'addrop-cli[{EXTRA[name]}]' "
+                "(runs go on without it)"
+            )
+        else:
+            found.append(name)
+    return found, problems
+
+
+# ---------------------------------------------------------------------------------------------
+# The training loop's logger protocol
+# ---------------------------------------------------------------------------------------------
+
+
+class TrackingLogger:
+    """The trackers as one of the training loop's loggers. Never raises (:class:`Trackers`
+    contains failures); :meth:`Trackers.close` is called by whoever knows how the run ended."""
+
+    wants_method_stats = True
+
+    def __init__(self, trackers: Trackers) -> None:
+        self.trackers = trackers
+
+    def on_step(self, event: StepEvent) -> None:
+        self.trackers.log(step_metrics(event), event.global_step)
+
+    def on_eval(self, record: EpochRecord) -> None:
+        self.trackers.log(eval_metrics(record), record.step)
+
+    def close(self) -> None:
+        pass
+
+
+def step_metrics(event: StepEvent) -> dict[str, float]:
+    """Per optimiser step: loss, learning rate, samples/s, the fractional epoch, and the
+    method's statistics (AD-DROP: ``dropped_frac_l<layer>`` per target layer)."""
+    return {
+        "train/loss": event.loss,
+        "train/lr": event.lr,
+        "train/samples_per_s": event.samples_per_s,
+        "train/epoch": event.epoch + event.step_in_epoch / max(1, event.steps_per_epoch),
+    } | {f"train/{k}": v for k, v in event.method.items()}
+
+
+def eval_metrics(record: EpochRecord) -> dict[str, float]:
+    """Per evaluation: every dev metric and loss, the selection split's, the epoch's mean
+    training loss and throughput."""
+    return (
+        {f"dev/{k}": v for k, v in record.dev.items()}
+        | {f"dev_loss/{k}": v for k, v in record.dev_loss.items()}
+        | {f"select/{k}": v for k, v in record.select.items()}
+        | {f"select_loss/{k}": v for k, v in record.select_loss.items()}
+        | {"eval/train_loss": record.train_loss, "eval/epoch": float(record.epoch)}
+        | {"eval/samples_per_s": record.train_samples_per_s}
+    )
 
 
 def _is_number(value: Any) -> bool:

@@ -134,7 +134,7 @@ def attempt(
         if folder.status == "done" or _failed_before(folder, batch):  # another process meanwhile
             return Outcome("skipped")
         progress.run_start(run, index)
-        return _execute(run, folder, batch, progress, sharing)
+        return _execute(run, folder, batch, progress, index, sharing)
 
 
 def _failed_before(folder: RunFolder, batch: Batch) -> bool:
@@ -153,29 +153,37 @@ def with_threads(run: RunSpec, threads: int | None) -> RunSpec:
 
 
 def _execute(
-    run: RunSpec, folder: RunFolder, batch: Batch, progress: PlainProgress, sharing: int = 1
+    run: RunSpec,
+    folder: RunFolder,
+    batch: Batch,
+    progress: PlainProgress,
+    index: int,
+    sharing: int = 1,
 ) -> Outcome:
     """One run, contained: any exception becomes a FAILED run, never a crash of the experiment.
 
     An unfinished run with a valid training state goes on from it; otherwise it starts clean.
     """
     from addrop_cli.engine.failures import describe_failure, release_accelerator_memory
-    from addrop_cli.engine.loggers import EpochFileLogger
+    from addrop_cli.engine.loggers import EpochFileLogger, Loggers
     from addrop_cli.engine.loop import run_one
-    from addrop_cli.engine.progress import ProgressLogger
     from addrop_cli.engine.resume import epochs_of
+    from addrop_cli.execution.watch import RunWatch
 
+    config = run_config(run, batch.spec_hash)
     loaded = folder.state.load() if folder.status == "unfinished" else None
     if loaded is not None:
         at, logged = (loaded.step, loaded.epoch), epochs_of(loaded.payload)
-        folder.start(run_config(run, batch.spec_hash), resume_at=at, epochs=logged)
+        folder.start(config, resume_at=at, epochs=logged)
         progress.note(run, f"resuming from step {loaded.step} (epoch {loaded.epoch})")
     else:
-        folder.start(run_config(run, batch.spec_hash))
+        folder.start(config)
+    watch = RunWatch(run, folder, config, batch.tracking, progress, index)
+    shown, trackers = watch.loggers()
     try:
         outcome = run_one(
             run,
-            loggers=[EpochFileLogger(folder), ProgressLogger(progress, run)],
+            loggers=Loggers(required=[EpochFileLogger(folder), *shown], optional=trackers),
             keep_best_state=run.train.save_checkpoint,
             state=folder.state,
             resume=loaded.payload if loaded is not None else None,
@@ -183,6 +191,7 @@ def _execute(
     except (KeyboardInterrupt, StoreError):
         # the folder stays unfinished (with its latest training state) and goes on next time;
         # a store that cannot be written (full disk) stops the experiment with its one-line error
+        watch.end("interrupted", "", console=False)
         raise
     except Exception as err:  # noqa: BLE001 - containment is the point
         reason = describe_failure(err, sharing=sharing)
@@ -190,18 +199,21 @@ def _execute(
         folder.fail(FailedMetrics(task=run.task, variant=run.variant, seed=run.seed, error=reason))
         folder.state.discard()  # a failed run is retried from a clean start
         release_accelerator_memory()
-        progress.run_end(run, "FAILED", reason.partition("\n")[0])
+        watch.end("FAILED", reason.partition("\n")[0])
         return Outcome("failed", reason)
     _store_outcome(run, folder, batch, outcome)
+    watch.end("done", _done_detail(outcome))
+    return Outcome("done")
+
+
+def _done_detail(outcome: RunOutcome) -> str:
+    """The run-end line's detail."""
     metrics = outcome.metrics
     main = metrics.main_metric
-    progress.run_end(
-        run,
-        "done",
+    return (
         f"best {main}={metrics.best.dev[main]:.4f} "
-        f"(epoch {metrics.best_epoch}, {metrics.wall_time_s:.0f}s)",
+        f"(epoch {metrics.best_epoch}, {metrics.wall_time_s:.0f}s)"
     )
-    return Outcome("done")
 
 
 def _store_outcome(run: RunSpec, folder: RunFolder, batch: Batch, outcome: RunOutcome) -> None:

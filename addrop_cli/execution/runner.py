@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from addrop_cli.engine.tracking import installed
 from addrop_cli.errors import SpecError
 from addrop_cli.execution.batch import EXIT_OK, Backend, Batch, Summary
 from addrop_cli.execution.local import PoolBackend, SerialBackend
@@ -28,8 +29,11 @@ def experiment_store(spec: ExperimentSpec, results_root: Path | None) -> Experim
     return ExperimentStore(root.resolve() / spec.name)
 
 
-def open_batch(spec: ExperimentSpec, spec_path: Path, store: ExperimentStore) -> Batch:
-    """Check everything checkable (data, model), then open the store for writing."""
+def open_batch(
+    spec: ExperimentSpec, spec_path: Path, store: ExperimentStore, console: Console | None = None
+) -> Batch:
+    """Check everything checkable (data, model), then open the store for writing. A tracker
+    that is not installed is one line on ``console`` and left out."""
     from addrop_cli.execution.preflight import preflight
 
     base_dir = spec_path.parent.resolve()
@@ -38,7 +42,10 @@ def open_batch(spec: ExperimentSpec, spec_path: Path, store: ExperimentStore) ->
         raise SpecError(*problems)
     spec_hash = spec_version(spec)
     store.open_for_writing(spec.name, spec_hash, spec_to_yaml(spec))
-    return Batch(store, spec_hash, base_dir, tracking=tuple(spec.tracking))
+    tracking, missing = installed(spec.tracking)
+    for line in missing:
+        (console or Console(stderr=True)).print(f"warning: {line}", highlight=False, markup=False)
+    return Batch(store, spec_hash, base_dir, tracking=tuple(tracking))
 
 
 def print_plan(
@@ -138,7 +145,7 @@ def run_experiment(
             "matrix); use `addrop sweep` to search it",
             highlight=False,
         )
-    batch = open_batch(spec, spec_path, store)
+    batch = open_batch(spec, spec_path, store, console)
     if restart:
         discard_states(runs, store, console)
     backend = make_backend(spec, batch.base_dir, plain=plain, console=console)

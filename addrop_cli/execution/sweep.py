@@ -75,7 +75,7 @@ def run_sweep(
         print_plan(spec, plan.stage1(), store, console)
         console.print(head, highlight=False)
         return 0
-    batch = open_batch(spec, spec_path, store)
+    batch = open_batch(spec, spec_path, store, console)
     backend = make_backend(spec, batch.base_dir, plain=plain, console=console)
     console.print(head, highlight=False)
     first = execute_runs(

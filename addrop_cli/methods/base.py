@@ -46,12 +46,15 @@ class EpochStats:
     def __init__(self) -> None:
         self.sums: dict[str, float | torch.Tensor] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
+        self.last: dict[str, float | torch.Tensor] = {}
 
     def add(self, **values: float | torch.Tensor) -> None:
         """Tensors are summed where they live and read back only in :meth:`means`."""
         for key, value in values.items():
-            self.sums[key] = self.sums[key] + (value.detach() if torch.is_tensor(value) else value)
+            value = value.detach() if torch.is_tensor(value) else value
+            self.sums[key] = self.sums[key] + value
             self.counts[key] += 1
+            self.last[key] = value
 
     def means(self) -> dict[str, float]:
         return {k: float(self.sums[k]) / self.counts[k] for k in self.sums if self.counts[k]}
@@ -62,6 +65,18 @@ class EpochStats:
     def load_state_dict(self, state: dict) -> None:
         self.sums.update(state["sums"])
         self.counts.update(state["counts"])
+
+    def latest(self) -> dict[str, float]:
+        """The numbers of the last :meth:`add` (tensors read back in one copy)."""
+        tensors = {k: v for k, v in self.last.items() if torch.is_tensor(v)}
+        values = (
+            torch.stack([v.float().reshape(()) for v in tensors.values()]).tolist()
+            if tensors
+            else []
+        )
+        return {k: float(v) for k, v in self.last.items() if k not in tensors} | dict(
+            zip(tensors, values, strict=True)
+        )
 
 
 class Method(ABC):
@@ -102,6 +117,10 @@ class Method(ABC):
     def epoch_stats(self) -> dict[str, float]:
         """Per-step means since :meth:`on_epoch_start`, JSON-serialisable."""
         return {"addrop_epoch": 0.0, **self.stats.means()}
+
+    def step_stats(self) -> dict[str, float]:
+        """The last training step's statistics (AD-DROP: ``dropped_frac_l<layer>``)."""
+        return self.stats.latest()
 
     def plain_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
         """One forward pass and its task loss: plain fine-tuning."""
