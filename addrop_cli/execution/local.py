@@ -207,6 +207,8 @@ def _stop(procs: Any) -> None:
 class _QueueProgress(PlainProgress):
     """A worker's progress calls, sent to the parent as events instead of printed."""
 
+    total = "?"  # the parent numbers the runs; a worker's train.log says [i/?]
+
     def __init__(self, events: Any, worker: int) -> None:
         self.events = events
         self.worker = worker
@@ -221,6 +223,9 @@ class _QueueProgress(PlainProgress):
 
     def run_end(self, run: RunSpec, status: str, detail: str) -> None:
         self.events.put(("end", self.worker, self.index, status, detail))
+
+    def note(self, run: RunSpec, text: str) -> None:
+        pass  # a tracker problem in a worker goes to the run's train.log only
 
 
 def _pool_worker(
