@@ -491,7 +491,7 @@ MISTAKES = [
              "--dry-run"), 2, "sweep: 5000 x 5000 = 25,000,000 points, more than 100,000"),
     Mistake("probe-run-json-huge-seed", "a run.json whose seed is 1e400 (JSON infinity)",
             ("report", "{tmp}/store", "--no-plots"), 0,
-            "run.json: unreadable (cannot convert float infinity to integer); run folder skipped",
+            "run.json: unreadable (seed: input should be a finite number, got inf",
             _corrupt("run.json", '{"task": "sst2", "variant": "baseline", "seed": 1e400}')),
     Mistake("probe-workers-word", "--workers two", ("run", SMOKE, "--workers", "two"), 2,
             "executor.workers (from override executor.workers=\"two\"): expected a whole number "
