@@ -33,7 +33,11 @@ def git_commit(folder: Path) -> str | None:
         return None
 
 
-def describe_environment(folder: Path, device: str | None = None) -> dict[str, Any]:
+def describe_environment(
+    folder: Path, device: str | None = None, threads: int | None = None
+) -> dict[str, Any]:
+    """Versions, host and device; ``threads``: the torch threads the run used (the process's
+    count once the run is over may differ: train.threads is per run)."""
     import torch
 
     versions = {}
@@ -49,7 +53,7 @@ def describe_environment(folder: Path, device: str | None = None) -> dict[str, A
         "packages": versions,
         "git_commit": git_commit(folder),
         "device": device,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": threads or torch.get_num_threads(),
     }
     if torch.cuda.is_available():
         env["cuda"] = {

@@ -223,7 +223,8 @@ def _store_outcome(run: RunSpec, folder: RunFolder, batch: Batch, outcome: RunOu
     from addrop_cli.engine.environment import describe_environment
 
     metrics = outcome.metrics
-    folder.write_json("env.json", describe_environment(batch.base_dir, metrics.device))
+    environment = describe_environment(batch.base_dir, metrics.device, run.train.threads)
+    folder.write_json("env.json", environment)
     folder.write_predictions(outcome.predictions)
     task = get_task(run.task, run.data)
     labels = None if task.is_regression else list(task.label_names)
