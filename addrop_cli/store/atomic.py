@@ -10,18 +10,14 @@ import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from filelock import Timeout
 
 from addrop_cli.errors import StoreError
 
-RunStatus = Literal["done", "failed", "unfinished", "absent"]
-
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 _NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
-EXPERIMENT_LOCK_TIMEOUT_S = 60.0
-"""How long ``open_for_writing`` waits for another process updating experiment.json."""
 
 
 def store_error(path: Path, err: OSError, option: str = "--results DIR") -> StoreError:
@@ -45,7 +41,7 @@ def store_error(path: Path, err: OSError, option: str = "--results DIR") -> Stor
 
 
 @contextlib.contextmanager
-def _writing(path: Path) -> Iterator[None]:
+def writing(path: Path) -> Iterator[None]:
     """Turn an OSError raised while writing ``path`` into a one-line StoreError."""
     try:
         yield
@@ -60,7 +56,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
     Raises :class:`StoreError` when the write fails; the temporary file is removed then.
     """
-    with _writing(path):
+    with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
@@ -73,14 +69,14 @@ def atomic_write_text(path: Path, text: str) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
@@ -89,9 +85,9 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _append_line(path: Path, line: str) -> None:
+def append_line(path: Path, line: str) -> None:
     """Append one line and fsync it (not atomic: readers skip a torn last line)."""
-    with _writing(path):
+    with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
@@ -113,7 +109,7 @@ def atomic_folder(path: Path) -> Iterator[Path]:
     import shutil
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with _writing(path):
+    with writing(path):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
@@ -127,4 +123,4 @@ def atomic_folder(path: Path) -> Iterator[Path]:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)

@@ -41,19 +41,17 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from filelock import FileLock, Timeout
 
 from addrop_cli.errors import StoreError
 from addrop_cli.store.atomic import (
-    EXPERIMENT_LOCK_TIMEOUT_S,
-    RunStatus,
-    _append_line,
-    _writing,
+    append_line,
     atomic_write_json,
     atomic_write_text,
     now_iso,
+    writing,
 )
 from addrop_cli.store.records import (
     FORMAT_VERSION,
@@ -67,6 +65,11 @@ from addrop_cli.store.state import TrainingStateFiles
 
 _STATE_NAMES = ("state", ".state.previous")
 """What a resumed attempt keeps of the folder (besides what it rewrites)."""
+
+RunStatus = Literal["done", "failed", "unfinished", "absent"]
+
+EXPERIMENT_LOCK_TIMEOUT_S = 60.0
+"""How long ``open_for_writing`` waits for another process updating experiment.json."""
 
 
 @dataclass
@@ -123,11 +126,11 @@ class RunFolder:
         """
         host = socket.gethostname()
         step, epoch = resume_at or (0, 0)
-        _append_line(
+        append_line(
             self.attempts_log,
             f"{now_iso()} pid={os.getpid()} host={host} step={step} epoch={epoch}",
         )
-        with _writing(self.path):
+        with writing(self.path):
             if self.path.exists():
                 keep = _STATE_NAMES if resume_at is not None else ()
                 for entry in self.path.iterdir():
@@ -150,7 +153,7 @@ class RunFolder:
 
     def append_epoch(self, record: EpochRecord) -> None:
         """Append one evaluation record; readers skip a torn last line (a kill mid-write)."""
-        _append_line(self.path / "epochs.jsonl", record.model_dump_json())
+        append_line(self.path / "epochs.jsonl", record.model_dump_json())
 
     def write_predictions(self, predictions: dict[str, SplitPredictions]) -> None:
         atomic_write_json(
@@ -191,11 +194,11 @@ class ExperimentStore:
         experiment.json is read, updated and written under a lock, so two processes starting
         different spec versions at once both get their hash recorded.
         """
-        with _writing(self.root):
+        with writing(self.root):
             self.runs_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.root / ".experiment.lock", timeout=EXPERIMENT_LOCK_TIMEOUT_S)
         try:
-            with _writing(self.root), lock:
+            with writing(self.root), lock:
                 meta = self.read_meta()
                 hashes = list(meta.get("spec_hashes", []))
                 if spec_hash not in hashes:
@@ -247,7 +250,7 @@ class ExperimentStore:
         path = self.runs_dir / f".{run_id}.lock"
         lock = FileLock(path, timeout=0)
         try:
-            with _writing(path):
+            with writing(path):
                 self.runs_dir.mkdir(parents=True, exist_ok=True)
                 lock.acquire()
         except Timeout:

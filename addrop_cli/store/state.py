@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from addrop_cli.store.atomic import _fsync_dir, _writing, now_iso
+from addrop_cli.store.atomic import fsync_dir, now_iso, writing
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class TrainingStateFiles:
         import torch
 
         tmp = self.run_dir / f".state.{os.getpid()}.tmp"
-        with _writing(self.current):
+        with writing(self.current):
             try:
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp.mkdir(parents=True)
@@ -104,7 +104,7 @@ class TrainingStateFiles:
                     f.write(json.dumps(manifest) + "\n")
                     f.flush()
                     os.fsync(f.fileno())
-                _fsync_dir(tmp)
+                fsync_dir(tmp)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -116,7 +116,7 @@ class TrainingStateFiles:
         if self.current.exists():
             os.replace(self.current, self.previous)
         os.replace(tmp, self.current)
-        _fsync_dir(self.run_dir)
+        fsync_dir(self.run_dir)
         shutil.rmtree(self.previous, ignore_errors=True)
 
     def load(self) -> LoadedState | None:
@@ -154,7 +154,7 @@ class TrainingStateFiles:
 
     def discard(self) -> None:
         """Remove every state (a finished run, or --restart)."""
-        with _writing(self.current):
+        with writing(self.current):
             for folder in (self.current, self.previous, *self.run_dir.glob(".state.*.tmp")):
                 with contextlib.suppress(FileNotFoundError):
                     shutil.rmtree(folder)
