@@ -102,7 +102,9 @@ def _args(seeds: range) -> list[str]:
 
 def _resumable(experiment: Path) -> dict[tuple[str, int], int]:
     """For each unfinished run with a training state: the step its next attempt must start at."""
-    found = {}
+    found: dict[tuple[str, int], int] = {}
+    if not (experiment / "runs").is_dir():  # killed before the store held any run
+        return found
     for folder in (experiment / "runs").iterdir():
         if folder.is_dir() and RunFolder(folder).status == "unfinished":
             manifest = TrainingStateFiles(folder).manifest()
