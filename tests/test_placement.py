@@ -179,10 +179,10 @@ def test_runs_per_gpu_in_the_spec_and_on_the_command_line() -> None:
     assert load_spec(SMOKE).executor.runs_per_gpu == 1
     assert load_spec(SMOKE, ["executor.runs_per_gpu=auto"]).executor.runs_per_gpu == 0
     assert load_spec(SMOKE, ["executor.runs_per_gpu=4"]).executor.runs_per_gpu == 4
-    from addrop_cli.cli import _executor_overrides
+    from addrop_cli.cli.options import executor_overrides
     from addrop_cli.errors import SpecError
 
-    overrides = _executor_overrides({"runs_per_gpu": "auto", "workers": None})
+    overrides = executor_overrides({"runs_per_gpu": "auto", "workers": None})
     assert load_spec(SMOKE, overrides).executor.runs_per_gpu == 0
     for bad in ("-1", "65", "many"):
         with pytest.raises(SpecError, match="runs_per_gpu"):

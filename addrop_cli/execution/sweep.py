@@ -27,13 +27,24 @@ from pathlib import Path
 from rich.console import Console
 
 from addrop_cli.execution.selection import report_runs, select_winners, stage_records
-from addrop_cli.execution.sweep_plan import plan_sweep
+from addrop_cli.execution.sweep_plan import SweepPlan, plan_sweep
 from addrop_cli.execution.sweep_summary import print_selection, protocol_text, write_summary
 from addrop_cli.spec.schema import ExperimentSpec
 
 # ---------------------------------------------------------------------------------------------
 # `addrop sweep`
 # ---------------------------------------------------------------------------------------------
+
+
+def _headline(spec: ExperimentSpec, plan: SweepPlan) -> str:
+    """One line: the points, the variants swept and what each stage runs."""
+    stage2 = "the winner per task on report seeds" if spec.sweep.protocol == "two_stage" else "none"
+    return (
+        f"sweep {spec.name}: {len(plan.points)} points x {len(spec.tasks)} tasks, "
+        f"variants swept: {', '.join(plan.swept_variants) or 'none'}; "
+        f"stage 1: {len(plan.select_runs)} selection runs + {len(plan.fixed_runs)} runs of "
+        f"unswept variants; stage 2: {stage2}"
+    )
 
 
 def run_sweep(
@@ -64,13 +75,7 @@ def run_sweep(
     console = console or Console()
     plan = plan_sweep(spec, spec_path.parent.resolve(), str(spec_path))
     store = experiment_store(spec, results_root)
-    stage2 = "the winner per task on report seeds" if spec.sweep.protocol == "two_stage" else "none"
-    head = (
-        f"sweep {spec.name}: {len(plan.points)} points x {len(spec.tasks)} tasks, "
-        f"variants swept: {', '.join(plan.swept_variants) or 'none'}; "
-        f"stage 1: {len(plan.select_runs)} selection runs + {len(plan.fixed_runs)} runs of "
-        f"unswept variants; stage 2: {stage2}"
-    )
+    head = _headline(spec, plan)
     if dry_run:
         print_plan(spec, plan.stage1(), store, console)
         console.print(head, highlight=False)
@@ -90,10 +95,10 @@ def run_sweep(
         return first.exit_code
     selections = select_winners(stage_records(store.root, plan.select_runs), points=plan.points)
     codes = [first.exit_code]
-    unresolved = [
-        r for r in plan.select_runs if store.run(r.run_id).status not in ("done", "failed")
-    ]
     if spec.sweep.protocol == "two_stage":
+        unresolved = [
+            r for r in plan.select_runs if store.run(r.run_id).status not in ("done", "failed")
+        ]
         if unresolved:
             console.print(
                 f"stage 2 not started: {len(unresolved)} selection runs have no result yet "

@@ -1,0 +1,238 @@
+"""Commands that check and run experiments: ``run``, ``sweep``, ``validate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from addrop_cli.cli.app import app, console, err_console
+from addrop_cli.cli.options import (
+    ArrayOpt,
+    BackendOpt,
+    CpusOpt,
+    DeviceOpt,
+    GpusOpt,
+    MemOpt,
+    PartitionOpt,
+    ResultsOpt,
+    RunsPerGpuOpt,
+    ThreadsOpt,
+    TimeOpt,
+    TrackOpt,
+    WorkersOpt,
+    executor_overrides,
+    grid_overrides,
+    one_spec,
+    split_args,
+    with_tracking,
+)
+from addrop_cli.errors import AddropError, SpecError
+
+
+@app.command()
+def run(
+    args: Annotated[list[str], typer.Argument(help="SPEC.yaml, then key=value overrides.")],
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the resolved spec and run matrix; train nothing."),
+    ] = False,
+    results: ResultsOpt = None,
+    device: DeviceOpt = None,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="One line per epoch instead of live progress bars.")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option(help="Run again the runs that failed before.")
+    ] = True,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Start interrupted runs from step 0 (discard their training state).",
+        ),
+    ] = False,
+    backend: BackendOpt = None,
+    workers: WorkersOpt = None,
+    runs_per_gpu: RunsPerGpuOpt = None,
+    threads: ThreadsOpt = None,
+    partition: PartitionOpt = None,
+    gpus: GpusOpt = None,
+    cpus: CpusOpt = None,
+    mem_gb: MemOpt = None,
+    time_min: TimeOpt = None,
+    array_parallelism: ArrayOpt = None,
+    track: TrackOpt = None,
+) -> None:
+    """Run an experiment: every task x method variant x seed not yet in the results store.
+
+    Finished runs are skipped; interrupted ones go on from their last training state (written
+    every epoch and every train.checkpoint_every_steps steps), or from step 0 with --restart.
+    Runs go through the spec's executor (local serial by default; --workers N for a local
+    pool; --backend slurm).
+
+    [bold]Examples[/bold]
+
+      addrop run experiments/smoke.yaml
+
+      addrop run experiments/quickstart.yaml seeds=[1] train.epochs=2 --workers 2
+
+      addrop run experiments/glue.yaml --backend slurm --partition gpu --gpus 1
+
+      addrop run experiments/glue.yaml --dry-run
+    """
+    from addrop_cli.execution.runner import run_experiment
+    from addrop_cli.spec.load import load_spec
+
+    path, overrides = one_spec(args)
+    overrides += executor_overrides(locals())
+    spec = with_tracking(load_spec(path, overrides), track)
+    code = run_experiment(
+        spec,
+        spec_path=path,
+        results_root=results,
+        dry_run=dry_run,
+        plain=plain or not console.is_terminal,
+        retry_failed=retry_failed,
+        restart=restart,
+        console=console,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(
+    args: Annotated[list[str], typer.Argument(help="Spec files, then key=value overrides.")],
+    deep: Annotated[
+        bool,
+        typer.Option(help="Also check data files and model configs (reads files, no training)."),
+    ] = True,
+    hub: Annotated[
+        bool,
+        typer.Option(help="Fetch the config of Hub models that are not cached, to check them."),
+    ] = False,
+) -> None:
+    """Check spec files: keys, types, ranges, task and method names, data files, model layers.
+
+    Every problem is listed, one line each; exit code 2 if there is any.
+
+    [bold]Examples[/bold]
+
+      addrop validate experiments/*.yaml
+
+      addrop validate experiments/sst2.yaml methods.addrop.p=0.5
+    """
+    from addrop_cli.execution.preflight import preflight
+    from addrop_cli.spec.load import load_spec
+
+    specs, overrides = split_args(args)
+    if not specs:
+        raise SpecError("give at least one spec file, e.g. addrop validate experiments/*.yaml")
+    problems: list[str] = []
+    for path in specs:
+        notes: list[str] = []
+        try:
+            spec = load_spec(path, overrides)
+            found = (
+                preflight(spec, path.parent.resolve(), str(path), hub=hub, notes=notes)
+                if deep
+                else []
+            )
+        except AddropError as err:
+            found = err.problems
+        if len(specs) > 1:  # say which spec each problem belongs to
+            found = [p if p.startswith(f"{path}:") else f"{path}: {p}" for p in found]
+        problems += found
+        for note in notes:
+            err_console.print(f"note: {note}", markup=False, highlight=False)
+        if not found:
+            console.print(Text.assemble(("ok", "green"), f" {path}"), highlight=False)
+    if problems:
+        raise SpecError(*problems)
+
+
+@app.command()
+def sweep(
+    args: Annotated[list[str], typer.Argument(help="SPEC.yaml, then key=value overrides.")],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            help="PATH=VALUES: add a grid axis, e.g. methods.addrop.p=[0.1,0.3] or "
+            "'train.lr={start: 1e-5, stop: 3e-5, step: 1e-5}' (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the points and stage-1 runs; train nothing.")
+    ] = False,
+    results: ResultsOpt = None,
+    device: DeviceOpt = None,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="One line per epoch instead of live progress bars.")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option(help="Run again the runs that failed before.")
+    ] = True,
+    report: Annotated[
+        bool, typer.Option(help="Print the report (tables, heatmap files) at the end.")
+    ] = True,
+    backend: BackendOpt = None,
+    workers: WorkersOpt = None,
+    runs_per_gpu: RunsPerGpuOpt = None,
+    threads: ThreadsOpt = None,
+    partition: PartitionOpt = None,
+    gpus: GpusOpt = None,
+    cpus: CpusOpt = None,
+    mem_gb: MemOpt = None,
+    time_min: TimeOpt = None,
+    array_parallelism: ArrayOpt = None,
+    track: TrackOpt = None,
+) -> None:
+    """Search hyperparameters (grid or random) with an honest two-stage selection protocol.
+
+    Stage 1 runs every point of the spec's sweep: block on the selection seeds.
+
+    The best point per task (main metric on the selection split, mean over seeds) then runs on
+    the report seeds (two_stage), or is reported as is (paper protocol, labelled so).
+
+    Writes <results>/<name>/sweep/summary.json and summary.md, then prints the report; its
+    heatmap goes to <results>/<name>/report/. A restarted sweep never redoes a finished run.
+
+    [bold]Examples[/bold]
+
+      addrop sweep experiments/pq-sweep.yaml --workers 2
+
+      addrop sweep experiments/pq-sweep.yaml --backend slurm --cpus 2 --time-min 30
+
+      addrop sweep experiments/smoke.yaml --grid methods.addrop.q=[0.1,0.5] sweep.report_seeds=[3]
+
+      addrop sweep experiments/pq-sweep.yaml sweep.protocol=paper sweep.report_seeds=null
+    """
+    from addrop_cli.execution.sweep import run_sweep
+    from addrop_cli.spec.load import load_spec
+
+    path, overrides = one_spec(args)
+    overrides += grid_overrides(grid or [])
+    overrides += executor_overrides(locals())
+    spec = with_tracking(load_spec(path, overrides), track)
+    code = run_sweep(
+        spec,
+        spec_path=path,
+        results_root=results,
+        dry_run=dry_run,
+        plain=plain or not console.is_terminal,
+        retry_failed=retry_failed,
+        on_done=_print_report if report else None,
+        console=console,
+    )
+    raise typer.Exit(code)
+
+
+def _print_report(experiment: Path) -> None:
+    from addrop_cli.report import report_command
+
+    console.rule("report")
+    report_command([experiment], console=console)

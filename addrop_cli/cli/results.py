@@ -1,0 +1,128 @@
+"""Commands that read the results store: ``status``, ``report``, ``predict``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from addrop_cli.cli.app import app, console
+from addrop_cli.cli.options import ResultsOpt, one_spec, split_args
+from addrop_cli.errors import SpecError
+
+
+@app.command()
+def status(
+    args: Annotated[
+        list[str],
+        typer.Argument(help="results/<name>, or SPEC.yaml then key=value overrides."),
+    ],
+    results: ResultsOpt = None,
+    show_all: Annotated[bool, typer.Option("--all", help="List finished runs too.")] = False,
+) -> None:
+    """Show what each run is doing: queued, running, done, failed, interrupted (not started).
+
+    Reads the store, the run locks on this machine and the Slurm queue; never takes a lock.
+
+    [bold]Examples[/bold]
+
+      addrop status results/pq-sweep
+
+      addrop status experiments/pq-sweep.yaml --all
+    """
+    from addrop_cli.execution.status import status_command
+
+    targets, overrides = split_args(args)
+    if len(targets) != 1:
+        raise SpecError(
+            f"expected one results folder or spec file, got {len(targets)}: "
+            f"{' '.join(map(str, targets)) or '(none)'}; e.g. addrop status results/smoke"
+        )
+    code = status_command(
+        targets[0], overrides, results_root=results, show_all=show_all, console=console
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def report(
+    paths: Annotated[list[Path], typer.Argument(help="Experiment folders under results/.")],
+    epoch: Annotated[str, typer.Option(help="best or last epoch metrics.")] = "best",
+    agg: Annotated[str, typer.Option(help="mean or median over seeds.")] = "mean",
+    reference: Annotated[
+        str | None, typer.Option(help="Variant to compare against (default: the baseline).")
+    ] = None,
+    formats: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format", "-f", help="terminal, markdown, csv, latex, html, json (repeatable)."
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for report files and plots.")] = None,
+    plots: Annotated[bool, typer.Option(help="Write plots (PNG and SVG).")] = True,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw", help="Also write runs.csv: one row per run and evaluation, for notebooks."
+        ),
+    ] = False,
+) -> None:
+    """Turn stored runs into comparison tables, statistics and plots.
+
+    [bold]Examples[/bold]
+
+      addrop report results/smoke
+
+      addrop report results/quickstart --format markdown --format csv --out report/
+
+      addrop report results/glue-bert results/glue-roberta --epoch last
+
+      addrop report results/quickstart --format csv --raw
+    """
+    if epoch not in ("best", "last"):
+        raise SpecError(f"--epoch: must be best or last, got {epoch!r}")
+    if agg not in ("mean", "median"):
+        raise SpecError(f"--agg: must be mean or median, got {agg!r}")
+    from addrop_cli.report import report_command
+
+    code = report_command(
+        paths,
+        epoch=epoch,  # type: ignore[arg-type]
+        agg=agg,  # type: ignore[arg-type]
+        reference=reference,
+        formats=formats or ["terminal"],
+        out=out,
+        plots=plots,
+        raw=raw,
+        console=console,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def predict(
+    args: Annotated[list[str], typer.Argument(help="SPEC.yaml, then key=value overrides.")],
+    out: Annotated[Path | None, typer.Option(help="Folder for the leaderboard files.")] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="Method variant whose runs predict (default: best).")
+    ] = None,
+    results: ResultsOpt = None,
+) -> None:
+    """Write GLUE leaderboard files (SST-2.tsv, MNLI-m.tsv, AX.tsv, ...) from stored checkpoints.
+
+    [bold]Examples[/bold]
+
+      addrop predict experiments/glue.yaml train.save_checkpoint=true --out submission/
+
+      addrop predict experiments/smoke.yaml train.save_checkpoint=true --results /tmp/results
+    """
+    from addrop_cli.execution.predict import predict_command
+    from addrop_cli.spec.load import load_spec
+
+    path, overrides = one_spec(args)
+    spec = load_spec(path, overrides)
+    code = predict_command(
+        spec, path, out=out, variant=variant, results_root=results, console=console
+    )
+    raise typer.Exit(code)
