@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +15,7 @@ import numpy as np
 from addrop_cli.data.examples import CACHE_VERSION, HUB_DATASET, Example
 from addrop_cli.data.sources import _split_path, data_source, load_examples, resolve_cache_dir
 from addrop_cli.data.tasks import TaskInfo
+from addrop_cli.store.atomic import atomic_file
 
 if TYPE_CHECKING:
     from addrop_cli.spec.schema import DataSpec
@@ -177,17 +175,9 @@ def _from_arrays(arrays: Mapping[str, np.ndarray], name: str, is_regression: boo
 
 
 def _atomic_save(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache may be shared by a team
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # 0644: the cache may be shared by a team
+    with atomic_file(path, "wb", permissions=0o644) as f:
+        np.savez(f, **arrays)
 
 
 def cache_path(

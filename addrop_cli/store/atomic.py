@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from filelock import Timeout
 
@@ -51,25 +51,38 @@ def writing(path: Path) -> Iterator[None]:
         raise store_error(path, err) from err
 
 
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "wb", *, permissions: int | None = None) -> Iterator[IO]:
+    """Yield a temporary file beside ``path``; when the block ends without error it is flushed,
+    fsynced and renamed over ``path``, so readers see the old file or the new one, never half.
+    On error the temporary file is removed and the error goes on (OSErrors as they are).
+
+    ``permissions``: chmod before the rename (mkstemp makes 0600).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        if permissions is not None:
+            os.chmod(tmp, permissions)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half.
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_file`).
 
     Raises :class:`StoreError` when the write fails; the temporary file is removed then.
     """
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    fsync_dir(path.parent)
+    with writing(path), atomic_file(path, "w") as f:
+        f.write(text)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
