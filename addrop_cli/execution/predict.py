@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from pathlib import Path
 from statistics import mean
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
@@ -24,6 +24,9 @@ from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.store.atomic import atomic_write_json, atomic_write_text
 from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.reader import read_run
+
+if TYPE_CHECKING:
+    from addrop_cli.data.tasks import TaskInfo
 
 
 def _finished_with_checkpoint(store: ExperimentStore, runs: list[RunSpec]) -> list[tuple]:
@@ -123,11 +126,10 @@ def predict_command(
     results_root: Path | None = None,
     console: Console,
 ) -> int:
-    from addrop_cli.data.batching import make_loader
-    from addrop_cli.data.encoding import encode_split
+    """Write each task's leaderboard files from its chosen run's checkpoint, and provenance.json
+    (which run, seed and dev score each file came from)."""
     from addrop_cli.data.tasks import get_task, task_names
     from addrop_cli.engine.devices import pick_device
-    from addrop_cli.engine.evaluation import predict_split
 
     store = experiment_store(spec, results_root)
     runs = expand(spec, spec_path.parent)
@@ -145,36 +147,51 @@ def predict_command(
         targets = [task] + [get_task(n) for n in task_names() if get_task(n).eval_with == task.name]
         for target in targets:
             for split_name, filename in target.leaderboard_files.items():
-                split = encode_split(
-                    target,
-                    split_name,
-                    run.data,
-                    tokenizer,
-                    run.train.max_length,
-                    base_dir=run.base_dir,
+                rows = _write_predictions(
+                    out / filename, target, split_name, run, model, tokenizer, device, spec
                 )
-                loader = make_loader(
-                    split,
-                    spec.train.eval_batch_size,
-                    shuffle=False,
-                    generator=None,
-                    pad_token_id=tokenizer.pad_token_id or 0,
-                )
-                preds = predict_split(model, loader, device, nullcontext, target.is_regression)
-                lines = leaderboard_lines(target, preds, split.guids)
-                atomic_write_text(out / filename, "\n".join(lines) + "\n")
                 provenance[filename] = {
                     "run_id": run.run_id,
                     "task": run.task,
                     "variant": run.variant,
                     "seed": run.seed,
                     "dev_score": score,
-                    "rows": len(split),
+                    "rows": rows,
                 }
                 console.print(
-                    f"wrote {out / filename} ({len(split)} rows) from run {run.run_id} "
+                    f"wrote {out / filename} ({rows} rows) from run {run.run_id} "
                     f"({run.label}, dev {score:.4f})",
                     highlight=False,
                 )
     atomic_write_json(out / "provenance.json", provenance)
     return 0
+
+
+def _write_predictions(
+    path: Path,
+    target: TaskInfo,
+    split_name: str,
+    run: RunSpec,
+    model: Any,
+    tokenizer: Any,
+    device: Any,
+    spec: ExperimentSpec,
+) -> int:
+    """Predict one test split with ``model`` and write its leaderboard file; returns the rows."""
+    from addrop_cli.data.batching import make_loader
+    from addrop_cli.data.encoding import encode_split
+    from addrop_cli.engine.evaluation import predict_split
+
+    split = encode_split(
+        target, split_name, run.data, tokenizer, run.train.max_length, base_dir=run.base_dir
+    )
+    loader = make_loader(
+        split,
+        spec.train.eval_batch_size,
+        shuffle=False,
+        generator=None,
+        pad_token_id=tokenizer.pad_token_id or 0,
+    )
+    preds = predict_split(model, loader, device, nullcontext, target.is_regression)
+    atomic_write_text(path, "\n".join(leaderboard_lines(target, preds, split.guids)) + "\n")
+    return len(split)
