@@ -57,8 +57,8 @@ Batch = dict[str, torch.Tensor]
 
 def sentences(count: int, seed: int = 0) -> tuple[list[str], str]:
     """SST-2 training sentences when the GLUE folder is there, else synthetic ones."""
-    glue = Path(os.environ.get("ADDROP_GLUE_DIR", "/work/shared/glue_data"))
-    path = glue / "SST-2" / "train.tsv"
+    glue = os.environ.get("ADDROP_GLUE_DIR", "").strip()
+    path = Path(glue or "(no GLUE folder)") / "SST-2" / "train.tsv"
     rng = random.Random(seed)
     if path.is_file():
         with path.open(encoding="utf-8") as f:

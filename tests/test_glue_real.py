@@ -2,9 +2,9 @@
 
 Runs only where the GLUE folder is available, e.g.::
 
-    ADDROP_GLUE_DIR=../shared/glue_data pytest tests/test_glue_real.py
+    ADDROP_GLUE_DIR=path/to/glue_data pytest tests/test_glue_real.py
 
-The expected numbers are the official GLUE sizes (see shared/glue_data/README.md). QQP, QNLI and
+The expected numbers are the official GLUE sizes (see the GLUE folder's README.md). QQP, QNLI and
 MNLI are not in that folder; the fixture tests cover them.
 """
 
@@ -24,7 +24,7 @@ GLUE_DIR = os.environ.get("ADDROP_GLUE_DIR", "").strip()
 
 pytestmark = pytest.mark.skipif(
     not GLUE_DIR,
-    reason="ADDROP_GLUE_DIR not set: point it at a GLUE folder (e.g. shared/glue_data) to run "
+    reason="ADDROP_GLUE_DIR not set: point it at a GLUE folder (see README, Data) to run "
     "the real-data checks",
 )
 

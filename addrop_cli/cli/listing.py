@@ -18,7 +18,7 @@ def list_tasks() -> None:
 
       addrop list tasks
 
-      ADDROP_GLUE_DIR=../shared/glue_data addrop list tasks
+      ADDROP_GLUE_DIR=path/to/glue_data addrop list tasks
     """
     from addrop_cli.data.tasks import registry_table
 
