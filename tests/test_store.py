@@ -159,3 +159,44 @@ def test_added_seeds_are_a_new_spec_version_but_stay_merged(
     assert all(cell.n == 2 and cell.expected == 2 for cell in table.cells.values())
     note = next(n for n in notes if "spec versions" in n)
     assert "same run settings in every version" in note
+
+
+def _strip_identity(run_dirs: list[Path]) -> dict[str, dict]:
+    """Rewrite run.json as stores before identities were recorded wrote it; the identities."""
+    removed = {}
+    for folder in run_dirs:
+        config = json.loads((folder / "run.json").read_text())
+        removed[folder.name] = config.pop("identity")
+        atomic_write_text(folder / "run.json", json.dumps(config))
+    return removed
+
+
+def test_runs_stored_without_an_identity_get_theirs_back_when_their_id_proves_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    runs = tmp_path / "smoke" / "runs"
+    _run(capsys, tmp_path, *smoke_args([1], epochs=1))
+    old = sorted(p for p in runs.iterdir() if p.is_dir())
+    removed = _strip_identity(old)
+    _run(capsys, tmp_path, *smoke_args([1, 2], epochs=1))  # the upgrade: new runs record it
+
+    records = {r.run_id: r for r in load_runs(tmp_path / "smoke")}
+    assert {i: records[i].config.identity for i in removed} == removed
+    table, notes = _report(tmp_path)
+    assert set(table.variants) == {"baseline", "addrop"}  # one column per variant, not split
+    assert all(cell.n == 2 for cell in table.cells.values())
+    assert "same run settings in every version" in next(n for n in notes if "spec versions" in n)
+
+
+def test_an_old_run_with_other_settings_is_not_given_a_newer_runs_identity(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    runs = tmp_path / "smoke" / "runs"
+    _run(capsys, tmp_path, *smoke_args([1], epochs=1), "train.lr=2e-3")
+    removed = _strip_identity(sorted(p for p in runs.iterdir() if p.is_dir()))
+    _run(capsys, tmp_path, *smoke_args([1], epochs=1))
+
+    records = {r.run_id: r for r in load_runs(tmp_path / "smoke")}
+    assert all(records[i].config.identity is None for i in removed)
+    table, _ = _report(tmp_path)
+    assert len(table.variants) == 4 and all("@" in v for v in table.variants)

@@ -14,7 +14,7 @@ import json
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ from addrop_cli.store.records import (
     RunConfig,
     RunMetrics,
     SplitPredictions,
+    config_hash,
 )
 
 RunStatus = Literal["done", "failed", "incomplete", "corrupt"]
@@ -179,13 +180,41 @@ def load_runs(path: Path) -> list[RunRecord]:
         run_dirs = sorted(
             p for p in (experiment / "runs").iterdir() if p.is_dir() and not p.name.startswith(".")
         )
-        records += [r for r in map(read_run, run_dirs) if r is not None]
+        records += recover_identities([r for r in map(read_run, run_dirs) if r is not None])
     if not records:
         raise StoreError(
             f"{path}: holds no runs (runs/ is empty or unreadable); run the experiment first "
             "with `addrop run SPEC.yaml`"
         )
     return records
+
+
+def recover_identities(records: list[RunRecord]) -> list[RunRecord]:
+    """Give runs stored before run.json recorded ``identity`` the identity they were run with,
+    where it can be proven.
+
+    A run id is the hash of the run's identity. For an old run, each identity recorded by a
+    run of the same variant, with the old run's task and seed put in, is a candidate; the one
+    whose hash is the old run's id is its identity. Without this, an experiment continued
+    after the upgrade would show one variant as two (old runs and new runs compare unequal).
+    Runs no candidate matches keep ``identity`` empty (the report then compares their full
+    settings).
+    """
+    known: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r.config.identity is not None:
+            known.setdefault(r.variant, []).append(r.config.identity)
+    out = []
+    for r in records:
+        if r.config.identity is None:
+            for identity in known.get(r.variant, ()):
+                candidate = {**identity, "task": r.config.task, "seed": r.config.seed}
+                if config_hash(candidate) == r.run_id:
+                    config = r.config.model_copy(update={"identity": candidate})
+                    r = replace(r, config=config)
+                    break
+        out.append(r)
+    return out
 
 
 def spec_variant_order(experiment: Path) -> list[str]:
