@@ -340,6 +340,7 @@ class RunLoop:
     def evaluate(self, epoch: int, tally: EpochTally) -> bool:
         """Evaluate, log, keep the best; True (and ``stopped``) when early stopping says stop."""
         s = self.s
+        elapsed = tally.elapsed  # training time only: the evaluation below is not counted
         ev = s.evaluator(s.model)
         record = EpochRecord(
             epoch=epoch,
@@ -349,8 +350,8 @@ class RunLoop:
             dev=ev.dev,
             dev_loss=ev.dev_loss,
             select_loss=ev.select_loss,
-            epoch_time_s=round(tally.elapsed, 3),
-            train_samples_per_s=round(tally.samples / max(tally.elapsed, 1e-9), 2),
+            epoch_time_s=round(elapsed, 3),
+            train_samples_per_s=round(tally.samples / max(elapsed, 1e-9), 2),
             lr=s.schedule.get_last_lr()[0],
             method=s.method.epoch_stats(),
         )

@@ -106,6 +106,7 @@ class EpochRecord(Record):
     """Dev split -> mean task loss (cross-entropy, or MSE for regression)."""
     select_loss: dict[str, float] = Field(default_factory=dict)
     epoch_time_s: float = 0.0
+    """Seconds of training since the epoch began, up to this evaluation (which is not counted)."""
     train_samples_per_s: float = 0.0
     lr: float = 0.0
     method: dict[str, float] = Field(default_factory=dict)
