@@ -200,15 +200,17 @@ def recover_identities(records: list[RunRecord]) -> list[RunRecord]:
     Runs no candidate matches keep ``identity`` empty (the report then compares their full
     settings).
     """
-    known: dict[str, list[dict[str, Any]]] = {}
+    # one candidate per distinct setting (task and seed set per old run below), not per run
+    known: dict[str, dict[str, dict[str, Any]]] = {}
     for r in records:
         if r.config.identity is not None:
-            known.setdefault(r.variant, []).append(r.config.identity)
+            rest = {k: v for k, v in r.config.identity.items() if k not in ("task", "seed")}
+            known.setdefault(r.variant, {})[config_hash(rest)] = rest
     out = []
     for r in records:
         if r.config.identity is None:
-            for identity in known.get(r.variant, ()):
-                candidate = {**identity, "task": r.config.task, "seed": r.config.seed}
+            for rest in known.get(r.variant, {}).values():
+                candidate = {**rest, "task": r.config.task, "seed": r.config.seed}
                 if config_hash(candidate) == r.run_id:
                     config = r.config.model_copy(update={"identity": candidate})
                     r = replace(r, config=config)
