@@ -26,6 +26,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the layers and no cycles ([tool.importlinter] in pyproject.toml)
+	$(VENV)/bin/vulture  # dead code ([tool.vulture] in pyproject.toml)
 
 format: install
 	$(VENV)/bin/ruff format .

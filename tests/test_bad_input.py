@@ -56,8 +56,6 @@ class Mistake:
     the row documents its message, that test reproduces it."""
     says: str = "warning: "
     """How the line starts when the exit code is 0 (the report went on, or the input is fine)."""
-    needs: str = ""
-    """A change the lead still has to apply for this row to pass (for the report)."""
 
     def argv(self, tmp: Path) -> list[str]:
         return [a.replace("{tmp}", str(tmp)) for a in self.args]
@@ -228,11 +226,9 @@ MISTAKES = [
     # --- the command line and overrides
     Mistake("cli-two-specs", "two spec files", ("run", SMOKE, SMOKE), 2,
             "expected one spec file and key=value overrides, got 2 files"),
-    Mistake("cli-no-spec", "no spec file at all", ("run",), 2, "Missing argument 'args'",
-            needs="cli.py: usage errors of typer's vendored click (see report)"),
+    Mistake("cli-no-spec", "no spec file at all", ("run",), 2, "Missing argument 'args'"),
     Mistake("cli-unknown-option", "unknown option", ("run", SMOKE, "--bogus"), 2,
-            "No such option: --bogus",
-            needs="cli.py: usage errors of typer's vendored click (see report)"),
+            "No such option: --bogus"),
     Mistake("override-unknown-key", "misspelt override key", ("run", SMOKE, "train.epochz=1"), 2,
             "train.epochz (from override train.epochz=1): unknown key; did you mean 'epochs'?"),
     Mistake("override-bad-value", "override value of the wrong type",
@@ -498,8 +494,7 @@ MISTAKES = [
             "or auto, got 'two'"),
     Mistake("report-out-not-writable", "report --out folder not writable",
             ("report", "{tmp}/store", "--out", "/dev/null/report", "-f", "markdown",
-             "--no-plots"), 2, "cannot write", _store(),
-            needs="report/command.py: turn OSError into StoreError (see report)"),
+             "--no-plots"), 2, "cannot write", _store()),
 ]  # fmt: skip
 
 

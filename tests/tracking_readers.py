@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 BLOCK, HEADER = 32768, 7
-FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+FULL, LAST = 1, 4  # record kinds; FIRST (2) and MIDDLE (3) open and continue a split record
 
 
 def tensorboard_scalars(folder: Path) -> dict[str, dict[int, float]]:

@@ -22,7 +22,7 @@ CACHE_VERSION = 1
 _STREAM_HELDOUT = 1
 _STREAM_TRAIN_SIZE = 2
 _REGRESSION_STRATA = 10
-_GLUE_FIX = (
+GLUE_FIX = (
     "point data.glue_dir / ADDROP_GLUE_DIR at a GLUE folder in the official layout (SST-2/train.tsv"
     ", ...), or unset both to read nyu-mll/glue from the Hub (README: Data)"
 )

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from addrop_cli.data.examples import _GLUE_FIX, Example
+from addrop_cli.data.examples import GLUE_FIX, Example
 from addrop_cli.data.tasks import SplitFile, TaskInfo
 from addrop_cli.errors import DataError
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------
 
 
-def _missing_file_error(path: Path, task: TaskInfo) -> DataError:
+def missing_file_error(path: Path, task: TaskInfo) -> DataError:
     if task.custom is not None:
         fix = (
             f"fix the path in data.custom_tasks.{task.name} "
@@ -32,13 +32,13 @@ def _missing_file_error(path: Path, task: TaskInfo) -> DataError:
         )
         return DataError(f"{path}: file not found; {fix}")
     if not path.parent.parent.is_dir():
-        return DataError(f"{path.parent.parent}: GLUE folder not found; {_GLUE_FIX}")
+        return DataError(f"{path.parent.parent}: GLUE folder not found; {GLUE_FIX}")
     if not path.parent.is_dir():
         return DataError(
             f"{path.parent}: folder not found, so {task.display} is not in this GLUE folder; "
             f"download {task.display} into it or use data.source: hub"
         )
-    return DataError(f"{path}: file not found; {_GLUE_FIX}")
+    return DataError(f"{path}: file not found; {GLUE_FIX}")
 
 
 def _open_text(path: Path):
@@ -46,7 +46,7 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
 
 
-def _iter_delimited(path: Path, *, tsv: bool) -> Iterator[tuple[int, list[str]]]:
+def iter_delimited(path: Path, *, tsv: bool) -> Iterator[tuple[int, list[str]]]:
     """Rows of a TSV (quoting disabled) or CSV file, with their 1-based line numbers."""
     try:
         with _open_text(path) as f:
@@ -93,14 +93,14 @@ def _parse_label(
     return label_map[key]
 
 
-def _read_glue_file(task: TaskInfo, split: str, path: Path) -> list[Example]:
+def read_glue_file(task: TaskInfo, split: str, path: Path) -> list[Example]:
     layout: SplitFile = task.files[split]
     label_map = {raw: i for i, raw in enumerate(task.file_labels)}
-    rows = _iter_delimited(path, tsv=True)
+    rows = iter_delimited(path, tsv=True)
     if layout.header:
         first = next(rows, None)
         if first is None:
-            raise DataError(f"{path}:1: empty file, no header; {_GLUE_FIX}")
+            raise DataError(f"{path}:1: empty file, no header; {GLUE_FIX}")
         header = [h.strip() for h in first[1]]
         ncols = len(header)
         index: dict[str | int, int] = {}
@@ -108,7 +108,7 @@ def _read_glue_file(task: TaskInfo, split: str, path: Path) -> list[Example]:
             if col not in header:
                 raise DataError(
                     f"{path}:1: missing column {col!r} (header: {' | '.join(header)}); "
-                    f"this is not the GLUE {task.display} {split} layout; {_GLUE_FIX}"
+                    f"this is not the GLUE {task.display} {split} layout; {GLUE_FIX}"
                 )
             index[col] = header.index(col)
     else:
@@ -132,7 +132,7 @@ def _read_glue_file(task: TaskInfo, split: str, path: Path) -> list[Example]:
     return examples
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
         with _open_text(path) as f:
             for line_no, line in enumerate(f, start=1):
@@ -156,7 +156,7 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         ) from None
 
 
-def _file_format(path: Path) -> str:
+def file_format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
         return "jsonl"
@@ -167,26 +167,26 @@ def _file_format(path: Path) -> str:
     raise DataError(f"{path}: unknown file type {suffix!r}; use .csv, .tsv or .jsonl")
 
 
-def _custom_columns(task: TaskInfo, split: str) -> tuple[list[str], str | None]:
+def custom_columns(task: TaskInfo, split: str) -> tuple[list[str], str | None]:
     spec = task.custom
     assert spec is not None
     texts = [spec.text_a] + ([spec.text_b] if spec.text_b else [])
     return texts, (spec.label if not split.startswith("test") else None)
 
 
-def _custom_fix(task: TaskInfo, what: str) -> str:
+def custom_fix(task: TaskInfo, what: str) -> str:
     return f"fix data.custom_tasks.{task.name}.{what} or the file"
 
 
-def _read_custom_file(task: TaskInfo, split: str, path: Path) -> list[Example]:
-    texts, label_col = _custom_columns(task, split)
+def read_custom_file(task: TaskInfo, split: str, path: Path) -> list[Example]:
+    texts, label_col = custom_columns(task, split)
     label_map = {name: i for i, name in enumerate(task.label_names)}
-    fmt = _file_format(path)
+    fmt = file_format(path)
     records: Iterator[tuple[int, Mapping[str, Any]]]
     if fmt == "jsonl":
-        records = _iter_jsonl(path)
+        records = iter_jsonl(path)
     else:
-        records = _dict_rows(
+        records = dict_rows(
             path, tsv=fmt == "tsv", needed=texts + ([label_col] if label_col else []), task=task
         )
     examples: list[Example] = []
@@ -197,13 +197,13 @@ def _read_custom_file(task: TaskInfo, split: str, path: Path) -> list[Example]:
             *(((label_col, "label"),) if label_col else ()),
         ]:
             if col not in rec or rec[col] is None:
-                raise DataError(f"{where}: missing field {col!r}; {_custom_fix(task, what)}")
+                raise DataError(f"{where}: missing field {col!r}; {custom_fix(task, what)}")
         values = [rec[c] for c in texts]
         for col, v in zip(texts, values, strict=True):
             if not isinstance(v, str):
                 raise DataError(
                     f"{where}: field {col!r} is {type(v).__name__}, not text; "
-                    f"{_custom_fix(task, 'text_a')}"
+                    f"{custom_fix(task, 'text_a')}"
                 )
         label = (
             _parse_label(task, rec[label_col], where, label_col, label_map) if label_col else None
@@ -212,10 +212,10 @@ def _read_custom_file(task: TaskInfo, split: str, path: Path) -> list[Example]:
     return examples
 
 
-def _dict_rows(
+def dict_rows(
     path: Path, *, tsv: bool, needed: Sequence[str], task: TaskInfo
 ) -> Iterator[tuple[int, dict[str, str]]]:
-    rows = _iter_delimited(path, tsv=tsv)
+    rows = iter_delimited(path, tsv=tsv)
     first = next(rows, None)
     if first is None:
         raise DataError(f"{path}:1: empty file, no header; give a header row naming the columns")

@@ -68,7 +68,7 @@ def examples_from_hub_rows(
     return examples
 
 
-def _load_hub_split(task: TaskInfo, split: str) -> list[Example]:
+def load_hub_split(task: TaskInfo, split: str) -> list[Example]:
     """One split of ``nyu-mll/glue`` through ``datasets.load_dataset`` (downloads on first use)."""
     hub_split = task.hub_splits[split]
     where = f"{HUB_DATASET}/{task.hub_config}:{hub_split}"

@@ -87,19 +87,19 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from addrop_cli.data.examples import _GLUE_FIX, CACHE_DIR_ENV, GLUE_DIR_ENV, HUB_DATASET, Example
+from addrop_cli.data.examples import CACHE_DIR_ENV, GLUE_DIR_ENV, GLUE_FIX, HUB_DATASET, Example
 from addrop_cli.data.files import (
-    _custom_columns,
-    _custom_fix,
-    _dict_rows,
-    _file_format,
-    _iter_delimited,
-    _iter_jsonl,
-    _missing_file_error,
-    _read_custom_file,
-    _read_glue_file,
+    custom_columns,
+    custom_fix,
+    dict_rows,
+    file_format,
+    iter_delimited,
+    iter_jsonl,
+    missing_file_error,
+    read_custom_file,
+    read_glue_file,
 )
-from addrop_cli.data.hub import _load_hub_split
+from addrop_cli.data.hub import load_hub_split
 from addrop_cli.data.tasks import TaskInfo
 from addrop_cli.errors import DataError
 
@@ -195,16 +195,16 @@ def load_examples(
     _check_split_name(task, split)
     source = data_source(task, data, base_dir)
     if source == "hub":
-        examples = _load_hub_split(task, split)
+        examples = load_hub_split(task, split)
         where = f"{HUB_DATASET}/{task.hub_config}:{task.hub_splits[split]}"
     else:
         path = _split_path(task, split, data, base_dir)
         if not path.is_file():
-            raise _missing_file_error(path, task)
+            raise missing_file_error(path, task)
         if source == "custom":
-            examples = _read_custom_file(task, split, path)
+            examples = read_custom_file(task, split, path)
         else:
-            examples = _read_glue_file(task, split, path)
+            examples = read_glue_file(task, split, path)
         where = str(path)
     if not examples:
         raise DataError(f"{where}: the {split} split has no examples; give a file with data rows")
@@ -241,7 +241,7 @@ def check_data(
             problems.extend(e.problems)
             continue
         if not path.is_file():
-            msg = _missing_file_error(path, task).problems[0]
+            msg = missing_file_error(path, task).problems[0]
             if msg not in problems:
                 problems.append(msg)
             continue
@@ -255,28 +255,28 @@ def check_data(
 def _check_header(task: TaskInfo, split: str, path: Path) -> None:
     """Read only the first record of a file and check its columns."""
     if task.custom is not None:
-        texts, label_col = _custom_columns(task, split)
+        texts, label_col = custom_columns(task, split)
         needed = texts + ([label_col] if label_col else [])
-        fmt = _file_format(path)
+        fmt = file_format(path)
         if fmt == "jsonl":
-            for line, rec in _iter_jsonl(path):
+            for line, rec in iter_jsonl(path):
                 for col in needed:
                     if col not in rec:
                         raise DataError(
-                            f"{path}:{line}: missing field {col!r}; {_custom_fix(task, 'columns')}"
+                            f"{path}:{line}: missing field {col!r}; {custom_fix(task, 'columns')}"
                         )
                 return
             raise DataError(
                 f"{path}: the {split} split has no examples; give a file with data rows"
             )
-        for _ in _dict_rows(path, tsv=fmt == "tsv", needed=needed, task=task):
+        for _ in dict_rows(path, tsv=fmt == "tsv", needed=needed, task=task):
             return
         raise DataError(f"{path}: the {split} split has no examples; give a file with data rows")
     layout = task.files[split]
-    rows = _iter_delimited(path, tsv=True)
+    rows = iter_delimited(path, tsv=True)
     first = next(rows, None)
     if first is None:
-        raise DataError(f"{path}: the {split} split has no examples; {_GLUE_FIX}")
+        raise DataError(f"{path}: the {split} split has no examples; {GLUE_FIX}")
     line, row = first
     if layout.header:
         header = [h.strip() for h in row]
@@ -284,12 +284,12 @@ def _check_header(task: TaskInfo, split: str, path: Path) -> None:
             if col not in header:
                 raise DataError(
                     f"{path}:1: missing column {col!r} (header: {' | '.join(header)}); "
-                    f"this is not the GLUE {task.display} {split} layout; {_GLUE_FIX}"
+                    f"this is not the GLUE {task.display} {split} layout; {GLUE_FIX}"
                 )
     elif len(row) != layout.ncols:
         raise DataError(
             f"{path}:{line}: {len(row)} tab-separated fields, expected {layout.ncols}; "
-            f"this is not the GLUE {task.display} {split} layout; {_GLUE_FIX}"
+            f"this is not the GLUE {task.display} {split} layout; {GLUE_FIX}"
         )
 
 

@@ -238,8 +238,3 @@ def _store_outcome(run: RunSpec, folder: RunFolder, batch: Batch, outcome: RunOu
     folder.finish(metrics)
     if not run.train.keep_state:
         folder.state.discard()
-
-
-# ---------------------------------------------------------------------------------------------
-# local, one worker: this process
-# ---------------------------------------------------------------------------------------------

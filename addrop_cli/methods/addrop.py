@@ -18,7 +18,7 @@ from addrop_cli.methods.config import AddropParams
 
 
 class AddropMethod(Method):
-    """AD-DROP with cross-tuning; see ALGORITHM.md and :mod:`addrop_cli.methods.api`."""
+    """AD-DROP with cross-tuning; see docs/algorithm.md and :mod:`addrop_cli.methods.api`."""
 
     name = "addrop"
 

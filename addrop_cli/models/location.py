@@ -3,19 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
-
-from pydantic import (
-    Field,
-)
 
 from addrop_cli.data.sources import resolve_path
-
-Probability = Annotated[float, Field(gt=0.0, le=1.0)]
-"""A rate in (0, 1]: AD-DROP's p and q."""
-
-DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
-"""A dropout rate in [0, 1)."""
 
 
 def resolve_model_location(name_or_path: str, base_dir: Path) -> str:

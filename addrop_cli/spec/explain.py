@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Annotated, Any, get_args
+from typing import Any, get_args
 
 from pydantic import (
     BaseModel,
-    Field,
     ValidationError,
 )
 
 from addrop_cli.methods.registry import METHOD_NAMES, METHODS
 from addrop_cli.spec.schema import ExperimentSpec
-
-Probability = Annotated[float, Field(gt=0.0, le=1.0)]
-"""A rate in (0, 1]: AD-DROP's p and q."""
-
-DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
-"""A dropout rate in [0, 1)."""
 
 
 def _did_you_mean(word: str, choices: Any) -> str:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
 from pydantic import (
-    Field,
     ValidationError,
 )
 
@@ -20,12 +19,6 @@ from addrop_cli.spec.explain import _did_you_mean, _validation_problems
 from addrop_cli.spec.overrides import apply_overrides, read_yaml
 from addrop_cli.spec.schema import DataSpec, ExperimentSpec
 from addrop_cli.spec.sweeps import _sweep_problems
-
-Probability = Annotated[float, Field(gt=0.0, le=1.0)]
-"""A rate in (0, 1]: AD-DROP's p and q."""
-
-DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
-"""A dropout rate in [0, 1)."""
 
 
 def _infer_variant_methods(raw: dict[str, Any]) -> None:

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
-
-from pydantic import (
-    Field,
-)
+from typing import Any
 
 from addrop_cli.spec.schema import (
     DataSpec,
@@ -18,17 +14,6 @@ from addrop_cli.spec.schema import (
     TrainSpec,
 )
 from addrop_cli.store.records import config_hash
-
-Probability = Annotated[float, Field(gt=0.0, le=1.0)]
-"""A rate in (0, 1]: AD-DROP's p and q."""
-
-DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
-"""A dropout rate in [0, 1)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Expansion: one ExperimentSpec -> the run matrix
-# --------------------------------------------------------------------------------------------
 
 # Settings that change where or how fast a run goes, not its result: left out of the run id so
 # that moving the GLUE folder or the cache, running on more threads or compiling never redoes a

@@ -457,8 +457,3 @@ class ExperimentSpec(Frozen):
         if len(set(v)) != len(v):
             raise ValueError(f"seeds must be distinct, got {v}")
         return v
-
-
-# --------------------------------------------------------------------------------------------
-# Loading: YAML -> overrides merged -> validated, frozen ExperimentSpec
-# --------------------------------------------------------------------------------------------

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import (
-    Field,
     ValidationError,
 )
 
@@ -15,13 +14,6 @@ from addrop_cli.errors import SpecError
 from addrop_cli.spec.explain import _did_you_mean, _validation_problems
 from addrop_cli.spec.overrides import set_path
 from addrop_cli.spec.schema import ExperimentSpec, GridRange, SweepSpec
-
-Probability = Annotated[float, Field(gt=0.0, le=1.0)]
-"""A rate in (0, 1]: AD-DROP's p and q."""
-
-DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
-"""A dropout rate in [0, 1)."""
-
 
 MAX_POINTS = 100_000
 """Most points a sweep may have (each is at least one run; more would not finish planning)."""

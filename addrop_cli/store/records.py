@@ -159,10 +159,8 @@ class FailedMetrics(Record):
 
 
 class SplitPredictions(Record):
+    """One dev split's entry in ``predictions.json``: its examples' guids, predictions, labels."""
+
     guids: list[str]
     predictions: list[float | int]
     labels: list[float | int | None]
-
-
-Predictions = dict[str, SplitPredictions]
-"""``predictions.json``: dev split -> its examples' guids, predictions and labels."""
