@@ -347,6 +347,15 @@ MISTAKES = [
     Mistake("spec-identical-variants", "two variants with identical parameters",
             ("run", SMOKE, "methods.plain.method=baseline"), 2,
             "variants 'baseline' and 'plain' have identical parameters"),
+    Mistake("spec-variants-same-in-effect", "two RD variants whose p*q is the same",
+            ("validate", SMOKE, "--no-deep",
+             "methods.addrop-rd1={attribution: random, p: 0.2, q: 0.3}",
+             "methods.addrop-rd2={attribution: random, p: 0.3, q: 0.2}"), 2,
+            "variants 'addrop-rd1' and 'addrop-rd2' have parameters identical in effect"),
+    Mistake("spec-inert-setting", "an integrated-gradient setting on a gradient variant",
+            ("validate", SMOKE, "--no-deep", "methods.addrop.ig_steps=5"), 0,
+            "methods.addrop.ig_steps: has no effect, only integrated gradients use it "
+            "(attribution is gradient); remove it"),
     # --- hostile or odd YAML
     Mistake("spec-complex-key", "a YAML key that is a list", ("run", "{tmp}/spec.yaml"), 2,
             "a key that is a sequence (complex key)", _write("spec.yaml", "? [a, b]\n: 1\n")),

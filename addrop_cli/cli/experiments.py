@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
@@ -30,6 +30,9 @@ from addrop_cli.cli.options import (
     with_tracking,
 )
 from addrop_cli.errors import AddropError, SpecError
+
+if TYPE_CHECKING:
+    from addrop_cli.spec.schema import ExperimentSpec
 
 
 @app.command()
@@ -84,11 +87,10 @@ def run(
       addrop run experiments/glue.yaml --dry-run
     """
     from addrop_cli.execution.runner import run_experiment
-    from addrop_cli.spec.load import load_spec
 
     path, overrides = one_spec(args)
     overrides += executor_overrides(locals())
-    spec = with_tracking(load_spec(path, overrides), track)
+    spec = with_tracking(_load(path, overrides), track)
     code = run_experiment(
         spec,
         spec_path=path,
@@ -125,7 +127,6 @@ def validate(
       addrop validate experiments/sst2.yaml methods.addrop.p=0.5
     """
     from addrop_cli.execution.preflight import preflight
-    from addrop_cli.spec.load import load_spec
 
     specs, overrides = split_args(args)
     if not specs:
@@ -134,7 +135,7 @@ def validate(
     for path in specs:
         notes: list[str] = []
         try:
-            spec = load_spec(path, overrides)
+            spec = _load(path, overrides)
             found = (
                 preflight(spec, path.parent.resolve(), str(path), hub=hub, notes=notes)
                 if deep
@@ -212,12 +213,11 @@ def sweep(
       addrop sweep experiments/pq-sweep.yaml sweep.protocol=paper sweep.report_seeds=null
     """
     from addrop_cli.execution.sweep import run_sweep
-    from addrop_cli.spec.load import load_spec
 
     path, overrides = one_spec(args)
     overrides += grid_overrides(grid or [])
     overrides += executor_overrides(locals())
-    spec = with_tracking(load_spec(path, overrides), track)
+    spec = with_tracking(_load(path, overrides), track)
     code = run_sweep(
         spec,
         spec_path=path,
@@ -236,3 +236,14 @@ def _print_report(experiment: Path) -> None:
 
     console.rule("report")
     report_command([experiment], console=console)
+
+
+def _load(path: Path, overrides: list[str]) -> ExperimentSpec:
+    """The validated spec; a setting it gives that has no effect is a warning line, not an
+    error (the runs are right, only the spec says more than it does)."""
+    from addrop_cli.spec.load import inert_settings, load_spec
+
+    spec = load_spec(path, overrides)
+    for line in inert_settings(spec, str(path)):
+        err_console.print(f"warning: {line}", markup=False, highlight=False)
+    return spec

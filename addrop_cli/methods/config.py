@@ -37,6 +37,20 @@ class MethodConfig(BaseModel):
                     raise ValueError(f"{key}: {err}") from None
         return data
 
+    def inert(self) -> dict[str, str]:
+        """Settings that cannot change what this method computes, given the others: field ->
+        why. Validation names the ones a user set, and :meth:`effective` ignores them all."""
+        return {}
+
+    def effective(self) -> dict[str, Any]:
+        """What this method computes, as plain data: two configurations with equal ``effective``
+        train identically (same seed, same data), whatever their inert settings say."""
+        defaults = type(self)()
+        return {
+            key: getattr(defaults if key in self.inert() else self, key)
+            for key in type(self).model_fields
+        }
+
 
 class BaselineParams(MethodConfig):
     """Plain fine-tuning with the model's own dropout."""
@@ -69,6 +83,25 @@ class AddropParams(MethodConfig):
     ig: Literal["standard", "reference"] = "standard"
     """Integrated gradients: textbook (gradient at the scaled attention) or the authors' code
     (attention output scaled, gradient w.r.t. the unscaled attention); docs/algorithm.md."""
+
+    def inert(self) -> dict[str, str]:
+        """Random dropping (RD) draws its mask with rate p*q and ranks nothing: no attribution
+        settings apply. Attention scores need no gradient, so no label choice either."""
+        out: dict[str, str] = {}
+        if self.attribution != "integrated_gradient":
+            why = f"only integrated gradients use it (attribution is {self.attribution})"
+            out |= {"ig_steps": why, "ig": why}
+        if self.attribution in ("random", "attention"):
+            out["labels"] = f"no gradient is taken with attribution {self.attribution}"
+        if self.attribution == "random":
+            out["drop"] = "random dropping ranks no position (it drops each with rate p*q)"
+        return out
+
+    def effective(self) -> dict[str, Any]:
+        out = super().effective()
+        if self.attribution == "random":  # only the product matters: p=0.3,q=0.2 is p=0.2,q=0.3
+            out["p"], out["q"] = self.p * self.q, None
+        return out
 
     @field_validator("layers")
     @classmethod

@@ -152,27 +152,42 @@ def _semantic_problems(spec: ExperimentSpec, source: str) -> list[str]:
 
 
 def _identical_variants(spec: ExperimentSpec, source: str) -> list[str]:
-    """Two variants with the same parameters are the same runs (one run id): one would vanish
-    from every report. A variant a sweep path names is told apart by its sweep point."""
+    """Two variants that compute the same thing are the same runs, paid for twice (or one would
+    vanish from every report): equal parameters, or parameters that differ only in settings
+    without effect (:meth:`~addrop_cli.methods.config.MethodConfig.effective`). A variant a
+    sweep path names is told apart by its sweep point."""
     swept = (
         {path.split(".")[1] for path in [*spec.sweep.grid, *spec.sweep.random] if "." in path}
         if spec.sweep is not None
         else set()
     )
-    first: dict[str, str] = {}
+    first: dict[str, tuple[str, str]] = {}
     problems = []
     for name, params in spec.methods.items():
         if name in swept:
             continue
-        key = json.dumps(params.model_dump(mode="json"), sort_keys=True)
-        if key in first:
-            problems.append(
-                f"{source}: methods: variants {first[key]!r} and {name!r} have identical "
-                "parameters, so they would be the same runs; remove one or make them differ"
-            )
-        else:
-            first[key] = name
+        raw = json.dumps(params.model_dump(mode="json"), sort_keys=True)
+        key = json.dumps(params.effective(), sort_keys=True, default=str)
+        if key not in first:
+            first[key] = (name, raw)
+            continue
+        other, other_raw = first[key]
+        same = "identical parameters" if raw == other_raw else "parameters identical in effect"
+        problems.append(
+            f"{source}: methods: variants {other!r} and {name!r} have {same}, so they would be "
+            "the same runs; remove one or make them differ"
+        )
     return problems
+
+
+def inert_settings(spec: ExperimentSpec, source: str) -> list[str]:
+    """Warnings, one line each: a setting a variant gives that its method ignores."""
+    lines = []
+    for name, params in spec.methods.items():
+        for key, why in params.inert().items():
+            if key in params.model_fields_set:
+                lines.append(f"{source}: methods.{name}.{key}: has no effect, {why}; remove it")
+    return lines
 
 
 def _untrainable_tasks(spec: ExperimentSpec, source: str) -> list[str]:
