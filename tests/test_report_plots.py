@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from matplotlib.container import BarContainer
 
 from addrop_cli.report import build_report, plots, write_plots
 
@@ -139,3 +141,63 @@ def test_prior_plot_is_the_papers_train_and_dev_loss(
         assert lines[label] == pytest.approx(expected)
     titles = [ax.get_title() for ax in figures["curves_sst2"].axes]
     assert len(titles) == 3 and "dev loss" in titles[2]
+
+
+def _bar_store(tmp_path: Path) -> Path:
+    """STS-B with two wildly different seeds (a t-interval far past a correlation's range) and
+    RTE scored near 70 by both variants (bars that a zero-based axis would flatten)."""
+    exp = tmp_path / "bars"
+    scores = {
+        ("stsb", "baseline"): (0.85, 0.10),
+        ("stsb", "addrop"): (0.80, 0.05),
+        ("rte", "baseline"): (0.71, 0.72),
+        ("rte", "addrop"): (0.72, 0.73),
+    }
+    for (task, variant), per_seed in scores.items():
+        params = make_store.BASELINE if variant == "baseline" else make_store.ADDROP
+        for seed, score in enumerate(per_seed, start=1):
+            config = make_store.run_config(
+                exp.name, task=task, variant=variant, params=params, seed=seed
+            )
+            pair = {"pearson": score, "spearman": score}
+            metrics = {"accuracy": score} if task == "rte" else pair
+            make_store.write_run(exp, config, metrics)
+    return exp
+
+
+def test_bars_clip_intervals_zoom_and_keep_the_legend_off_the_bars(tmp_path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    report = build_report([_bar_store(tmp_path)], resamples=20)
+    fig = plots._bars_figure(report.table)
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    ends = [
+        y
+        for bars in ax.containers
+        if isinstance(bars, BarContainer)
+        for segment in bars.errorbar.lines[2][0].get_segments()
+        for _, y in segment
+    ]
+    assert ends and min(ends) >= -100 and max(ends) <= 100  # a correlation stays in [-1, 1]
+    assert max(ends) == pytest.approx(100)  # the STS-B interval was clipped, not dropped
+    bottom, top = ax.get_ylim()
+    assert bottom < 0 < top  # STS-B's clipped interval reaches below zero, so no zoom here
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1  # outside the axes, so it covers no bar
+    assert "95% t-interval" in ax.get_title()
+
+
+def test_bars_zoom_to_the_data_and_one_seed_has_no_interval(tmp_path: Path) -> None:
+    exp = _bar_store(tmp_path)
+    for run in (exp / "runs").iterdir():  # RTE only, seed 1 only
+        config = (run / "run.json").read_text()
+        if '"stsb"' in config or '"seed": 2' in config:
+            shutil.rmtree(run)
+    fig = plots._bars_figure(build_report([exp], resamples=20).table)
+    ax = fig.axes[0]
+    bottom, top = ax.get_ylim()
+    assert 60 < bottom < 71 and 72 < top < 80  # zoomed to 71-72, not from 0
+    assert all(bars.errorbar is None for bars in ax.containers if isinstance(bars, BarContainer))
+    assert "one seed: no interval" in ax.get_title()
+    assert len(ax.lines) == 2  # the axis-break mark: two short slashes on the y axis

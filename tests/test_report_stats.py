@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,8 @@ from scipy import stats
 
 from addrop_cli.data.metrics import METRICS
 from addrop_cli.report import build_report, holm, paired_bootstrap, seed_tests
-from addrop_cli.report.stats import batch_metric, marker
+from addrop_cli.report.render import grids
+from addrop_cli.report.stats import NOT_ENOUGH_SEEDS, batch_metric, compare, marker
 
 GLUE_SMALL = Path(__file__).resolve().parent / "fixtures" / "store" / "glue-small"
 
@@ -34,8 +37,37 @@ def test_seed_tests_undefined_cases_give_none() -> None:
     assert same.t_p is None and same.wilcoxon_p is None  # no difference at all
     shifted = seed_tests({1: 0.51, 2: 0.61}, {1: 0.5, 2: 0.6})
     assert shifted.t_p is None  # equal differences: t undefined, not a p of 0
-    disjoint = seed_tests({1: 0.5, 2: 0.6}, {3: 0.4, 4: 0.45})
+    disjoint = seed_tests({1: 0.5, 2: 0.6, 3: 0.55}, {4: 0.4, 5: 0.45, 6: 0.42})
     assert disjoint.n_paired == 0 and disjoint.t_p is None and disjoint.welch_p is not None
+
+
+def test_fewer_than_three_seeds_get_no_test() -> None:
+    two = seed_tests({1: 0.70, 2: 0.74}, {1: 0.60, 2: 0.66})
+    assert two.n_paired == 2 and two.mean_diff == pytest.approx(0.09)
+    assert (two.t_p, two.wilcoxon_p, two.welch_p) == (None, None, None)
+    one = seed_tests({1: 0.70}, {1: 0.60})
+    assert (one.t_p, one.wilcoxon_p, one.welch_p) == (None, None, None)
+    three = seed_tests({1: 0.70, 2: 0.74, 3: 0.71}, {1: 0.60, 2: 0.66, 3: 0.65})
+    assert three.t_p is not None and three.wilcoxon_p is not None and three.welch_p is not None
+
+
+def test_two_seed_report_says_so_instead_of_a_p_value() -> None:
+    report = build_report([GLUE_SMALL], resamples=50)  # two seeds a cell
+    assert all(c.seeds.t_p is None and c.p_holm is None for c in report.comparisons)
+    stats_table = next(g for g in grids(report) if g.title == "Statistics")
+    assert set(stats_table.text["Holm p"]) == {NOT_ENOUGH_SEEDS}
+    assert "1.000" not in " ".join(stats_table.text["Wilcoxon p"])
+
+
+def test_one_variant_has_no_statistics_table(tmp_path: Path) -> None:
+    store = tmp_path / "glue-small"
+    shutil.copytree(GLUE_SMALL, store)
+    for run in (store / "runs").iterdir():  # keep the reference variant only
+        if json.loads((run / "run.json").read_text())["variant"] != "baseline":
+            shutil.rmtree(run)
+    report = build_report([store], resamples=50)
+    assert tuple(report.table.variants) == ("baseline",)
+    assert [g.title for g in grids(report)][:2] == ["Dev results", "Cost"]
 
 
 def test_holm_against_hand_worked_values() -> None:
@@ -50,8 +82,9 @@ def test_markers() -> None:
 
 
 def test_fixture_comparisons_use_scipy_and_holm_across_tasks() -> None:
-    report = build_report([GLUE_SMALL], resamples=200)
-    by_task = {c.task: c for c in report.comparisons}
+    table = build_report([GLUE_SMALL], resamples=200).table
+    # the fixture has two seeds a cell: allow tests at two seeds to check the wiring
+    by_task = {c.task: c for c in compare(table, resamples=200, min_seeds=2)}
     rte = by_task["rte"]
     assert rte.seeds.t_p == pytest.approx(stats.ttest_rel([0.65, 0.69], [0.60, 0.62]).pvalue)
     assert rte.seeds.welch_p == pytest.approx(
@@ -59,7 +92,7 @@ def test_fixture_comparisons_use_scipy_and_holm_across_tasks() -> None:
     )
     raw = [by_task[t].seeds.t_p for t in ("mrpc", "stsb", "rte")]
     assert [by_task[t].p_holm for t in ("mrpc", "stsb", "rte")] == pytest.approx(holm(raw))
-    assert all(c.marker == marker(c.p_holm) for c in report.comparisons)
+    assert all(c.marker == marker(c.p_holm) for c in by_task.values())
     boot = rte.bootstrap
     assert boot is not None and boot.seeds == (1, 2) and boot.n_examples == 100
     assert boot.diff == pytest.approx(((0.65 - 0.60) + (0.69 - 0.62)) / 2)
@@ -141,6 +174,7 @@ def test_vectorised_metrics_agree_with_metrics_module(name: str) -> None:
 
 
 def test_last_epoch_reports_skip_the_best_epoch_bootstrap() -> None:
-    report = build_report([GLUE_SMALL], epoch="last", resamples=50)
-    assert all(c.bootstrap is None for c in report.comparisons)
-    assert all(c.seeds.t_p is not None for c in report.comparisons)
+    table = build_report([GLUE_SMALL], epoch="last", resamples=50).table
+    comparisons = compare(table, resamples=50, min_seeds=2)
+    assert all(c.bootstrap is None for c in comparisons)
+    assert all(c.seeds.t_p is not None for c in comparisons)

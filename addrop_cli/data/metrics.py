@@ -84,19 +84,31 @@ class Metric:
     higher_is_better: bool
     fn: Callable[[np.ndarray, np.ndarray], float]
     """``fn(predictions, labels)``: class ids, or floats for regression metrics."""
+    bounds: tuple[float, float] = (0.0, 1.0)
+    """The values the metric can take: an interval over seeds is clipped to them."""
 
 
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("mcc", True, _mcc),
+        Metric("mcc", True, _mcc, (-1.0, 1.0)),
         Metric("accuracy", True, _accuracy),
         Metric("f1", True, _f1),
-        Metric("pearson", True, _pearson),
-        Metric("spearman", True, _spearman),
-        Metric("mse", False, _mse),
+        Metric("pearson", True, _pearson, (-1.0, 1.0)),
+        Metric("spearman", True, _spearman, (-1.0, 1.0)),
+        Metric("mse", False, _mse, (0.0, math.inf)),
     )
 }
+
+
+def score_bounds(metric_keys: Sequence[str]) -> tuple[float, float]:
+    """The values a mean of these metrics can take (unknown metrics: unbounded)."""
+    bounds = [METRICS[base_metric(k)].bounds if base_metric(k) in METRICS else (-math.inf, math.inf)
+              for k in metric_keys]  # fmt: skip
+    if not bounds:
+        return -math.inf, math.inf
+    return sum(b[0] for b in bounds) / len(bounds), sum(b[1] for b in bounds) / len(bounds)
+
 
 _LOWER_IS_BETTER_EXTRA = ("loss", "eval_loss", "train_loss")
 

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
+from addrop_cli.data.metrics import score_bounds
 from addrop_cli.report.aggregate import Table, TaskRow
 from addrop_cli.report.build import Report
 from addrop_cli.report.frame import DEV, DEV_LOSS, curve_frame
@@ -165,7 +166,7 @@ def _curves_figure(task: TaskRow, bands: pd.DataFrame) -> Figure:
             _line_of(ax, band, col, label, alpha=0.2)
     _label_axes(task, axes, panels)
     axes[0].legend(fontsize="small")
-    fig.suptitle("mean over seeds, band ±1 std")
+    fig.suptitle(_band_note(bands, "mean over seeds"))
     return fig
 
 
@@ -180,8 +181,17 @@ def _prior_figure(task: TaskRow, loss: pd.DataFrame, labels: Sequence[str]) -> F
             _line_of(ax, band, col, label, alpha=0.15)
     _label_axes(task, axes, panels)
     axes[0].legend()
-    fig.suptitle("prior experiment: drop low vs high vs random vs none (mean over seeds, ±1 std)")
+    note = _band_note(loss, "mean over seeds")
+    fig.suptitle(f"prior experiment: drop low vs high vs random vs none ({note})")
     return fig
+
+
+def _band_note(bands: pd.DataFrame, what: str) -> str:
+    """What the bands show: ±1 std over seeds, or nothing where a variant has one seed."""
+    runs = bands["runs"] if "runs" in bands and len(bands) else pd.Series([1])
+    if runs.max() < 2:
+        return "one seed per variant: no band"
+    return f"{what}, band ±1 std" + ("" if runs.min() >= 2 else "; no band for one seed")
 
 
 def _line_of(ax, band: pd.DataFrame, col: str, label: str, alpha: float) -> None:
@@ -204,24 +214,53 @@ def _line(ax, x: pd.Series, mean: pd.Series, std: pd.Series, label: str, alpha: 
 
 
 def _bars_figure(table: Table) -> Figure:
+    """Task score per variant, zoomed to the data (the axis break is drawn when the axis does
+    not start at the metric's floor), 95% t-intervals over seeds clipped to the values the score
+    can take, none for a single seed; the legend sits outside the bars."""
     tasks = [t for t in table.tasks if any(table.cell(t.name, v) for v in table.variants)]
-    fig = Figure(figsize=(max(5, 1.6 * len(tasks) * max(1, len(table.variants)) / 2), 4))
+    fig = Figure(figsize=(max(5, 1.6 * len(tasks) * max(1, len(table.variants)) / 2) + 2, 4))
     fig.set_layout_engine("constrained")
     ax = fig.subplots()
     width = 0.8 / len(table.variants)
+    lows, highs, floors, most = [], [], [], 1
     for i, v in enumerate(table.variants):
-        means, errors = [], []
+        means, below, above = [], [], []
         for t in tasks:
             cell = table.cell(t.name, v)
             scores = list(cell.seed_scores.values()) if cell else []
-            means.append(100 * np.mean(scores) if scores else np.nan)
-            errors.append(100 * _t_halfwidth(scores))
+            most = max(most, len(scores))
+            lo, hi = (100 * b for b in score_bounds(t.metrics))
+            floors.append(lo)
+            mean = 100 * np.mean(scores) if scores else np.nan
+            half = 100 * _t_halfwidth(scores)
+            means.append(mean)
+            below.append(mean - max(lo, mean - half) if scores else 0.0)
+            above.append(min(hi, mean + half) - mean if scores else 0.0)
+            if scores:
+                lows.append(mean - below[-1])
+                highs.append(mean + above[-1])
         xs = np.arange(len(tasks)) + (i - (len(table.variants) - 1) / 2) * width
+        errors = [below, above] if most > 1 else None
         ax.bar(xs, means, width, yerr=errors, capsize=3, label=v)
     ax.set_xticks(np.arange(len(tasks)), [t.display for t in tasks])
-    ax.set(ylabel="dev task score x100", title="Task score per variant (95% t-interval, seeds)")
-    ax.legend(fontsize="small")
+    interval = "95% t-interval over seeds" if most > 1 else "one seed: no interval"
+    ax.set(ylabel="dev task score x100", title=f"Task score per variant ({interval})")
+    if lows:
+        _zoom(ax, min(lows), max(highs), floor=min(floors))
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
+
+
+def _zoom(ax, low: float, high: float, *, floor: float) -> None:
+    """Show the bars' range with a margin; where that cuts the axis above its natural floor,
+    mark the break (two slashes on the y axis) so that short bars are not read as near zero."""
+    margin = max(0.15 * (high - low), 0.5)
+    bottom = max(floor, low - margin) if math.isfinite(floor) else low - margin
+    ax.set_ylim(bottom, high + margin)
+    if bottom > floor:
+        marks = dict(transform=ax.transAxes, color="k", clip_on=False, lw=1)
+        for dy in (0.0, 0.02):
+            ax.plot((-0.015, 0.015), (0.01 + dy, 0.03 + dy), **marks)
 
 
 def _heatmap_figure(task: TaskRow, variant: str, grid: pd.DataFrame, epoch: str) -> Figure:

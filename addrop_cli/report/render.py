@@ -24,6 +24,7 @@ from rich.text import Text
 from addrop_cli.report.aggregate import Cell, GlueCell, TaskRow
 from addrop_cli.report.build import Report
 from addrop_cli.report.export import stats_frame
+from addrop_cli.report.stats import MIN_SEEDS, NOT_ENOUGH_SEEDS
 
 METRIC_NAMES = {
     "mcc": "MCC",
@@ -102,33 +103,35 @@ def main_grid(report: Report) -> Grid:
     return _grid("Dev results", rows, notes)
 
 
-def stats_grid(report: Report) -> Grid:
-    """One row per (task, variant) compared with the reference."""
+def stats_grid(report: Report) -> Grid | None:
+    """One row per (task, variant) compared with the reference; None when there is nothing to
+    compare (one variant, or no task with both)."""
     f = stats_frame(report)
-    display = {t.name: t.display for t in report.table.tasks}
     if f.empty:
-        text = pd.DataFrame(columns=list(_STATS_HEADER))
-    else:
-        welch = f["test"].eq("Welch").map({True: " (Welch)", False: ""})
-        text = pd.DataFrame(
-            {
-                "Task": f["task"].map(lambda t: display.get(t, t)),
-                "Variant": f["variant"],
-                "seeds": f["n_paired"].astype(str),
-                "paired Δ": f["mean_diff"].map(_signed),
-                "paired t p": f["paired_t_p"].map(_p),
-                "Wilcoxon p": f["wilcoxon_p"].map(_p),
-                "Welch p": f["welch_p"].map(_p),
-                "Holm p": f["p_holm"].map(_p) + f["marker"] + welch,
-                "bootstrap Δ main [95% CI]": f.apply(_bootstrap_text, axis=1),
-                "boot p": f["bootstrap_p"].map(_p),
-            }
-        )
+        return None
+    display = {t.name: t.display for t in report.table.tasks}
+    welch = f["test"].eq("Welch").map({True: " (Welch)", False: ""})
+    untested = f["test"].isna() & f[["paired_t_p", "wilcoxon_p", "welch_p"]].isna().all(axis=1)
+    holm = (f["p_holm"].map(_p) + f["marker"] + welch).where(~untested, NOT_ENOUGH_SEEDS)
+    text = pd.DataFrame(
+        {
+            "Task": f["task"].map(lambda t: display.get(t, t)),
+            "Variant": f["variant"],
+            "seeds": f["n_paired"].astype(int).astype(str),
+            "paired Δ": f["mean_diff"].map(_signed),
+            "paired t p": f["paired_t_p"].map(_p),
+            "Wilcoxon p": f["wilcoxon_p"].map(_p),
+            "Welch p": f["welch_p"].map(_p),
+            "Holm p": holm,
+            "bootstrap Δ main [95% CI]": f.apply(_bootstrap_text, axis=1),
+            "boot p": f["bootstrap_p"].map(_p),
+        }
+    )
     resamples = sorted({int(r) for r in f.get("bootstrap_resamples", pd.Series()).dropna()})
     notes = (
         f"Against {report.table.reference}. Seed tests on per-seed task scores (paired on shared "
         "seeds); Holm correction across tasks per variant, on the paired t-test (Welch's where no "
-        "seed is shared).",
+        f"seed is shared). No seed test with fewer than {MIN_SEEDS} seeds.",
         f"Bootstrap: paired over dev examples matched on guid, "
         f"{'/'.join(map(str, resamples)) or 'no'} resamples, per seed then averaged over seeds; "
         "main metric, x100.",
@@ -263,9 +266,8 @@ def _num(value: float | None, digits: int, suffix: str = "") -> str:
 
 def grids(report: Report) -> list[Grid]:
     """Every table of the report, in reading order."""
-    out = [main_grid(report), stats_grid(report), cost_grid(report)]
-    extra = not_counted_grid(report)
-    return out + ([extra] if extra else [])
+    maybe = [main_grid(report), stats_grid(report), cost_grid(report), not_counted_grid(report)]
+    return [grid for grid in maybe if grid is not None]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,6 +35,13 @@ MARKERS = ((0.01, "**"), (0.05, "*"))
 
 MARKER_LEGEND = "* p<0.05, ** p<0.01 (paired t-test over seeds, Holm-corrected across tasks)"
 
+MIN_SEEDS = 3
+"""Fewest seeds a test over seeds is run on. With two, a t-test has one degree of freedom (its
+95% interval is +-12.7 standard errors) and the Wilcoxon test cannot reach p < 0.5: the report
+says "not enough seeds for a test" rather than print a p-value that means nothing."""
+
+NOT_ENOUGH_SEEDS = f"not enough seeds for a test (needs {MIN_SEEDS})"
+
 _CHUNK = 4_000_000
 """Resampled examples held in memory at once (resamples x examples)."""
 
@@ -85,8 +92,11 @@ class Comparison:
     bootstrap: BootstrapCI | None
 
 
-def seed_tests(variant: Mapping[int, float], reference: Mapping[int, float]) -> SeedTests:
-    """Paired t, Wilcoxon signed-rank and Welch tests of seed -> score mappings."""
+def seed_tests(
+    variant: Mapping[int, float], reference: Mapping[int, float], *, min_seeds: int = MIN_SEEDS
+) -> SeedTests:
+    """Paired t, Wilcoxon signed-rank and Welch tests of seed -> score mappings; each only with
+    ``min_seeds`` seeds or more (paired: shared seeds; Welch: on each side), else None."""
     shared = sorted(variant.keys() & reference.keys())
     a = np.array([variant[s] for s in shared], dtype=float)
     b = np.array([reference[s] for s in shared], dtype=float)
@@ -94,11 +104,12 @@ def seed_tests(variant: Mapping[int, float], reference: Mapping[int, float]) -> 
     t_p = wilcoxon_p = welch_p = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # constant inputs: p is nan -> None
-        if len(shared) >= 2 and not _constant(diff):
+        paired = len(shared) >= max(2, min_seeds)
+        if paired and not _constant(diff):
             t_p = _p(stats.ttest_rel(a, b).pvalue)
-        if len(shared) >= 1 and np.any(diff != 0):
+        if paired and np.any(diff != 0):
             wilcoxon_p = _p(stats.wilcoxon(a, b).pvalue)
-        if len(variant) >= 2 and len(reference) >= 2:
+        if min(len(variant), len(reference)) >= max(2, min_seeds):
             welch_p = _p(
                 stats.ttest_ind(
                     list(variant.values()), list(reference.values()), equal_var=False
@@ -129,7 +140,12 @@ def marker(p: float | None) -> str:
 
 
 def compare(
-    table: Table, *, resamples: int = 1000, seed: int = 0, level: float = 0.95
+    table: Table,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    min_seeds: int = MIN_SEEDS,
 ) -> list[Comparison]:
     """Every non-reference cell against the reference cell of its task."""
     pending: list[tuple[Cell, Cell, TaskRow, SeedTests, str | None, float | None]] = []
@@ -141,7 +157,7 @@ def compare(
             cell = table.cell(row.name, v)
             if cell is None:
                 continue
-            tests = seed_tests(cell.seed_scores, base.seed_scores)
+            tests = seed_tests(cell.seed_scores, base.seed_scores, min_seeds=min_seeds)
             paired = tests.t_p is not None
             which, p = ("paired t", tests.t_p) if paired else ("Welch", tests.welch_p)
             pending.append((cell, base, row, tests, which if p is not None else None, p))
