@@ -8,7 +8,7 @@ TORCH   ?= torch==2.13.0
 # The real GLUE folder beside the checkout, when there is one (integration tests, quick start).
 export ADDROP_GLUE_DIR ?= $(abspath $(wildcard ../shared/glue_data))
 
-.PHONY: install test lint format smoke demo quickstart bench clean
+.PHONY: install test test-fast lint format smoke demo quickstart bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(PY) -m pytest -q
+
+# Everything but the slow groups (real-process kills, Slurm, the browser, trackers, long runs):
+# the check to run while working; CI and `make test` run everything.
+FAST := not slow and not faults and not slurm and not browser and not resume and not tracking
+test-fast: install
+	$(PY) -m pytest -q -m "$(FAST)"
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -6,7 +6,6 @@ Both take the same calls from the executor, so the training code never prints.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from rich.console import Console
@@ -36,14 +35,12 @@ class PlainProgress:
         self.console = console
         self.total = 0
         self.finished = 0
-        self.started_at = time.perf_counter()
 
     def _print(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def experiment_start(self, total: int, pending: int) -> None:
         self.total = pending
-        self.started_at = time.perf_counter()
 
     def run_start(self, run: RunSpec, index: int) -> None:
         self._print(f"[{index + 1}/{self.total}] {run.label} ({run.run_id}) started")

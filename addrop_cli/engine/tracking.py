@@ -138,7 +138,7 @@ class MLflowTracker:
 
     def __init__(self, run: RunInfo) -> None:
         try:
-            from mlflow.entities import Metric, Param, RunTag
+            from mlflow.entities import Metric, Param
             from mlflow.tracking import MlflowClient
         except ImportError as err:
             raise _missing(self.name, err) from err
@@ -161,7 +161,7 @@ class MLflowTracker:
         params = [Param(k[:250], str(v)[:6000]) for k, v in flatten(run.config).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params a call
             self.client.log_batch(self.run_id, params=params[start : start + 100])
-        self._metric, self._tag = Metric, RunTag
+        self._metric = Metric
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
