@@ -18,11 +18,12 @@ from filelock import FileLock
 from addrop_cli.errors import SpecError
 from addrop_cli.execution.placement import worker_placement
 from addrop_cli.execution.selection import report_runs, select_winners
+from addrop_cli.execution.status import collect
 from addrop_cli.execution.sweep_plan import plan_sweep, sweep_points
 from addrop_cli.report import build_report, load_runs
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.schema import ExperimentSpec
-from addrop_cli.store.folders import RunFolder
+from addrop_cli.store.folders import ExperimentStore, RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "experiments" / "smoke.yaml"
@@ -338,6 +339,9 @@ def test_status_tells_running_from_interrupted_and_not_started(
         )
         if state == "done":
             (folder / "DONE").write_text("")
+        if state == "interrupted":  # a training state to go on from (its manifest is enough)
+            (folder / "state").mkdir()
+            (folder / "state" / "manifest.json").write_text(json.dumps({"step": 7, "epoch": 0}))
     held = FileLock(experiment / "runs" / f".{runs[1].run_id}.lock")
     with held:
         result = run_cli(capsys, "status", SMOKE, *args, "--results", tmp_path)
@@ -347,6 +351,9 @@ def test_status_tells_running_from_interrupted_and_not_started(
     )
     from_folder = run_cli(capsys, "status", experiment)
     assert "3 runs: 0 queued, 0 running, 1 done, 0 failed, 2 interrupted" in from_folder.out
+    details = {s.run_id: s.detail for s in collect(ExperimentStore(experiment))}
+    assert details[runs[2].run_id] == "not running; resumes from step 7 of its training state"
+    assert details[runs[1].run_id] == "not running; no training state: starts again from step 0"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from rich.table import Table
 from addrop_cli.errors import StoreError
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.folders import ExperimentStore
+from addrop_cli.store.state import TrainingStateFiles
 
 STATES = ("queued", "running", "done", "failed", "interrupted", "not started")
 
@@ -95,10 +96,18 @@ def collect(store: ExperimentStore, runs: Sequence[RunSpec] | None = None) -> li
         elif job_state in QUEUED_STATES or (job_state and status == "absent"):
             states.append(RunState(run_id, label, "queued", f"Slurm job {job['job_id']}"))
         elif status == "unfinished":
-            states.append(RunState(run_id, label, "interrupted", "no DONE marker, not running"))
+            states.append(RunState(run_id, label, "interrupted", _resume_point(folder.path)))
         else:
             states.append(RunState(run_id, label, "not started"))
     return states
+
+
+def _resume_point(run_dir: Path) -> str:
+    """Where an interrupted run goes on: the step of its training state, or from the start."""
+    manifest = TrainingStateFiles(run_dir).manifest()
+    if manifest is None:
+        return "not running; no training state: starts again from step 0"
+    return f"not running; resumes from step {manifest.get('step')} of its training state"
 
 
 def _label(label: str, sweep: dict | None) -> str:
