@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_cli
 
+from addrop_cli.data.tasks import get_task
 from addrop_cli.engine.loop import run_one
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.matrix import expand
@@ -167,6 +168,39 @@ def test_predict_writes_leaderboard_files_from_the_best_checkpoint(
     provenance = json.loads((out / "provenance.json").read_text())
     run_id = provenance["SST-2.tsv"]["run_id"]
     assert (tmp_path / "smoke" / "runs" / run_id / "DONE").exists()
+
+    # Any text, from the same checkpoint: dev sentences get the labels stored for them.
+    results, run_dir = tmp_path / "smoke", tmp_path / "smoke" / "runs" / run_id
+    stored = json.loads((run_dir / "predictions.json").read_text())["dev"]
+    dev_rows = (SMOKE.parent / "sample/glue/SST-2/dev.tsv").read_text().splitlines()[1:]
+    sentences = {f"dev-{i}": row.split("\t")[0] for i, row in enumerate(dev_rows)}
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("\n".join(sentences[g] for g in stored["guids"]) + "\n")
+    labelled = run_cli(
+        capsys, "predict", results, "--run", run_id, "--file", inputs, "--out", tmp_path / "p.tsv"
+    )
+    assert labelled.code == 0, labelled.err
+    got = [line.split("\t") for line in (tmp_path / "p.tsv").read_text().splitlines()[1:]]
+    names = get_task("sst2").label_names
+    assert [text for _, text in got] == [sentences[g] for g in stored["guids"]]
+    assert [label for label, _ in got] == [names[int(p)] for p in stored["predictions"]]
+    one = run_cli(capsys, "predict", results, "--run", run_id, "--text", sentences["dev-0"])
+    first = stored["predictions"][stored["guids"].index("dev-0")]
+    assert one.code == 0 and f"{names[int(first)]}\t{sentences['dev-0']}" in one.out
+    pair = run_cli(capsys, "predict", results, "--run", run_id, "--text", "one\ttwo")
+    assert pair.code == 2 and "--text 1: SST-2 takes 1 text(s) per input" in pair.err
+    no_run = run_cli(capsys, "predict", results, "--text", "good")
+    assert no_run.code == 2 and "need --run ID" in no_run.err
+    missing = run_cli(capsys, "predict", results, "--run", run_id, "--file", tmp_path / "no.txt")
+    assert missing.code == 2 and "no.txt: cannot read it" in missing.err
+    (tmp_path / "empty.txt").write_text("\n")
+    empty = run_cli(capsys, "predict", results, "--run", run_id, "--file", tmp_path / "empty.txt")
+    assert empty.code == 2 and "nothing to predict" in empty.err
+    weights = run_dir / "checkpoint" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # half-written
+    damaged = run_cli(capsys, "predict", results, "--run", run_id, "--text", "good")
+    assert damaged.code == 2 and "the checkpoint cannot be loaded" in damaged.err
+    assert len(damaged.err.strip().splitlines()) == 1
 
 
 def test_predict_without_checkpoints_says_how_to_get_them(

@@ -102,21 +102,59 @@ def report(
 
 @app.command()
 def predict(
-    args: Annotated[list[str], typer.Argument(help="SPEC.yaml, then key=value overrides.")],
-    out: Annotated[Path | None, typer.Option(help="Folder for the leaderboard files.")] = None,
+    args: Annotated[
+        list[str],
+        typer.Argument(help="SPEC.yaml then key=value overrides; or, with --text/--file, RESULTS."),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Leaderboard files: a folder [default: <results>/<experiment>/leaderboard]. "
+            "With --text/--file: a TSV file [default: print the predictions]."
+        ),
+    ] = None,
     variant: Annotated[
         str | None, typer.Option(help="Method variant whose runs predict (default: best).")
     ] = None,
     results: ResultsOpt = None,
+    run: Annotated[
+        str | None, typer.Option("--run", help="With --text/--file: the run id that predicts.")
+    ] = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option("--text", help="A text to label (repeatable; a pair: tab between them)."),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="A file of texts to label, one per line.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
-    """Write GLUE leaderboard files (SST-2.tsv, MNLI-m.tsv, AX.tsv, ...) from stored checkpoints.
+    """Write GLUE leaderboard files (SST-2.tsv, MNLI-m.tsv, AX.tsv, ...) from stored checkpoints,
+    or label any text with one stored run's best checkpoint.
 
     [bold]Examples[/bold]
 
       addrop predict experiments/glue.yaml train.save_checkpoint=true --out submission/
 
       addrop predict experiments/smoke.yaml train.save_checkpoint=true --results /tmp/results
+
+      addrop predict results/smoke --run 3f2a9c1e7d04 --text "a gripping, funny film"
+
+      addrop predict results/smoke --run 3f2a9c1e7d04 --file reviews.txt --out labels.tsv
     """
+    if text or file is not None:
+        from addrop_cli.execution.predict_text import predict_text_command
+
+        folder, overrides = one_spec(args)
+        if overrides or not folder.is_dir():
+            raise SpecError(
+                f"{' '.join(args)}: --text/--file take a results folder and no overrides; "
+                "e.g. addrop predict results/smoke --run ID --text 'a sentence'"
+            )
+        code = predict_text_command(
+            folder, run, text or [], file, out=out, device=device, console=console
+        )
+        raise typer.Exit(code)
     from addrop_cli.execution.predict import predict_command
     from addrop_cli.spec.load import load_spec
 
