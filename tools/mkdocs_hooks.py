@@ -13,7 +13,9 @@ import posixpath
 import re
 from pathlib import Path
 
+from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
 
 LINK = re.compile(r"(\]\()(\.\./[^)#\s]+)")
 """A Markdown link or image whose target leaves docs/ (the part before any #anchor)."""
@@ -30,7 +32,7 @@ def _outside_targets(markdown: str, page_dir: str) -> list[str]:
     return found
 
 
-def _linked_from(repo_file: Path, root: Path) -> list[Path]:
+def _linked_from(repo_file: Path) -> list[Path]:
     """The files a repository Markdown file links to in its own folder (a report's plots)."""
     if repo_file.suffix != ".md":
         return []
@@ -38,7 +40,7 @@ def _linked_from(repo_file: Path, root: Path) -> list[Path]:
     return [(repo_file.parent / t).resolve() for t in targets if (repo_file.parent / t).is_file()]
 
 
-def on_files(files: Files, config) -> Files:  # noqa: ANN001  (MkDocs' hook signature)
+def on_files(files: Files, config: MkDocsConfig) -> Files:
     root = Path(config["config_file_path"]).parent.resolve()
     docs = Path(config["docs_dir"])
     wanted: list[Path] = []
@@ -51,13 +53,13 @@ def on_files(files: Files, config) -> Files:  # noqa: ANN001  (MkDocs' hook sign
         if path in seen or not path.is_file() or root not in path.parents:
             continue
         seen.add(path)
-        wanted += _linked_from(path, root)
+        wanted += _linked_from(path)
         src_uri = f"{PREFIX}/{path.relative_to(root).as_posix()}"
         files.append(File.generated(config, src_uri, abs_src_path=str(path)))
     return files
 
 
-def on_page_markdown(markdown: str, page, config, files: Files) -> str:  # noqa: ANN001
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
     page_dir = posixpath.dirname(page.file.src_uri)
 
     def point_into_site(match: re.Match[str]) -> str:
