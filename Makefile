@@ -8,7 +8,7 @@ TORCH   ?= torch==2.13.0
 # The real GLUE folder beside the checkout, when there is one (integration tests, quick start).
 export ADDROP_GLUE_DIR ?= $(abspath $(wildcard ../shared/glue_data))
 
-.PHONY: install test test-fast lint format smoke demo quickstart bench clean
+.PHONY: install test test-fast lint docs format smoke demo quickstart bench clean
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,slurm,model,tracking]"
+	$(PY) -m pip install -q -e ".[dev,slurm,model,tracking,docs]"
 	touch $(STAMP)
 
 test: install
@@ -33,6 +33,11 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the layers and no cycles ([tool.importlinter] in pyproject.toml)
 	$(VENV)/bin/vulture  # dead code ([tool.vulture] in pyproject.toml)
+
+# The documentation site (mkdocs.yml) into site/; --strict: a broken link, a page missing from the
+# nav or an unreadable docstring fails the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 format: install
 	$(VENV)/bin/ruff format .
@@ -55,5 +60,5 @@ bench: install
 	$(PY) bench/bench_families.py
 
 clean:
-	rm -rf results/smoke .pytest_cache .ruff_cache build *.egg-info
+	rm -rf results/smoke .pytest_cache .ruff_cache build site *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

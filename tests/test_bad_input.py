@@ -1,9 +1,9 @@
 """Every user mistake we know, with the message and exit code it gets: one test per row.
 
-This list is the source of the README table "Mistakes and what addrop says". To print the
-table from real runs (messages copied from the actual output)::
+This list is the source of the table in docs/mistakes.md (tests/test_docs.py checks that they
+agree). To rewrite that table from real runs (messages copied from the actual output)::
 
-    .venv/bin/python tests/test_bad_input.py > /tmp/table.md
+    .venv/bin/python tests/test_docs.py --mistakes
 
 Exit codes: 2 for input the user must fix (nothing ran), 1 when runs failed (the rest of the
 experiment finished; the reason is in the run's FAILED file and the summary), 0 when the report
@@ -564,7 +564,7 @@ def test_mistake_gets_its_message_and_exit_code(
 
 
 def markdown_table() -> str:
-    """The README table, from real runs of every row (paths shortened)."""
+    """The docs/mistakes.md table, from real runs of every row (paths shortened)."""
     import tempfile
 
     rows = [
@@ -588,7 +588,8 @@ def markdown_table() -> str:
                 said = message(mistake, out, err) or "(no message!)"
             command = "addrop " + " ".join(mistake.args)
             rows.append(
-                f"| {mistake.what} | `{_short(command, tmp)}` | {code} | `{_short(said, tmp)}` |"
+                f"| {_short(mistake.what, tmp)} | `{_short(command, tmp)}` | {code} "
+                f"| `{_short(said, tmp)}` |"
             )
     return "\n".join(rows)
 

@@ -145,7 +145,7 @@ def test_two_processes_never_attempt_a_failed_run_twice(tmp_path: Path, retry: s
     assert all(o in allowed for o in order.values()), order  # never first after second
     failed = [_count(p.output(), "failed") for p in (first, second)]
     assert sum(failed) == sum(map(len, order.values())), failed  # each attempt reported once
-    for process in (first, second):  # the README's row: runs: 0 done, <k> skipped, <m> failed
+    for process in (first, second):  # docs/mistakes.md's row: runs: 0 done, <k> skipped, <m> failed
         assert re.search(r"^runs: 0 done, \d+ skipped, \d+ failed", process.output(), re.M)
     # the race happened: the second process failed runs that the first had planned
     assert any(o[0] == "second" for o in order.values()), (order, "make the first one slower")

@@ -28,3 +28,5 @@ pytest_collection_modifyitems  # pytest hook (tests/conftest.py)
 pytestmark  # pytest reads it from the module
 quick_polls  # an autouse pytest fixture
 __getattr__  # methods/__init__.py: lazy imports, called by Python on attribute access
+on_files  # MkDocs hook (tools/mkdocs_hooks.py, mkdocs.yml hooks:)
+on_page_markdown  # MkDocs hook (tools/mkdocs_hooks.py)

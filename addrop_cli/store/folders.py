@@ -1,6 +1,6 @@
 """The results store: one folder per run, atomic files, a DONE marker written last.
 
-Layout (format version 1; the README documents it, reports read it)::
+Layout (format version 1; docs/store.md documents it, reports read it)::
 
     results/<experiment>/
       experiment.json          {"format": 1, "name": ..., "spec_hashes": [...]}
