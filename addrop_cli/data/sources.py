@@ -1,81 +1,42 @@
 """Which source serves a task (own files, GLUE folder, Hub), and the public loading API.
 
-
-
 Sources, in order of precedence:
 
-
-
 1. A task named in ``data.custom_tasks`` is always read from the user's CSV / TSV / JSON-lines
-
    files. Relative paths resolve against ``base_dir`` (the spec file's folder), else the current
-
    folder. ``.csv`` files use standard CSV quoting; ``.tsv`` / ``.tab`` files are read like the GLUE
-
    files, tab-separated with quoting disabled; ``.jsonl`` / ``.json`` / ``.ndjson`` hold one JSON
-
    object per line. Label values must equal one of the task's ``labels`` (compared as text).
-
 2. A GLUE task with ``data.source: glue_dir``, or ``auto`` with a GLUE folder given as
-
    ``data.glue_dir`` or, failing that, the environment variable ``ADDROP_GLUE_DIR``: the official
-
    GLUE layout (``SST-2/train.tsv``, ``MNLI/dev_matched.tsv``,
-
    ``diagnostic/diagnostic.tsv``, ...). Files are read as UTF-8 with any byte-order mark dropped
-
    (MRPC), tab-separated, with quoting disabled (``csv.QUOTE_NONE``): GLUE sentences contain
-
    unbalanced quotes that would otherwise merge rows.
-
 3. Otherwise (``auto`` without a folder, or ``source: hub``) the Hugging Face Hub dataset
-
    ``nyu-mll/glue`` through ``datasets.load_dataset``.
 
-
-
 There is no silent fallback: a GLUE folder that lacks the task is an error, not a download.
-
 Whatever the source, an example's ``guid`` is ``"<split>-<position>"`` (0-based position of the
-
 row in the split), text is kept as it is in the file, and labels are ids into ``task.label_names``
-
 (floats for STS-B), so the same task gives the same examples from every source.
 
-
-
 Low-resource protocol (:func:`prepare_task_data`): first ``data.heldout`` examples (a count, or a
-
 fraction of train) are carved out of train as the selection split, stratified by label and seeded
-
 with the run seed; then ``data.train_size`` (a count or a fraction of what is left) is drawn
-
 from the rest, stratified and seeded the same way, from its own random stream, so the held-out set
-
 does not depend on ``train_size`` and every method with the same seed sees the same subset. The
-
 GLUE dev split(s) stay untouched for reporting (``data.dev_size`` keeps only the first N of each).
 
-
-
 Tokenised splits are cached on disk (``data.cache_dir``, else ``ADDROP_CACHE_DIR``, else
-
 ``~/.cache/addrop``) under a key made of the tokenizer's fingerprint (a hash of its vocabulary and
-
 pipeline), the task, split, max length, source and a hash of the examples' content. Writes go to a
-
 temporary file that is then renamed over the target (``os.replace``), so concurrent runs never see a
-
 partial file.
 
-
-
 Every problem with the data is a :class:`DataError` with one line ``path:line: what; fix``, raised
-
 before any training starts.
-
 '''
-
 
 """
 
