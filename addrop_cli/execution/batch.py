@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
-Status = Literal["done", "failed", "busy", "skipped", "lost"]
+Status = Literal["done", "failed", "pruned", "busy", "skipped", "lost"]
 
 
 @dataclass
@@ -36,6 +36,8 @@ class Summary:
     left: list[RunSpec] = field(default_factory=list)
     lost: list[tuple[RunSpec, str]] = field(default_factory=list)
     """Runs whose worker or job vanished without a DONE or FAILED marker (rerun to retry)."""
+    pruned: list[RunSpec] = field(default_factory=list)
+    """Runs a search's pruner stopped (not results, never retried; not a failure)."""
     interrupted: bool = False
 
     def record(self, run: RunSpec, status: Status, reason: str = "") -> None:
@@ -46,6 +48,8 @@ class Summary:
             self.failed.append((run, reason))
         elif status == "busy":
             self.busy.append(run)
+        elif status == "pruned":
+            self.pruned.append(run)
         elif status == "lost":
             self.lost.append((run, reason))
         else:
@@ -131,7 +135,8 @@ def attempt(
             progress.run_end(run, "busy", "(another addrop process is running it)")
             return Outcome("busy")
         folder = batch.store.run(run.run_id)
-        if folder.status == "done" or _failed_before(folder, batch):  # another process meanwhile
+        # finished by another process meanwhile (a pruned run is final too)
+        if folder.status in ("done", "pruned") or _failed_before(folder, batch):
             return Outcome("skipped")
         progress.run_start(run, index)
         return _execute(run, folder, batch, progress, index, sharing)
@@ -167,7 +172,9 @@ def _execute(
     from addrop_cli.engine.failures import describe_failure, release_accelerator_memory
     from addrop_cli.engine.loggers import EpochFileLogger, Loggers
     from addrop_cli.engine.loop import run_one
+    from addrop_cli.engine.pruning import RunPruned
     from addrop_cli.engine.resume import epochs_of
+    from addrop_cli.execution.study import judges
     from addrop_cli.execution.watch import RunWatch
 
     config = run_config(run, batch.spec_hash)
@@ -183,7 +190,9 @@ def _execute(
     try:
         outcome = run_one(
             run,
-            loggers=Loggers(required=[EpochFileLogger(folder), *shown], optional=trackers),
+            loggers=Loggers(
+                required=[EpochFileLogger(folder), *shown, *judges(run)], optional=trackers
+            ),
             keep_best_state=run.train.save_checkpoint,
             state=folder.state,
             resume=loaded.payload if loaded is not None else None,
@@ -193,6 +202,11 @@ def _execute(
         # a store that cannot be written (full disk) stops the experiment with its one-line error
         watch.end("interrupted", "", console=False)
         raise
+    except RunPruned as pruned:
+        folder.prune(pruned.epochs_run, pruned.reason)
+        folder.state.discard()  # never resumed: a pruned run is final
+        watch.end("PRUNED", pruned.reason)
+        return Outcome("pruned", pruned.reason)
     except Exception as err:  # noqa: BLE001 - containment is the point
         reason = describe_failure(err, sharing=sharing)
         folder.write_json("traceback.json", {"traceback": traceback.format_exc()})

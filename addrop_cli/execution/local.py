@@ -186,7 +186,7 @@ def _record_lost(run: RunSpec, batch: Batch, reason: str) -> Status:
     """Mark a run whose worker died as FAILED (retried by the next invocation), if we can."""
     with batch.store.lock(run.run_id) as locked:
         folder = batch.store.run(run.run_id)
-        if not locked or folder.status in ("done", "failed"):
+        if not locked or folder.status in ("done", "failed", "pruned"):
             return "lost"
         if folder.status == "unfinished":
             folder.fail(reason, {"task": run.task, "variant": run.variant, "seed": run.seed})

@@ -189,7 +189,7 @@ def execute_runs(
     pending = []
     for run in runs:
         status = batch.store.run(run.run_id).status
-        if status == "done" or (status == "failed" and not retry_failed):
+        if status in ("done", "pruned") or (status == "failed" and not retry_failed):
             summary.skipped.append(run)
         else:
             pending.append(run)
@@ -218,14 +218,14 @@ def execute_runs(
 def _count_from_store(pending: Sequence[RunSpec], batch: Batch, summary: Summary) -> None:
     """After an interruption, file the runs whose outcome never reached this process (a worker
     that finished a run as the signal came) by what the store holds; the rest are left."""
-    recorded = {r.run_id for r in summary.done + summary.busy + summary.skipped}
+    recorded = {r.run_id for r in summary.done + summary.busy + summary.skipped + summary.pruned}
     recorded |= {r.run_id for r, _ in summary.failed + summary.lost}
     for run in pending:
         if run.run_id in recorded:
             continue
         folder = batch.store.run(run.run_id)
-        if folder.status == "done":
-            summary.record(run, "done")
+        if folder.status in ("done", "pruned"):
+            summary.record(run, folder.status)
         elif folder.status == "failed" and folder.failed_at() >= batch.started:
             summary.record(run, "failed", folder.failure_reason())
         else:
@@ -263,6 +263,8 @@ def print_summary(console: Console, summary: Summary, store: ExperimentStore) ->
         f"{len(summary.skipped)} skipped",
         f"{len(summary.failed)} failed",
     ]
+    if summary.pruned:
+        parts.append(f"{len(summary.pruned)} pruned")
     if summary.busy:
         parts.append(f"{len(summary.busy)} running elsewhere")
     if summary.lost:

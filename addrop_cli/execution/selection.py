@@ -106,6 +106,9 @@ def _score(task: str, variant: str, runs: list[RunRecord], expected: int, epoch:
             values[r.seed] = float(split[metric])
         elif r.seed not in values:
             missing[r.seed] = r.status if r.status != "failed" else f"failed: {r.reason}"
+    if "pruned" in missing.values():  # a pruned trial is never a result, whatever its other seeds
+        missing.update(dict.fromkeys(values, "trial pruned"))
+        values = {}
     ordered = sorted(values)
     return PointScore(
         task=task,

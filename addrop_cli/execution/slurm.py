@@ -277,9 +277,9 @@ class SlurmBackend:
     ) -> None:
         folder = batch.store.run(w.run.run_id)
         status = folder.status
-        if status == "done":
-            progress.run_end(w.run, "done", f"(job {w.job_id})")
-            summary.record(w.run, "done")
+        if status in ("done", "pruned"):
+            progress.run_end(w.run, status if status == "done" else "PRUNED", f"(job {w.job_id})")
+            summary.record(w.run, status)
             w.reported = True
         elif status == "failed":
             reason = folder.failure_reason()

@@ -24,7 +24,9 @@ from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.state import TrainingStateFiles
 
-STATES = ("queued", "running", "done", "failed", "interrupted", "not started")
+STATES = ("queued", "running", "done", "failed", "pruned", "interrupted", "not started")
+_SHOWN_WHEN_ANY = ("pruned", "not started")
+"""States the count line names only when some run is in them."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ def collect(store: ExperimentStore, runs: Sequence[RunSpec] | None = None) -> li
             states.append(RunState(run_id, label, "done"))
         elif status == "failed":
             states.append(RunState(run_id, label, "failed", folder.failure_reason()))
+        elif status == "pruned":
+            states.append(RunState(run_id, label, "pruned", folder.pruned_note()))
         elif lock_held(store, run_id, locks) or job_state == "RUNNING":
             where = f"Slurm job {job['job_id']}" if job_state else "on this machine"
             states.append(RunState(run_id, label, "running", where))
@@ -130,7 +134,7 @@ def print_status(
     console: Console, store: ExperimentStore, states: Sequence[RunState], *, show_all: bool
 ) -> None:
     counts = Counter(s.state for s in states)
-    shown = [state for state in STATES if counts[state] or state != "not started"]
+    shown = [state for state in STATES if counts[state] or state not in _SHOWN_WHEN_ANY]
     console.print(
         f"{store.root}: {len(states)} runs: "
         + ", ".join(f"{counts[state]} {state}" for state in shown),
@@ -198,7 +202,8 @@ def spec_runs(
     plan = plan_sweep(spec, path.parent.resolve(), str(path))
     runs = plan.stage1()
     if spec.sweep.protocol == "two_stage" and (store.root / "runs").is_dir():
-        done = [r for r in plan.select_runs if store.run(r.run_id).status in ("done", "failed")]
+        final = ("done", "failed", "pruned")
+        done = [r for r in plan.select_runs if store.run(r.run_id).status in final]
         if len(done) == len(plan.select_runs):
             records = stage_records(store.root, plan.select_runs)
             selections = select_winners(records, points=plan.points)

@@ -1,4 +1,5 @@
-"""Hyperparameter sweeps: grid and random search over spec paths, and an honest selection.
+"""Hyperparameter sweeps: grid, random, TPE or CMA-ES search over spec paths, and an honest
+selection (tpe/cmaes: Optuna's samplers and pruners, ``execution/search.py``).
 
 A sweep point is a mapping ``spec path -> value`` (``{"methods.addrop.p": 0.3, ...}``),
 applied to the spec like a ``key=value`` override and validated again. A point only concerns
@@ -26,10 +27,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from addrop_cli.execution.search import run_search
 from addrop_cli.execution.selection import report_runs, select_winners, stage_records
 from addrop_cli.execution.sweep_plan import SweepPlan, plan_sweep
 from addrop_cli.execution.sweep_summary import print_selection, protocol_text, write_summary
 from addrop_cli.spec.schema import ExperimentSpec
+from addrop_cli.spec.sweeps import OPTUNA_SEARCHES
 
 # ---------------------------------------------------------------------------------------------
 # `addrop sweep`
@@ -38,7 +41,14 @@ from addrop_cli.spec.schema import ExperimentSpec
 
 def _headline(spec: ExperimentSpec, plan: SweepPlan) -> str:
     """One line: the points, the variants swept and what each stage runs."""
-    stage2 = "the winner per task on report seeds" if spec.sweep.protocol == "two_stage" else "none"
+    sweep = plan.sweep
+    stage2 = "the winner per task on report seeds" if sweep.protocol == "two_stage" else "none"
+    if sweep.search in OPTUNA_SEARCHES:
+        return (
+            f"sweep {spec.name}: {sweep.search} search, {sweep.trials} trials per task and "
+            f"variant (pruner: {sweep.pruner}), study in sweep/; variants swept: "
+            f"{', '.join(plan.swept_variants) or 'none'}; stage 2: {stage2}"
+        )
     return (
         f"sweep {spec.name}: {len(plan.points)} points x {len(spec.tasks)} tasks, "
         f"variants swept: {', '.join(plan.swept_variants) or 'none'}; "
@@ -83,21 +93,27 @@ def run_sweep(
     batch = open_batch(spec, spec_path, store, console)
     backend = make_backend(spec, batch.base_dir, plain=plain, console=console)
     console.print(head, highlight=False)
-    first = execute_runs(
-        plan.stage1(),
-        batch,
-        backend,
-        name=f"{spec.name} stage 1 (selection)",
-        console=console,
-        retry_failed=retry_failed,
-    )
+    if spec.sweep.search in OPTUNA_SEARCHES:
+        searched = run_search(plan, batch, backend, console=console, retry_failed=retry_failed)
+        plan, first = searched.plan, searched
+    else:
+        first = execute_runs(
+            plan.stage1(),
+            batch,
+            backend,
+            name=f"{spec.name} stage 1 (selection)",
+            console=console,
+            retry_failed=retry_failed,
+        )
     if first.interrupted:
         return first.exit_code
     selections = select_winners(stage_records(store.root, plan.select_runs), points=plan.points)
     codes = [first.exit_code]
     if spec.sweep.protocol == "two_stage":
         unresolved = [
-            r for r in plan.select_runs if store.run(r.run_id).status not in ("done", "failed")
+            r
+            for r in plan.select_runs
+            if store.run(r.run_id).status not in ("done", "failed", "pruned")
         ]
         if unresolved:
             console.print(

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from addrop_cli.errors import SpecError
 from addrop_cli.spec.matrix import RunSpec, expand
 from addrop_cli.spec.schema import ExperimentSpec, RandomDist, SweepSpec
-from addrop_cli.spec.sweeps import apply_point
+from addrop_cli.spec.sweeps import OPTUNA_SEARCHES, apply_point
 from addrop_cli.store.reader import SELECT_STAGE
 
 REPORT_STAGE = "report"
@@ -110,8 +110,10 @@ def plan_sweep(spec: ExperimentSpec, base_dir: Path, source: str = "spec") -> Sw
             "experiments/pq-sweep.yaml) or give sweep.grid.PATH=[...] on the command line"
         )
     sweep = spec.sweep
-    points = sweep_points(sweep)
-    swept = [v for v in spec.methods if any(variant_point(p, v) for p in points)]
+    # tpe/cmaes: the study proposes the points as it goes (execution/search.py)
+    points = [] if sweep.search in OPTUNA_SEARCHES else sweep_points(sweep)
+    paths = dict.fromkeys([*sweep.grid, *sweep.random])
+    swept = [v for v in spec.methods if variant_point(paths, v)]
     select_seeds = list(sweep.select_seeds or spec.seeds)
     specs: dict[str, ExperimentSpec] = {}
     select_runs: dict[str, RunSpec] = {}

@@ -37,6 +37,9 @@ class RunSpec(Frozen):
     train: TrainSpec
     data: DataSpec
     sweep: dict[str, Any] | None = None
+    trial: dict[str, Any] | None = None
+    """A tpe/cmaes search's trial this run reports its evaluations to (``execution/study.py``);
+    not part of the run's identity: the point (in ``sweep``) is."""
     base_dir: Path = Path(".")
     """The spec file's folder: relative paths in the spec resolve against it."""
 

@@ -292,7 +292,14 @@ class SweepSpec(Frozen):
     """Spec path -> distribution; ``samples`` draws, crossed with the grid."""
     samples: Annotated[int, Field(ge=1)] = 10
     seed: int = 0
-    """Seed of the random search's draws (the runs' own seeds are select/report_seeds)."""
+    """Seed of the random search's draws and of the tpe/cmaes samplers."""
+    search: Literal["grid", "random", "tpe", "cmaes"] = "grid"
+    """grid/random: every grid point x ``samples`` draws, planned up front. tpe/cmaes: Optuna's
+    sampler proposes ``trials`` points over the same paths, one study per task and variant."""
+    trials: Annotated[int, Field(ge=1)] = 20
+    """How many points a tpe/cmaes search tries (per task and swept variant)."""
+    pruner: Literal["none", "median", "hyperband"] = "none"
+    """Stop a tpe/cmaes trial at an epoch whose selection score cannot win (Optuna's pruners)."""
     protocol: Literal["two_stage", "paper"] = "two_stage"
     """two_stage: pick on select_seeds, report the winner on report_seeds. paper: best of the
     grid on the same dev set (the AD-DROP paper's protocol; optimistic, labelled as such)."""

@@ -18,6 +18,9 @@ from addrop_cli.spec.schema import ExperimentSpec, GridRange, SweepSpec
 MAX_POINTS = 100_000
 """Most points a sweep may have (each is at least one run; more would not finish planning)."""
 
+OPTUNA_SEARCHES = ("tpe", "cmaes")
+"""Searches whose points Optuna's sampler proposes one trial at a time."""
+
 SWEEPABLE_ROOTS = ("model", "data", "train", "methods")
 """Top-level spec keys a sweep may vary (seeds come from select_seeds / report_seeds)."""
 
@@ -30,10 +33,17 @@ def _sweep_problems(spec: ExperimentSpec, sweep: SweepSpec, source: str) -> list
             f"{source}: sweep: nothing to search; give grid: {{path: [values]}} and/or "
             "random: {path: {distribution: ...}}"
         )
+    if sweep.pruner != "none" and sweep.search not in OPTUNA_SEARCHES:
+        problems.append(
+            f"{source}: sweep.pruner: a {sweep.search} search plans every point up front and "
+            f"cannot prune; use search: tpe (or cmaes) with pruner: {sweep.pruner}, or pruner: none"
+        )
     sizes = [
         int(round((v.stop - v.start) / v.step)) + 1 if isinstance(v, GridRange) else len(v)
         for v in sweep.grid.values()
     ] + ([sweep.samples] if sweep.random else [])
+    if sweep.search in OPTUNA_SEARCHES:
+        sizes = [sweep.trials]
     if math.prod(sizes) > MAX_POINTS:
         return [
             f"{source}: sweep: {' x '.join(map(str, sizes))} = {math.prod(sizes):,} points, more "

@@ -14,7 +14,8 @@ Layout (format version 1; docs/store.md documents it, reports read it)::
         checkpoint/            optional best model (save_pretrained folder, tokenizer, card)
         checkpoint-last/       optional model at the end of training (the same)
         state/                 the latest training state of an unfinished run (store/state.py)
-        DONE | FAILED          written last: without one of them the run is unfinished
+        DONE | FAILED | PRUNED written last: without one of them the run is unfinished
+                               (PRUNED: a search's pruner stopped it; "<epochs> <reason>")
       runs/.<run_id>.lock      the run's lock file (an OS lock; the file itself means nothing)
       attempts/<run_id>.log    one line per start of the run, appended, never wiped:
                                "<UTC time> pid=<pid> host=<hostname> step=<n> epoch=<e>"
@@ -66,7 +67,7 @@ from addrop_cli.store.state import TrainingStateFiles
 _STATE_NAMES = ("state", ".state.previous")
 """What a resumed attempt keeps of the folder (besides what it rewrites)."""
 
-RunStatus = Literal["done", "failed", "unfinished", "absent"]
+RunStatus = Literal["done", "failed", "pruned", "unfinished", "absent"]
 
 EXPERIMENT_LOCK_TIMEOUT_S = 60.0
 """How long ``open_for_writing`` waits for another process updating experiment.json."""
@@ -84,6 +85,8 @@ class RunFolder:
             return "done"
         if (self.path / "FAILED").exists():
             return "failed"
+        if (self.path / "PRUNED").exists():
+            return "pruned"
         return "unfinished" if self.path.exists() else "absent"
 
     def failure_reason(self) -> str:
@@ -173,6 +176,18 @@ class RunFolder:
         """Record a failed run with its reason; it is retried by the next `addrop run`."""
         atomic_write_json(self.path / "metrics.json", metrics.model_dump(mode="json"))
         atomic_write_text(self.path / "FAILED", metrics.error.strip() + "\n")
+
+    def prune(self, epochs_run: int, reason: str) -> None:
+        """Record a run a search's pruner stopped after ``epochs_run`` epochs: not a result, and
+        never run again (its epochs.jsonl holds the scores it was judged on)."""
+        atomic_write_text(self.path / "PRUNED", f"{epochs_run} {reason.strip()}\n")
+
+    def pruned_note(self) -> str:
+        """Why and when a pruned run stopped, in words ("" when unreadable)."""
+        with contextlib.suppress(OSError):
+            epochs, _, reason = (self.path / "PRUNED").read_text(encoding="utf-8").partition(" ")
+            return f"pruned after {epochs} epochs: {reason.strip()}"
+        return ""
 
 
 class ExperimentStore:

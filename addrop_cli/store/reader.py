@@ -30,7 +30,7 @@ from addrop_cli.store.records import (
     config_hash,
 )
 
-RunStatus = Literal["done", "failed", "incomplete", "corrupt"]
+RunStatus = Literal["done", "failed", "pruned", "incomplete", "corrupt"]
 
 
 SELECT_STAGE = "select"
@@ -261,7 +261,7 @@ def spec_hash_order(experiment: Path) -> list[str]:
 def read_run(run_dir: Path) -> RunRecord | None:
     """One run folder as a record (None when nothing ran in it or its run.json is unreadable)."""
     if not (run_dir / "run.json").exists() and not any(
-        (run_dir / marker).exists() for marker in ("DONE", "FAILED")
+        (run_dir / marker).exists() for marker in ("DONE", "FAILED", "PRUNED")
     ):
         return None  # killed while starting, before run.json: nothing ran; the next run redoes it
     config = _read_run_config(run_dir)
@@ -270,6 +270,9 @@ def read_run(run_dir: Path) -> RunRecord | None:
     if (run_dir / "FAILED").is_file():
         reason = (run_dir / "FAILED").read_text(encoding="utf-8", errors="replace").strip()
         return RunRecord(run_dir, config, "failed", reason.splitlines()[0] if reason else "failed")
+    if (run_dir / "PRUNED").is_file():
+        text = (run_dir / "PRUNED").read_text(encoding="utf-8", errors="replace").strip()
+        return RunRecord(run_dir, config, "pruned", text.partition(" ")[2] or "pruned")
     if not (run_dir / "DONE").is_file():
         return RunRecord(run_dir, config, "incomplete", "no DONE marker (running or killed)")
     path = run_dir / "metrics.json"
