@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,slurm,model,tracking,docs]"
+	$(PY) -m pip install -q -e ".[dev,slurm,search,model,tracking,docs]"
 	touch $(STAMP)
 
 test: install

@@ -30,7 +30,12 @@ from rich.console import Console
 from addrop_cli.execution.search import run_search
 from addrop_cli.execution.selection import report_runs, select_winners, stage_records
 from addrop_cli.execution.sweep_plan import SweepPlan, plan_sweep
-from addrop_cli.execution.sweep_summary import print_selection, protocol_text, write_summary
+from addrop_cli.execution.sweep_summary import (
+    print_selection,
+    protocol_text,
+    search_text,
+    write_summary,
+)
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.spec.sweeps import OPTUNA_SEARCHES
 
@@ -136,6 +141,7 @@ def run_sweep(
             codes.append(second.exit_code)
     files = write_summary(store.root / "sweep", plan, selections)
     print_selection(console, selections, protocol_text(plan))
+    console.print(f"search: {search_text(plan)}", highlight=False)
     console.print(f"sweep summary: {', '.join(str(f) for f in files)}", highlight=False)
     if on_done is not None:
         on_done(store.root)

@@ -79,6 +79,22 @@ def print_selection(console: Console, selections: Sequence[Selection], protocol:
     console.print(f"protocol: {protocol}", highlight=False)
 
 
+SAMPLERS = {"tpe": "TPESampler", "cmaes": "CmaEsSampler"}
+"""The Optuna sampler of each search that has one."""
+
+
+def search_text(plan: SweepPlan) -> str:
+    """Which search found the points: ``grid: 81 points`` or ``tpe (pruner median): 20 trials``."""
+    sweep = plan.sweep
+    if sweep.search in ("grid", "random"):
+        return f"{sweep.search}: {len(plan.points)} points"
+    return (
+        f"{sweep.search} (Optuna {SAMPLERS[sweep.search]}, seed {sweep.seed}; "
+        f"pruner: {sweep.pruner}): "
+        f"{sweep.trials} trials per task and variant, {len(plan.points)} distinct points"
+    )
+
+
 def protocol_text(plan: SweepPlan) -> str:
     select = ", ".join(map(str, plan.select_seeds))
     if plan.sweep.protocol == "paper":
@@ -101,6 +117,13 @@ def write_summary(folder: Path, plan: SweepPlan, selections: Sequence[Selection]
         "select_seeds": plan.select_seeds,
         "report_seeds": plan.sweep.report_seeds,
         "points": len(plan.points),
+        "search": {
+            "search": plan.sweep.search,
+            "sampler": SAMPLERS.get(plan.sweep.search),
+            "pruner": plan.sweep.pruner,
+            "trials": plan.sweep.trials if plan.sweep.search not in ("grid", "random") else None,
+            "text": search_text(plan),
+        },
         "winners": [
             {
                 "task": s.task,
@@ -115,7 +138,8 @@ def write_summary(folder: Path, plan: SweepPlan, selections: Sequence[Selection]
     }
     json_path, md_path = folder / "summary.json", folder / "summary.md"
     atomic_write_json(json_path, data)
-    lines = [f"# Sweep summary: {plan.spec.name}", "", f"Protocol: {protocol}.", ""]
+    lines = [f"# Sweep summary: {plan.spec.name}", "", f"Search: {search_text(plan)}.", ""]
+    lines += [f"Protocol: {protocol}.", ""]
     lines += [
         "| task | variant | point | metric | score x100 | n | winner |",
         "|---|---|---|---|---|---|---|",

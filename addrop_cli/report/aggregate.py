@@ -436,4 +436,9 @@ def cost_frame(table: Table) -> pd.DataFrame:
         ref = (cost * math.nan).to_numpy()
     cost["wall_ratio"] = cost["wall_time_s"] / ref[:, 1]
     cost["throughput_ratio"] = cost["samples_per_s"] / ref[:, 2]
+    # a search's pruned selection runs: how many, and the training epochs they did not spend
+    runs = table.frame[table.frame["evaluation"] == table.epoch]
+    pruned = runs.assign(pruned=runs["status"] == "pruned").groupby(CELL)
+    cost["pruned"] = pruned["pruned"].sum().reindex(cost.index).fillna(0).astype(int)
+    cost["epochs_saved"] = pruned["epochs_saved"].sum().reindex(cost.index).fillna(0).astype(int)
     return cost.reset_index()

@@ -19,7 +19,7 @@ import pandas as pd
 from addrop_cli.data.metrics import higher_is_better, task_score
 from addrop_cli.data.tasks import TaskInfo, get_task
 from addrop_cli.errors import AddropError
-from addrop_cli.store.reader import RunRecord
+from addrop_cli.store.reader import RunRecord, epochs_saved
 
 Epoch = Literal["best", "last"]
 EVALUATIONS: tuple[Epoch, ...] = ("best", "last")
@@ -100,6 +100,7 @@ def _identity_columns(r: RunRecord, key: str) -> dict[str, Any]:
         "path": str(r.path),
         "selects_on_dev": r.selects_on_dev,
         "truncated_dev": data.get("dev_size"),
+        "epochs_saved": epochs_saved(r),
         **cost,
         **{f"param_{k}": v for k, v in r.method_params.items() if _scalar(v) and k != "method"},
         "record": r,

@@ -178,11 +178,15 @@ def cost_grid(report: Report) -> Grid:
             "samples/s x ref": c["throughput_ratio"].map(lambda x: _num(x, 2, "x")),
         }
     )
-    notes = (
+    notes = [
         f"Means over finished runs (peak memory: the largest); ratios against "
-        f"{report.table.reference} on the same task.",
-    )
-    return _plain(text, "Cost", notes)
+        f"{report.table.reference} on the same task."
+    ]
+    if c["pruned"].any():
+        text["pruned runs"] = c["pruned"].astype(str)
+        text["epochs saved"] = c["epochs_saved"].astype(str)
+        notes.append("Pruned: selection runs a search's pruner stopped; the epochs they saved.")
+    return _plain(text, "Cost", tuple(notes))
 
 
 def not_counted_grid(report: Report) -> Grid | None:

@@ -10,6 +10,7 @@ says which file and why.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
@@ -283,6 +284,16 @@ def read_run(run_dir: Path) -> RunRecord | None:
         _warn(f"{path}: unreadable ({_why(err)}); run skipped{_redo(run_dir)}")
         return RunRecord(run_dir, config, "corrupt", f"metrics.json unreadable: {_why(err)}")
     return RunRecord(run_dir, config, "done", "", metrics)
+
+
+def epochs_saved(record: RunRecord) -> int:
+    """Training epochs a pruned run did not spend (0 for any other run)."""
+    if record.status != "pruned":
+        return 0
+    with contextlib.suppress(OSError, ValueError):
+        ran = int((record.path / "PRUNED").read_text(encoding="utf-8").split()[0])
+        return max(int(record.config.train.get("epochs", ran)) - ran, 0)
+    return 0
 
 
 def _read_run_config(run_dir: Path) -> RunConfig | None:
