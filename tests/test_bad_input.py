@@ -151,6 +151,20 @@ def _variant_named(name: str) -> Callable[[Path], None]:
     return prepare
 
 
+PQ_SWEEP = ("--grid", "methods.addrop.p=[0.1,0.5]", "sweep.report_seeds=[3]")
+
+
+def _foreign_study(tmp: Path) -> None:
+    """A study database at {tmp}/results/smoke/sweep/ that another spec's search made."""
+    import optuna
+
+    folder = tmp / "results" / "smoke" / "sweep"
+    folder.mkdir(parents=True)
+    storage = f"sqlite:///{folder / 'study.db'}"
+    study = optuna.create_study(study_name="sst2/addrop", storage=storage)
+    study.set_user_attr("addrop_fingerprint", "another spec")
+
+
 def _stsb_score(score: str) -> Callable[[Path], None]:
     """A copy of the sample GLUE folder whose first STS-B training row scores ``score``."""
 
@@ -429,6 +443,25 @@ MISTAKES = [
     Mistake("sweep-duplicate-points", "a grid value listed twice",
             ("sweep", SMOKE, "--grid", "methods.addrop.p=[0.1,0.1]", "--dry-run"), 2,
             "methods.addrop.p: values must be distinct"),
+    Mistake("sweep-trials-zero", "a tpe search of no trials",
+            ("sweep", SMOKE, "sweep.search=tpe", "sweep.trials=0", "--dry-run"), 2,
+            "sweep.trials (from override sweep.trials=0): must be >= 1, got 0"),
+    Mistake("sweep-unknown-sampler", "a search Optuna has no sampler for",
+            ("sweep", SMOKE, "sweep.search=bayes", "--dry-run"), 2,
+            "sweep.search (from override sweep.search=bayes): got 'bayes'; expected 'grid', "
+            "'random', 'tpe' or 'cmaes'"),
+    Mistake("sweep-unknown-pruner", "a pruner that is not median or hyperband",
+            ("sweep", SMOKE, "sweep.search=tpe", "sweep.pruner=asha", "--dry-run"), 2,
+            "sweep.pruner (from override sweep.pruner=asha): got 'asha'; expected 'none', "
+            "'median' or 'hyperband'"),
+    Mistake("sweep-pruner-with-grid", "a pruner with a grid search",
+            ("sweep", SMOKE, *PQ_SWEEP, "sweep.pruner=median", "--dry-run"), 2,
+            "sweep.pruner: a grid search plans every point up front and cannot prune; use "
+            "search: tpe (or cmaes) with pruner: median, or pruner: none"),
+    Mistake("sweep-foreign-study", "a study database another spec's search made",
+            ("sweep", SMOKE, "tasks=[sst2]", *PQ_SWEEP, "sweep.search=tpe", "--results",
+             "{tmp}/results"),
+            2, "study sst2/addrop belongs to another spec", _foreign_study),
     Mistake("spec-variant-empty-name", "an empty variant name", ("run", "{tmp}/spec.yaml"), 2,
             "variant name '' is not allowed", _variant_named("")),
     Mistake("spec-variant-slash", "a variant name with a path separator",
