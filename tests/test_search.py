@@ -201,3 +201,6 @@ def test_a_tpe_sweep_with_pruning_killed_mid_trial_resumes_and_runs_every_trial_
         if run.run_id in with_state:
             assert " step=0 " not in starts[1]
     assert (experiment / "sweep" / "summary.json").is_file()
+    # status from the spec knows the trials: the selection runs, the baseline and the winner
+    status = run_cli(capsys, "status", SMOKE, *args, "--results", tmp_path)
+    assert f"{len(select) + 2} runs: 0 queued, 0 running, " in status.out, status.out

@@ -12,6 +12,7 @@ the trials the study still holds as RUNNING, then asks new ones until ``sweep.tr
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -22,6 +23,8 @@ from addrop_cli.errors import SpecError
 from addrop_cli.execution.batch import Backend, Batch
 from addrop_cli.execution.selection import select_winners, stage_records
 from addrop_cli.execution.study import (
+    STUDY_DB,
+    STUDY_JOURNAL,
     make_sampler,
     need_optuna,
     open_storage,
@@ -125,6 +128,25 @@ def fingerprint(plan: SweepPlan, task: str, variant: str, space: dict[str, Any])
             "search": [sweep.search, sweep.pruner, sweep.seed, plan.select_seeds],
         }
     )
+
+
+def studied_plan(plan: SweepPlan, root: Path) -> SweepPlan:
+    """The plan with the trials the study in ``root`` holds so far (for ``addrop status``)."""
+    optuna = need_optuna()
+    journal = plan.spec.executor.backend == "slurm"
+    if not (root / "sweep" / (STUDY_JOURNAL if journal else STUDY_DB)).is_file():
+        return plan
+    url = storage_url(root / "sweep", journal=journal)
+    storage = open_storage(url)
+    studies = []
+    for task in plan.spec.tasks:
+        for variant in plan.swept_variants:
+            try:
+                study = optuna.load_study(study_name=f"{task}/{variant}", storage=storage)
+            except KeyError:  # Optuna's word for "no such study": this pair has no trial yet
+                continue
+            studies.append(Study(task, variant, study, {}, url))
+    return searched_plan(plan, studies)
 
 
 def open_studies(plan: SweepPlan, batch: Batch) -> list[Study]:

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from addrop_cli.errors import StoreError
 from addrop_cli.spec.matrix import RunSpec
+from addrop_cli.spec.sweeps import OPTUNA_SEARCHES
 from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.state import TrainingStateFiles
 
@@ -200,6 +201,10 @@ def spec_runs(
     from addrop_cli.execution.sweep_plan import plan_sweep
 
     plan = plan_sweep(spec, path.parent.resolve(), str(path))
+    if spec.sweep.search in OPTUNA_SEARCHES:  # the trials proposed so far
+        from addrop_cli.execution.search import studied_plan
+
+        plan = studied_plan(plan, store.root)
     runs = plan.stage1()
     if spec.sweep.protocol == "two_stage" and (store.root / "runs").is_dir():
         final = ("done", "failed", "pruned")

@@ -294,10 +294,8 @@ class SweepSpec(Frozen):
     seed: int = 0
     """Seed of the random search's draws and of the tpe/cmaes samplers."""
     search: Literal["grid", "random", "tpe", "cmaes"] = "grid"
-    """grid/random: every grid point x ``samples`` draws, planned up front. tpe/cmaes: Optuna's
-    sampler proposes ``trials`` points over the same paths, one study per task and variant."""
+    """grid/random: every point planned up front; tpe/cmaes: Optuna proposes ``trials`` points."""
     trials: Annotated[int, Field(ge=1)] = 20
-    """How many points a tpe/cmaes search tries (per task and swept variant)."""
     pruner: Literal["none", "median", "hyperband"] = "none"
     """Stop a tpe/cmaes trial at an epoch whose selection score cannot win (Optuna's pruners)."""
     protocol: Literal["two_stage", "paper"] = "two_stage"
