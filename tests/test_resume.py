@@ -12,6 +12,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -192,3 +193,41 @@ def test_checkpoints_load_with_from_pretrained_and_carry_a_model_card(
 def _dev_sentences(n: int) -> list[str]:
     lines = (SMOKE.parent / "sample" / "glue" / "SST-2" / "dev.tsv").read_text().splitlines()
     return [line.split("\t")[0] for line in lines[1 : n + 1]]
+
+
+def test_a_signal_during_a_state_write_waits_until_the_state_is_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slurm's time-out signal makes submitit raise SystemExit from its handler; raised inside
+    torch.save it broke the zip stream ("unexpected pos") and failed the run. Now the handler
+    runs once the state is in place, and the state it leaves loads."""
+    from addrop_cli.store import state as state_module
+
+    states = TrainingStateFiles(tmp_path)
+    calls: list[int] = []
+
+    def exit_now(signum: int, _frame: object) -> None:
+        calls.append(signum)
+        raise SystemExit(-1)
+
+    real_write = state_module._CrcWriter.write
+
+    def signalled_write(self: object, data: bytes) -> int:
+        if not calls and not getattr(self, "signalled", False):
+            self.signalled = True  # type: ignore[attr-defined]
+            signal.raise_signal(signal.SIGUSR2)  # as Slurm does, in the middle of the payload
+        return real_write(self, data)  # type: ignore[arg-type]
+
+    previous = signal.signal(signal.SIGUSR2, exit_now)
+    try:
+        monkeypatch.setattr(state_module._CrcWriter, "write", signalled_write)
+        with pytest.raises(SystemExit):
+            states.write({"x": torch.arange(1000)}, step=7, epoch=0)
+    finally:
+        monkeypatch.undo()
+        assert signal.getsignal(signal.SIGUSR2) is exit_now  # the handler is put back
+        signal.signal(signal.SIGUSR2, previous)
+    assert calls == [signal.SIGUSR2]  # delivered once, after the write
+    loaded = states.load()
+    assert loaded is not None and loaded.step == 7
+    assert torch.equal(loaded.payload["x"], torch.arange(1000))

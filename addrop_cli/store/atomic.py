@@ -6,7 +6,9 @@ import contextlib
 import errno
 import json
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -137,3 +139,31 @@ def atomic_folder(path: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     fsync_dir(path.parent)
+
+
+# Signals whose Python handler may raise (KeyboardInterrupt, submitit's SystemExit on a Slurm
+# time-out) or resubmit the job: one landing inside torch.save's C++ writer corrupts the zip
+# stream and surfaces as "unexpected pos", so it waits until the write is complete.
+_DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold the signals above until the block ends, then deliver each one received, once, to
+    the handler that was installed before. Outside the main thread (where Python cannot change
+    handlers, nor runs them) the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    # a handler installed outside Python (getsignal gives None) cannot be put back: left alone
+    previous = {sig: h for sig in _DEFERRED_SIGNALS if (h := signal.getsignal(sig)) is not None}
+    for sig in previous:
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(received):
+            signal.raise_signal(sig)

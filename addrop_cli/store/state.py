@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from addrop_cli.store.atomic import fsync_dir, now_iso, writing
+from addrop_cli.store.atomic import fsync_dir, now_iso, signals_deferred, writing
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class TrainingStateFiles:
         import torch
 
         tmp = self.run_dir / f".state.{os.getpid()}.tmp"
-        with writing(self.current):
+        with writing(self.current), signals_deferred():
             try:
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp.mkdir(parents=True)
