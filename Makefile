@@ -8,7 +8,7 @@ TORCH   ?= torch==2.13.0
 # The real GLUE folder beside the checkout, when there is one (integration tests, quick start).
 export ADDROP_GLUE_DIR ?= $(abspath $(wildcard ../shared/glue_data))
 
-.PHONY: install test test-fast lint docs format smoke demo quickstart bench clean
+.PHONY: install test test-fast coverage lint docs format smoke demo quickstart bench clean
 
 install: $(STAMP)
 
@@ -27,6 +27,16 @@ test: install
 FAST := not slow and not faults and not slurm and not browser and not resume and not tracking
 test-fast: install
 	$(PY) -m pytest -q -m "$(FAST)"
+
+# Branch coverage of store/, engine/ and execution/ over the whole suite (as long as make test).
+# Fails when store/ or execution/ is under 90%: every failure branch there is walked by a test or
+# says why it cannot be. TESTS=tests/test_x.py narrows the run (the gate then means little).
+TESTS ?= tests
+coverage: install
+	rm -rf .coverage && mkdir -p .coverage
+	$(PY) -m coverage run -m pytest -q $(TESTS)
+	$(PY) -m coverage combine -q
+	$(PY) tools/coverage_layers.py store execution engine --fail-under store=90 execution=90
 
 lint: install
 	$(VENV)/bin/ruff check .
