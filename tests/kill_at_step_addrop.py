@@ -16,19 +16,19 @@ if __name__ == "__main__":
     from addrop_cli.engine import loop
 
     variant, step = os.environ["ADDROP_KILL_AT"].split(":")
-    original_step, original_restore = loop.RunLoop._optimizer_step, loop.restore
+    original_step, original_load = loop.RunLoop._optimizer_step, loop.RunLoop.load_state_dict
 
-    def restore(run_loop: loop.RunLoop, payload: dict) -> None:
+    def load_state_dict(run_loop: loop.RunLoop, payload: dict) -> None:
         run_loop.resumed = True  # type: ignore[attr-defined]
-        original_restore(run_loop, payload)
+        original_load(run_loop, payload)
 
     def optimizer_step(self: loop.RunLoop) -> None:
         original_step(self)
         fresh = not getattr(self, "resumed", False)
-        if fresh and self.s.run.variant == variant and self.global_step == int(step):
+        if fresh and self.s.run.variant == variant and self.state.global_step == int(step):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    loop.restore = restore  # type: ignore[assignment]
+    loop.RunLoop.load_state_dict = load_state_dict  # type: ignore[method-assign]
     loop.RunLoop._optimizer_step = optimizer_step  # type: ignore[method-assign]
     from addrop_cli.cli import main
 

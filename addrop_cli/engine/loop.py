@@ -31,8 +31,9 @@ from addrop_cli.engine.devices import (
 )
 from addrop_cli.engine.evaluation import Best, Evaluator
 from addrop_cli.engine.loggers import Loggers, RunLogger, StepEvent
+from addrop_cli.engine.loopstate import EpochTally, LoopState, Pending
 from addrop_cli.engine.optim import build_optimizer, build_schedule
-from addrop_cli.engine.resume import Pending, capture, restore
+from addrop_cli.engine.resume import rng_state
 from addrop_cli.engine.stopping import EarlyStopping
 from addrop_cli.methods.base import Method
 from addrop_cli.methods.registry import build_method
@@ -62,16 +63,6 @@ class RunOutcome:
     tokenizer: Any = None
 
 
-def _compile(model: torch.nn.Module, device: torch.device) -> bool:
-    """train.compile: compile the model in place; a family that cannot be says so in one line."""
-    from addrop_cli.models.compiling import compile_model
-
-    note = compile_model(model, device)  # type: ignore[arg-type]
-    if note:
-        log.warning(note)
-    return note is None
-
-
 def run_one(
     run: RunSpec,
     *,
@@ -92,7 +83,7 @@ def run_one(
         fan_out = loggers if isinstance(loggers, Loggers) else Loggers(required=loggers)
         loop = RunLoop(setup_run(run), fan_out, keep_best_state, state)
         if resume is not None:
-            restore(loop, resume)
+            loop.load_state_dict(resume)
         return loop.run(started)
     finally:
         torch.set_num_threads(threads)  # train.threads is per run, not for the whole process
@@ -196,24 +187,6 @@ def _compile(model: torch.nn.Module, device: torch.device) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class EpochTally:
-    """Running sums of the epoch in progress."""
-
-    started: float = field(default_factory=time.perf_counter)
-    loss_sum: float = 0.0
-    loss_count: int = 0
-    samples: int = 0
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-    @property
-    def mean_loss(self) -> float:
-        return self.loss_sum / max(1, self.loss_count)
-
-
 class RunLoop:
     """Epochs of optimiser steps with evaluations, early stopping and the best result kept."""
 
@@ -222,55 +195,77 @@ class RunLoop:
         setup: Setup,
         loggers: Loggers,
         keep_best_state: bool,
-        state: TrainingStateFiles | None = None,
+        state_files: TrainingStateFiles | None = None,
     ) -> None:
         self.s = setup
-        self.state = state
+        self.state_files = state_files
         self.pending: Pending | None = None
-        """A restored state's position, until its epoch begins (:func:`restore` sets it)."""
+        """A restored state's position, until its epoch begins (:meth:`load_state_dict`)."""
         self.train = setup.run.train
         self.loggers = loggers
         self.keep_best_state = keep_best_state
         main = setup.task.main_metric
-        self.stopping = EarlyStopping(main, higher_is_better(main), self.train.patience)
-        self.epochs_log: list[EpochRecord] = []
-        self.best: Best | None = None
-        self.last: Best | None = None
-        self.global_step = 0
-        self.epochs_run = 0
-        self.train_time = 0.0
-        self.samples_seen = 0
-        self.stopped = False
+        stopping = EarlyStopping(main, higher_is_better(main), self.train.patience)
+        self.state = LoopState(stopping)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training state at the loop's position: model, optimiser, schedule, scaler, the
+        method's and every random generator's state, and the loop's own (:class:`LoopState`)."""
+        s = self.s
+        return {
+            **self.state.state_dict(),
+            "model": s.model.state_dict(),
+            "optimizer": s.optimizer.state_dict(),
+            "schedule": s.schedule.state_dict(),
+            "scaler": s.scaler.state_dict(),
+            "method": s.method.state_dict(),
+            "rng": rng_state(s.order),
+        }
+
+    def load_state_dict(self, payload: dict[str, Any]) -> None:
+        """Go on where :meth:`state_dict` took ``payload`` (emptied afterwards); the method's and
+        the random generators' states when its epoch begins, since building the run drew from
+        them."""
+        s = self.s
+        s.model.load_state_dict(payload["model"])
+        s.optimizer.load_state_dict(payload["optimizer"])
+        s.schedule.load_state_dict(payload["schedule"])
+        s.scaler.load_state_dict(payload["scaler"])
+        self.state.load_state_dict(payload)
+        self.pending = Pending(payload["position"], payload["tally"], payload["method"],
+                               payload["rng"])  # fmt: skip
+        payload.clear()  # the loaded weights were copied into the model: do not hold them twice
 
     def run(self, started: float) -> RunOutcome:
         self.s.model.train()
         first = self.pending.epoch if self.pending else 0
         for epoch in range(first, self.train.epochs):
             self.train_epoch(epoch)
-            if self.stopped:
+            if self.state.stopped:
                 break
             if epoch + 1 < self.train.epochs:  # no state after the last: the run is ending
-                self.save_state(epoch + 1, 0, None, None)
+                self.state.at_epoch_start(epoch + 1, self.s.order.get_state(), None)
+                self.save_state()
         self.loggers.close()
         return self.result(time.perf_counter() - started)
 
     def train_epoch(self, epoch: int) -> None:
         """One pass over the training data; evaluates at its end (and every N steps)."""
-        s, pending = self.s, self.pending
+        s, st, pending = self.s, self.state, self.pending
         self.pending = None
         tally = EpochTally()
-        skip = pending.begin_epoch(s, tally) if pending else 0
+        skip = pending.begin_epoch(s.method, s.order, tally) if pending else 0
         if pending is None:
             s.method.on_epoch_start(epoch)
-        order_at_start = s.order.get_state()
+        st.at_epoch_start(epoch, s.order.get_state(), tally)
         s.optimizer.zero_grad(set_to_none=True)
         n = len(s.train_loader)
-        every_save = self.train.checkpoint_every_steps
+        every, every_save = self.train.eval_every_steps, self.train.checkpoint_every_steps
         batches = iter(s.train_loader)
         for _ in range(skip):  # consumed before the state was taken: same permutation, same batches
             next(batches)
         if pending:
-            pending.after_skip(s)
+            pending.after_skip(s.order)
         for i, batch in enumerate(batches, start=skip):
             loss = self._forward_backward(to_device(batch, s.device), epoch)
             tally.loss_sum += loss
@@ -279,28 +274,22 @@ class RunLoop:
             if (i + 1) % self.train.grad_accum == 0 or i + 1 == n:
                 self._optimizer_step()
                 self.loggers.on_step(self._step_event(epoch, i + 1, n, loss, tally))
-                every = self.train.eval_every_steps
-                if every and self.global_step % every == 0 and self.evaluate(epoch, tally):
+                if every and st.global_step % every == 0 and self.evaluate(epoch, tally):
                     break
-                if every_save and self.global_step % every_save == 0 and i + 1 < n:
-                    self.save_state(epoch, i + 1, order_at_start, tally)
-        self.epochs_run = epoch + 1
-        self.train_time += tally.elapsed
-        self.samples_seen += tally.samples
-        if not self.stopped:
+                if every_save and st.global_step % every_save == 0 and i + 1 < n:
+                    st.batches_done = i + 1
+                    self.save_state()
+        st.epochs_run = epoch + 1
+        st.train_time += tally.elapsed
+        st.samples_seen += tally.samples
+        if not st.stopped:
             self.evaluate(epoch, tally)
 
-    def save_state(
-        self, epoch: int, batches_done: int, order: torch.Tensor | None, tally: EpochTally | None
-    ) -> None:
+    def save_state(self) -> None:
         """Write the training state (when the run has a place for it); only the latest is kept."""
-        if self.state is None:
-            return
-        order = self.s.order.get_state() if order is None else order
-        payload = capture(
-            self, epoch=epoch, batches_done=batches_done, order_at_epoch_start=order, tally=tally
-        )
-        self.state.write(payload, step=self.global_step, epoch=epoch)
+        if self.state_files is not None:
+            payload = self.state_dict()
+            self.state_files.write(payload, step=self.state.global_step, epoch=self.state.epoch)
 
     def _forward_backward(self, batch: dict[str, torch.Tensor], epoch: int) -> float:
         s = self.s
@@ -308,9 +297,8 @@ class RunLoop:
             out = s.method.training_step(s.model, batch)
         loss = out.loss.float()
         if not torch.isfinite(loss):
-            raise NonFiniteLoss(
-                f"training loss became {loss.item()} at epoch {epoch}, step {self.global_step}"
-            )
+            step = self.state.global_step
+            raise NonFiniteLoss(f"training loss became {loss.item()} at epoch {epoch}, step {step}")
         s.scaler.scale(loss / self.train.grad_accum).backward()
         return loss.item()
 
@@ -323,14 +311,14 @@ class RunLoop:
         s.scaler.update()
         s.schedule.step()
         s.optimizer.zero_grad(set_to_none=True)
-        self.global_step += 1
+        self.state.global_step += 1
 
     def _step_event(self, epoch: int, i: int, n: int, loss: float, tally: EpochTally) -> StepEvent:
         return StepEvent(
             epoch=epoch,
             step_in_epoch=i,
             steps_per_epoch=n,
-            global_step=self.global_step,
+            global_step=self.state.global_step,
             loss=loss,
             samples_per_s=tally.samples / max(tally.elapsed, 1e-9),
             lr=self.s.schedule.get_last_lr()[0],
@@ -339,12 +327,12 @@ class RunLoop:
 
     def evaluate(self, epoch: int, tally: EpochTally) -> bool:
         """Evaluate, log, keep the best; True (and ``stopped``) when early stopping says stop."""
-        s = self.s
+        s, st = self.s, self.state
         elapsed = tally.elapsed  # training time only: the evaluation below is not counted
         ev = s.evaluator(s.model)
         record = EpochRecord(
             epoch=epoch,
-            step=self.global_step,
+            step=st.global_step,
             train_loss=tally.mean_loss,
             select=ev.select,
             dev=ev.dev,
@@ -355,37 +343,38 @@ class RunLoop:
             lr=s.schedule.get_last_lr()[0],
             method=s.method.epoch_stats(),
         )
-        self.epochs_log.append(record)
+        st.epochs_log.append(record)
         self.loggers.on_eval(record)
-        self.last = Best(ev, epoch, self.global_step)
-        if self.stopping.update(ev.select[self.stopping.metric]):
-            state = None
+        st.last = Best(ev, epoch, st.global_step)
+        if st.stopping.update(ev.select[st.stopping.metric]):
+            weights = None
             if self.keep_best_state:
-                state = {k: v.detach().cpu().clone() for k, v in s.model.state_dict().items()}
-            self.best = Best(ev, epoch, self.global_step, state)
-        self.stopped = self.stopping.should_stop
-        return self.stopped
+                weights = {k: v.detach().cpu().clone() for k, v in s.model.state_dict().items()}
+            st.best = Best(ev, epoch, st.global_step, weights)
+        st.stopped = st.stopping.should_stop
+        return st.stopped
 
     def result(self, wall_time: float) -> RunOutcome:
-        assert self.best is not None and self.last is not None  # one epoch always runs
-        s, best, last = self.s, self.best, self.last
+        s, st = self.s, self.state
+        assert st.best is not None and st.last is not None  # one epoch always runs
+        best, last = st.best, st.last
         memory, memory_kind = peak_memory_mb(s.device)
         metrics = RunMetrics(
             task=s.run.task,
             variant=s.run.variant,
             seed=s.run.seed,
-            main_metric=self.stopping.metric,
+            main_metric=st.stopping.metric,
             best_epoch=best.epoch,
             best_step=best.step,
-            epochs_run=self.epochs_run,
-            stopped_early=self.stopped,
+            epochs_run=st.epochs_run,
+            stopped_early=st.stopped,
             best=SplitMetrics(dev=best.evaluation.dev, select=best.evaluation.select),
             last=SplitMetrics(dev=last.evaluation.dev, select=last.evaluation.select),
             selection="dev" if s.evaluator.select_is_dev else "heldout",
             train_examples=len(s.data.train),
             wall_time_s=round(wall_time, 3),
-            train_time_s=round(self.train_time, 3),
-            train_samples_per_s=round(self.samples_seen / max(self.train_time, 1e-9), 2),
+            train_time_s=round(st.train_time, 3),
+            train_samples_per_s=round(st.samples_seen / max(st.train_time, 1e-9), 2),
             peak_memory_mb=round(memory, 1),
             memory_kind=memory_kind,
             device=str(s.device),
@@ -400,4 +389,4 @@ class RunLoop:
             )
             for name, preds in best.evaluation.dev_predictions.items()
         }
-        return RunOutcome(metrics, predictions, best.state, self.epochs_log, s.model, s.tokenizer)
+        return RunOutcome(metrics, predictions, best.state, st.epochs_log, s.model, s.tokenizer)

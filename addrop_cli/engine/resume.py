@@ -1,5 +1,8 @@
-"""A run's training state: everything :class:`~addrop_cli.engine.loop.RunLoop` needs to go on
-exactly where an interrupted attempt stopped.
+"""A run's training state on its way to disk: the random generators and the packing of what
+the payload holds into tensors and plain values.
+
+:meth:`~addrop_cli.engine.loop.RunLoop.state_dict` assembles the payload, the loop's part coming
+from :class:`~addrop_cli.engine.loopstate.LoopState`; this module knows neither.
 
 The payload holds the model, optimiser, schedule and GradScaler; every random generator (Python,
 NumPy, torch CPU and CUDA, the data-order generator, the method's mask generator); the position
@@ -12,19 +15,13 @@ are kept). Only tensors and plain Python values, so it loads with ``weights_only
 from __future__ import annotations
 
 import random
-import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from addrop_cli.engine.evaluation import Best, Evaluation
 from addrop_cli.store.records import EpochRecord
-
-if TYPE_CHECKING:
-    from addrop_cli.engine.loop import EpochTally, RunLoop, Setup
-    from addrop_cli.spec.matrix import RunSpec
 
 
 def rng_state(order: torch.Generator) -> dict[str, Any]:
@@ -61,7 +58,7 @@ def _floats(values: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in values.items()}  # numpy scalars would not load weights-only
 
 
-def _pack_best(best: Best | None) -> dict[str, Any] | None:
+def pack_best(best: Best | None) -> dict[str, Any] | None:
     if best is None:
         return None
     ev = best.evaluation
@@ -78,7 +75,7 @@ def _pack_best(best: Best | None) -> dict[str, Any] | None:
     }  # fmt: skip
 
 
-def _unpack_best(packed: dict[str, Any] | None) -> Best | None:
+def unpack_best(packed: dict[str, Any] | None) -> Best | None:
     if packed is None:
         return None
     ev = Evaluation(
@@ -91,124 +88,6 @@ def _unpack_best(packed: dict[str, Any] | None) -> Best | None:
     return Best(ev, packed["epoch"], packed["step"], packed["weights"])
 
 
-def capture(
-    loop: RunLoop, *, epoch: int, batches_done: int, order_at_epoch_start: torch.Tensor,
-    tally: EpochTally | None,
-) -> dict[str, Any]:  # fmt: skip
-    """The payload of a state taken after ``batches_done`` batches of ``epoch`` (0: the epoch
-    has not begun; ``order_at_epoch_start`` is then the data-order generator's state now)."""
-    s = loop.s
-    return {
-        "position": {"epoch": epoch, "batches_done": batches_done, "order": order_at_epoch_start},
-        "tally": None
-        if tally is None
-        else {
-            "loss_sum": tally.loss_sum,
-            "loss_count": tally.loss_count,
-            "samples": tally.samples,
-            "elapsed": tally.elapsed,
-        },  # fmt: skip
-        "model": s.model.state_dict(),
-        "optimizer": s.optimizer.state_dict(),
-        "schedule": s.schedule.state_dict(),
-        "scaler": s.scaler.state_dict(),
-        "method": s.method.state_dict(),
-        "rng": rng_state(s.order),
-        "loop": {
-            "global_step": loop.global_step,
-            "epochs_run": loop.epochs_run,
-            "train_time": loop.train_time,
-            "samples_seen": loop.samples_seen,
-            "stopping": loop.stopping.state_dict(),
-            "epochs": [record.model_dump(mode="json") for record in loop.epochs_log],
-            "best": _pack_best(loop.best),
-            "last": _pack_best(loop.last),
-        },
-    }
-
-
-def restore(loop: RunLoop, payload: dict[str, Any]) -> None:
-    """Put ``loop`` back where :func:`capture` took ``payload`` (emptied afterwards); the random
-    generators when its epoch begins (:class:`Pending`), since building the run drew from them."""
-    s = loop.s
-    s.model.load_state_dict(payload["model"])
-    s.optimizer.load_state_dict(payload["optimizer"])
-    s.schedule.load_state_dict(payload["schedule"])
-    s.scaler.load_state_dict(payload["scaler"])
-    state = payload["loop"]
-    loop.global_step = state["global_step"]
-    loop.epochs_run = state["epochs_run"]
-    loop.train_time = state["train_time"]
-    loop.samples_seen = state["samples_seen"]
-    loop.stopping.load_state_dict(state["stopping"])
-    loop.epochs_log = [EpochRecord.model_validate(r) for r in state["epochs"]]
-    loop.best = _unpack_best(state["best"])
-    loop.last = _unpack_best(state["last"])
-    loop.pending = Pending(payload["position"], payload["tally"], payload["method"], payload["rng"])
-    payload.clear()  # the loaded weights were copied into the model: do not hold them twice
-
-
-@dataclass
-class Pending:
-    """The position of a restored state, applied when the loop begins its epoch.
-
-    The random generators are restored last: for a state taken between epochs before the epoch's
-    data order is drawn, for one taken inside an epoch after the permutation was drawn again from
-    the data-order generator's state at the epoch's start and the consumed batches skipped
-    (whatever creating the loader's iterator draws is then undone too).
-    """
-
-    position: dict[str, Any]
-    tally: dict[str, Any] | None
-    method: dict[str, Any]
-    rng: dict[str, Any]
-
-    @property
-    def epoch(self) -> int:
-        return int(self.position["epoch"])
-
-    @property
-    def batches_done(self) -> int:
-        return int(self.position["batches_done"])
-
-    def begin_epoch(self, s: Setup, tally: EpochTally) -> int:
-        """Start the epoch as the state left it (``tally`` gets its running sums); returns the
-        number of batches to skip."""
-        if self.batches_done == 0:  # taken between epochs: the method starts its epoch afresh
-            s.method.load_state_dict(self.method)
-            s.method.on_epoch_start(self.epoch)
-            restore_rng(self.rng, s.order)
-            return 0
-        s.method.on_epoch_start(self.epoch)
-        s.method.load_state_dict(self.method)
-        s.order.set_state(self.position["order"])
-        sums = self.tally or {}
-        tally.started = time.perf_counter() - sums["elapsed"]
-        tally.loss_sum, tally.loss_count = sums["loss_sum"], sums["loss_count"]
-        tally.samples = sums["samples"]
-        return self.batches_done
-
-    def after_skip(self, s: Setup) -> None:
-        if self.batches_done:
-            restore_rng(self.rng, s.order)
-
-
 def epochs_of(payload: dict[str, Any]) -> list[EpochRecord]:
     """The evaluations a state has logged (what epochs.jsonl must hold when it resumes)."""
     return [EpochRecord.model_validate(r) for r in payload["loop"]["epochs"]]
-
-
-def expected_state_bytes(run: RunSpec) -> int:
-    """About how large the run's training state is: the weights and AdamW's two moments (3x
-    the model), plus the best weights when train.save_checkpoint keeps them (4x)."""
-    from addrop_cli.data.tasks import get_task
-    from addrop_cli.models.footprint import parameter_count
-    from addrop_cli.models.loading import load_config
-    from addrop_cli.models.location import resolve_model_location
-
-    task = get_task(run.task, run.data)
-    location = resolve_model_location(run.model.name_or_path, run.base_dir)
-    config = load_config(run.model.model_copy(update={"name_or_path": location}),
-                         num_labels=task.num_labels)  # fmt: skip
-    fp32_bytes = 4 * parameter_count(config)
-    return fp32_bytes * (4 if run.train.save_checkpoint else 3)

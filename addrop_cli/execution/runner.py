@@ -81,7 +81,6 @@ def print_plan(
 
 def print_state_size(runs: list[RunSpec], console: Console) -> None:
     """--dry-run: the disk a run's training state takes (only the latest is kept per run)."""
-    from addrop_cli.engine.resume import expected_state_bytes
     from addrop_cli.errors import AddropError
 
     sizes: dict[str, int | None] = {}
@@ -295,3 +294,19 @@ def shown(path: Path) -> Path:
 
 def _first_line(text: str) -> str:
     return text.partition("\n")[0]
+
+
+def expected_state_bytes(run: RunSpec) -> int:
+    """About how large the run's training state is: the weights and AdamW's two moments (3x
+    the model), plus the best weights when train.save_checkpoint keeps them (4x)."""
+    from addrop_cli.data.tasks import get_task
+    from addrop_cli.models.footprint import parameter_count
+    from addrop_cli.models.loading import load_config
+    from addrop_cli.models.location import resolve_model_location
+
+    task = get_task(run.task, run.data)
+    location = resolve_model_location(run.model.name_or_path, run.base_dir)
+    config = load_config(run.model.model_copy(update={"name_or_path": location}),
+                         num_labels=task.num_labels)  # fmt: skip
+    fp32_bytes = 4 * parameter_count(config)
+    return fp32_bytes * (4 if run.train.save_checkpoint else 3)
