@@ -274,9 +274,10 @@ class RunLoop:
             if (i + 1) % self.train.grad_accum == 0 or i + 1 == n:
                 self._optimizer_step()
                 self.loggers.on_step(self._step_event(epoch, i + 1, n, loss, tally))
-                if every and st.global_step % every == 0 and self.evaluate(epoch, tally):
+                inside = i + 1 < n  # the epoch's last step is evaluated (once) at its end below
+                if every and st.global_step % every == 0 and inside and self.evaluate(epoch, tally):
                     break
-                if every_save and st.global_step % every_save == 0 and i + 1 < n:
+                if every_save and st.global_step % every_save == 0 and inside:
                     st.batches_done = i + 1
                     self.save_state()
         st.epochs_run = epoch + 1
