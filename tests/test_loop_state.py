@@ -3,13 +3,17 @@ count a resumed run trains with."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+import pytest
 
 from addrop_cli.data.metrics import higher_is_better
 from addrop_cli.engine.loop import run_one
 from addrop_cli.engine.stopping import EarlyStopping
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.matrix import RunSpec, expand
+from addrop_cli.store.state import TrainingStateFiles
 
 SMOKE = Path(__file__).resolve().parent.parent / "experiments" / "smoke.yaml"
 
@@ -37,3 +41,22 @@ def test_an_eval_every_that_divides_the_epoch_evaluates_its_last_step_once() -> 
         replay.update(record.select[metric])
         stops.append(replay.should_stop)
     assert not any(stops[:-1]) and stops[-1] == outcome.metrics.stopped_early
+
+
+def test_resuming_with_another_thread_count_warns_naming_both(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = TrainingStateFiles(tmp_path)
+    run_one(_baseline("train.epochs=2", "train.threads=1"), state=files)  # a state after epoch 0
+
+    def resume_with(threads: int) -> list[str]:
+        loaded = files.load()
+        assert loaded is not None
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="addrop_cli"):
+            run_one(_baseline("train.epochs=2", f"train.threads={threads}"), resume=loaded.payload)
+        return [r.getMessage() for r in caplog.records if "threads" in r.getMessage()]
+
+    assert resume_with(1) == []
+    (warning,) = resume_with(2)
+    assert "resuming with 2 torch threads" in warning and "written with 1" in warning

@@ -206,7 +206,7 @@ class RunLoop:
         self.keep_best_state = keep_best_state
         main = setup.task.main_metric
         stopping = EarlyStopping(main, higher_is_better(main), self.train.patience)
-        self.state = LoopState(stopping)
+        self.state = LoopState(stopping, threads=torch.get_num_threads())
 
     def state_dict(self) -> dict[str, Any]:
         """The training state at the loop's position: model, optimiser, schedule, scaler, the

@@ -9,6 +9,7 @@ A new counter is a field here and a key in ``state_dict``/``load_state_dict``, n
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ from addrop_cli.engine.resume import pack_best, restore_rng, unpack_best
 from addrop_cli.engine.stopping import EarlyStopping
 from addrop_cli.methods.base import Method
 from addrop_cli.store.records import EpochRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,6 +57,8 @@ class LoopState:
     """Everything the loop carries from one step to the next."""
 
     stopping: EarlyStopping
+    threads: int
+    """The torch threads the run trains with: another count changes the losses bit for bit."""
     global_step: int = 0
     epochs_run: int = 0
     train_time: float = 0.0
@@ -84,6 +89,7 @@ class LoopState:
                 "epochs_run": self.epochs_run,
                 "train_time": self.train_time,
                 "samples_seen": self.samples_seen,
+                "threads": self.threads,
                 "stopping": self.stopping.state_dict(),
                 "epochs": [record.model_dump(mode="json") for record in self.epochs_log],
                 "best": pack_best(self.best),
@@ -103,6 +109,13 @@ class LoopState:
         self.epochs_log = [EpochRecord.model_validate(r) for r in state["epochs"]]
         self.best = unpack_best(state["best"])
         self.last = unpack_best(state["last"])
+        saved = state.get("threads")  # states written before the count was recorded lack it
+        if saved is not None and saved != self.threads:
+            log.warning(
+                f"resuming with {self.threads} torch threads where the state was written with "
+                f"{saved}: the losses from step {self.global_step} on will differ from an "
+                f"uninterrupted run (pass --threads {saved} to keep them identical)"
+            )
 
 
 @dataclass
