@@ -17,9 +17,9 @@ from rich.console import Console
 
 optuna = pytest.importorskip("optuna")
 
-from addrop_cli.engine.progress import PlainProgress  # noqa: E402
 from addrop_cli.engine.pruning import RunPruned  # noqa: E402
 from addrop_cli.execution.context import RunContext, attempt  # noqa: E402
+from addrop_cli.execution.display import PlainProgress  # noqa: E402
 from addrop_cli.execution.runner import experiment_store  # noqa: E402
 from addrop_cli.execution.selection import select_winners, stage_records  # noqa: E402
 from addrop_cli.execution.status import collect  # noqa: E402

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from rich.console import Console
 
-from addrop_cli.engine.progress import PlainProgress
 from addrop_cli.errors import StoreError
+from addrop_cli.execution.display import INTERRUPTED, PlainProgress
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.folders import ExperimentStore, RunFolder
 from addrop_cli.store.records import FailedMetrics, RunConfig
@@ -170,12 +170,11 @@ def _execute(
     An unfinished run with a valid training state goes on from it; otherwise it starts clean.
     """
     from addrop_cli.engine.failures import describe_failure, release_accelerator_memory
-    from addrop_cli.engine.loggers import EpochFileLogger, Loggers
     from addrop_cli.engine.loop import run_one
     from addrop_cli.engine.pruning import RunPruned
     from addrop_cli.engine.resume import epochs_of
     from addrop_cli.execution.study import judges
-    from addrop_cli.execution.watch import RunWatch
+    from addrop_cli.execution.watch import follow
 
     config = run_config(run, context.spec_hash)
     loaded = folder.state.load() if folder.status == "unfinished" else None
@@ -185,14 +184,12 @@ def _execute(
         progress.note(run, f"resuming from step {loaded.step} (epoch {loaded.epoch})")
     else:
         folder.start(config)
-    watch = RunWatch(run, folder, config, context.tracking, progress, index)
-    shown, trackers = watch.loggers()
+    loggers = follow(run, folder, config, context.tracking, progress, index)
     try:
+        loggers.required += judges(run)  # inside: a study that cannot be opened fails the run
         outcome = run_one(
             run,
-            loggers=Loggers(
-                required=[EpochFileLogger(folder), *shown, *judges(run)], optional=trackers
-            ),
+            loggers=loggers,
             keep_best_state=run.train.save_checkpoint,
             state=folder.state,
             resume=loaded.payload if loaded is not None else None,
@@ -200,12 +197,12 @@ def _execute(
     except (KeyboardInterrupt, StoreError):
         # the folder stays unfinished (with its latest training state) and goes on next time;
         # a store that cannot be written (full disk) stops the experiment with its one-line error
-        watch.end("interrupted", "", console=False)
+        loggers.on_end(INTERRUPTED, "")
         raise
     except RunPruned as pruned:
         folder.prune(pruned.epochs_run, pruned.reason)
         folder.state.discard()  # never resumed: a pruned run is final
-        watch.end("PRUNED", pruned.reason)
+        loggers.on_end("PRUNED", pruned.reason)
         return Outcome("pruned", pruned.reason)
     except Exception as err:  # noqa: BLE001 - containment is the point
         reason = describe_failure(err, sharing=sharing)
@@ -213,10 +210,10 @@ def _execute(
         folder.fail(FailedMetrics(task=run.task, variant=run.variant, seed=run.seed, error=reason))
         folder.state.discard()  # a failed run is retried from a clean start
         release_accelerator_memory()
-        watch.end("FAILED", reason.partition("\n")[0])
+        loggers.on_end("FAILED", reason.partition("\n")[0])
         return Outcome("failed", reason)
     _store_outcome(run, folder, context, outcome)
-    watch.end("done", _done_detail(outcome))
+    loggers.on_end("done", _done_detail(outcome))
     return Outcome("done")
 
 

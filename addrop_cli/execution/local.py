@@ -14,8 +14,8 @@ from typing import Any
 
 from rich.console import Console
 
-from addrop_cli.engine.progress import PlainProgress, make_progress
 from addrop_cli.execution.context import RunContext, Status, Summary, attempt, with_threads
+from addrop_cli.execution.display import PlainProgress, make_progress
 from addrop_cli.execution.placement import Placement, runs_sharing
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.records import EpochRecord

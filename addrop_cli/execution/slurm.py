@@ -27,9 +27,9 @@ from typing import Any
 
 from rich.console import Console
 
-from addrop_cli.engine.progress import PlainProgress
 from addrop_cli.errors import RunError
 from addrop_cli.execution.context import RunContext, Summary, attempt, with_threads
+from addrop_cli.execution.display import PlainProgress
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.spec.schema import SlurmSpec
 from addrop_cli.store.atomic import now_iso
