@@ -284,3 +284,67 @@ def test_a_missing_tracker_is_one_line_before_the_runs(
     assert result.out.count("tracking: wandb is not installed") == 1
     assert "pip install 'addrop-cli[wandb]' (runs go on without it)" in result.out
     assert (folder / "DONE").exists() and not (tmp_path / "smoke" / "tracking").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# A tracking server that does not answer: checked once, before the first run (local sockets)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_only(monkeypatch) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # straight to the local socket, through no proxy
+
+
+@pytest.mark.usefixtures("local_only")
+def test_a_silent_server_is_one_line_in_the_timeout(monkeypatch) -> None:
+    from silent_server import silent_address
+
+    address = silent_address()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", address.replace("//", "//user:secret@"))
+    (line,) = tracking.silent_servers(["tensorboard", "mlflow"], timeout=0.2)
+    assert f"MLFLOW_TRACKING_URI={address} does not answer (no answer within 0.2 s)" in line
+    assert "secret" not in line
+    assert tracking.silent_servers(["tensorboard"], timeout=0.2) == []  # mlflow not tracked
+
+
+@pytest.mark.usefixtures("local_only")
+def test_a_server_that_answers_with_any_status_passes(monkeypatch, tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for path in ("/", "/missing"):  # 200, and 404: both an answer
+            address = f"http://127.0.0.1:{server.server_port}{path}"
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", address)
+            assert tracking.silent_servers(["mlflow"], timeout=2) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.usefixtures("local_only")
+def test_a_refused_or_malformed_address_is_one_line(monkeypatch) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port with nobody listening
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    for address, why in [
+        (f"http://127.0.0.1:{port}", "refused"),
+        ("http://127.0.0.1:notaport", "port"),
+    ]:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", address)
+        (line,) = tracking.silent_servers(["mlflow"], timeout=1)
+        assert f"{address} does not answer (" in line and why in line.lower(), line
+
+
+def test_a_local_store_is_not_checked(monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////nonexistent/mlflow.db")
+    assert tracking.silent_servers(["mlflow"], timeout=0.2) == []
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert tracking.silent_servers(["mlflow"], timeout=0.2) == []

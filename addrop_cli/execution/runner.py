@@ -13,7 +13,7 @@ from addrop_cli.errors import SpecError
 from addrop_cli.execution.context import EXIT_OK, Backend, RunContext, Summary
 from addrop_cli.execution.local import PoolBackend, SerialBackend
 from addrop_cli.execution.placement import plan_pool, spec_run_bytes, visible_gpus
-from addrop_cli.execution.tracking import installed
+from addrop_cli.execution.tracking import installed, silent_servers
 from addrop_cli.spec.load import resolve_path, spec_to_yaml
 from addrop_cli.spec.matrix import RunSpec, expand, spec_version
 from addrop_cli.spec.schema import ExperimentSpec
@@ -32,17 +32,18 @@ def experiment_store(spec: ExperimentSpec, results_root: Path | None) -> Experim
 def open_context(
     spec: ExperimentSpec, spec_path: Path, store: ExperimentStore, console: Console | None = None
 ) -> RunContext:
-    """Check everything checkable (data, model), then open the store for writing. A tracker
-    that is not installed is one line on ``console`` and left out."""
+    """Check everything checkable (data, model, a tracking server), then open the store for
+    writing. A tracker that is not installed is one line on ``console`` and left out."""
     from addrop_cli.execution.preflight import preflight
 
     base_dir = spec_path.parent.resolve()
     problems = preflight(spec, base_dir, str(spec_path))
+    tracking, missing = installed(spec.tracking)
+    problems = problems or silent_servers(tracking)  # seconds now, not minutes in every run
     if problems:
         raise SpecError(*problems)
     spec_hash = spec_version(spec)
     store.open_for_writing(spec.name, spec_hash, spec_to_yaml(spec))
-    tracking, missing = installed(spec.tracking)
     for line in missing:
         (console or Console(stderr=True)).print(f"warning: {line}", highlight=False, markup=False)
     return RunContext(store, spec_hash, base_dir, tracking=tuple(tracking))
