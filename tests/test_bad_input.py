@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import io
 import json
 import os
@@ -129,6 +130,14 @@ def _env(name: str, value: str) -> Callable[[pytest.MonkeyPatch], None]:
     return lambda monkeypatch: monkeypatch.setenv(name, value)
 
 
+def _silent_mlflow_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLFLOW_TRACKING_URI at a local socket that takes connections and never replies."""
+    from silent_server import silent_address
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", silent_address())
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # straight to it, through no proxy
+
+
 def _laughs(tmp: Path) -> None:
     """A "billion laughs": nine aliases of nine aliases ..., 9**9 values once expanded."""
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
@@ -232,6 +241,11 @@ MISTAKES = [
     Mistake("track-unknown-tracker", "--track names no tracker",
             ("run", SMOKE, "--track", "wandbb"), 2,
             "--track: unknown tracker 'wandbb'; did you mean 'wandb'?"),
+    Mistake("tracking-server-silent", "an MLflow tracking server that does not answer",
+            ("run", SMOKE, *QUICK, "--track", "mlflow"), 2,
+            "does not answer (no answer within 3 s); start it, point MLFLOW_TRACKING_URI at one "
+            "that answers, or drop mlflow from tracking", fault=_silent_mlflow_server,
+            skip="" if importlib.util.find_spec("mlflow") else "mlflow is not installed"),
     Mistake("spec-variant-without-method", "variant name that is not a method, no method: key",
             ("run", SMOKE, "methods.mydrop.p=0.1"), 2, "say which method this variant runs"),
     Mistake("spec-layer-out-of-range", "AD-DROP layer the model does not have",

@@ -17,9 +17,9 @@ from rich.console import Console
 
 optuna = pytest.importorskip("optuna")
 
-from addrop_cli.engine.progress import PlainProgress  # noqa: E402
 from addrop_cli.engine.pruning import RunPruned  # noqa: E402
-from addrop_cli.execution.batch import Batch, attempt  # noqa: E402
+from addrop_cli.execution.context import RunContext, attempt  # noqa: E402
+from addrop_cli.execution.display import PlainProgress  # noqa: E402
 from addrop_cli.execution.runner import experiment_store  # noqa: E402
 from addrop_cli.execution.selection import select_winners, stage_records  # noqa: E402
 from addrop_cli.execution.status import collect  # noqa: E402
@@ -112,12 +112,12 @@ def test_a_pruned_run_is_stored_as_pruned_never_retried_and_never_a_result(
         raise RunPruned(0, "median pruner after epoch 1: accuracy 0.5000")
 
     monkeypatch.setattr("addrop_cli.engine.loop.run_one", pruned_at_first_epoch)
-    batch = Batch(store=store, spec_hash="hash", base_dir=SMOKE.parent)
+    context = RunContext(store=store, spec_hash="hash", base_dir=SMOKE.parent)
     progress = PlainProgress(Console(file=io.StringIO()))
-    assert attempt(runs[0], batch, progress, 0).status == "pruned"
+    assert attempt(runs[0], context, progress, 0).status == "pruned"
     folder = store.run(runs[0].run_id)
     assert folder.status == "pruned" and not folder.state.exists()
-    assert attempt(runs[0], batch, progress, 0).status == "skipped"  # never run again
+    assert attempt(runs[0], context, progress, 0).status == "skipped"  # never run again
     assert len(folder.attempts()) == 1
 
     record = read_run(folder.path)

@@ -21,8 +21,9 @@ from tracking_readers import (
     wandb_offline_run,
 )
 
-from addrop_cli.engine import tracking
-from addrop_cli.engine.tracking import RunInfo, Trackers, mlflow_store
+from addrop_cli.engine.loggers import Loggers, QuietLogger, StepEvent
+from addrop_cli.execution import tracking
+from addrop_cli.execution.tracking import RunInfo, Tracker, mlflow_store, start_trackers
 
 pytestmark = pytest.mark.tracking
 
@@ -46,13 +47,28 @@ def run(tmp_path: Path) -> RunInfo:
 
 def _log_everything(run: RunInfo, names: list[str]) -> list[str]:
     warnings: list[str] = []
-    trackers = Trackers(names, run, warnings.append)
-    assert [t.name for t in trackers.active] == names, warnings
-    for step, metrics in STEPS.items():
-        trackers.log(metrics, step)
-    trackers.log(EVAL[1], EVAL[0])
-    trackers.close("done")
+    trackers = start_trackers(names, run, warnings.append)
+    assert [t.name for t in trackers] == names, warnings
+    for tracker in trackers:
+        for step, metrics in STEPS.items():
+            tracker.log_numbers(metrics, step)
+        tracker.log_numbers(EVAL[1], EVAL[0])
+        tracker.on_end("done", "")
     return warnings
+
+
+class _Notes(QuietLogger):
+    """A required logger that keeps the notes the fan-out sends (what the display shows)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def on_note(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def _step(global_step: int) -> StepEvent:
+    return StepEvent(0, global_step, 4, global_step, loss=0.5, samples_per_s=1.0)
 
 
 def _expected() -> dict[str, dict[int, float]]:
@@ -107,7 +123,7 @@ def test_wandb_offline_run_files_read_back(run: RunInfo, monkeypatch) -> None:
     assert found["summary"]["status"] == "done"
 
 
-class _Flaky:
+class _Flaky(Tracker):
     """A tracker that breaks on its second log call."""
 
     name = "flaky"
@@ -120,11 +136,11 @@ class _Flaky:
         if self.calls == 2:
             raise ConnectionError("server went away")
 
-    def close(self, status: str) -> None:
+    def finish(self, status: str) -> None:
         raise AssertionError("a failed tracker is not closed again")
 
 
-class _Steady:
+class _Steady(Tracker):
     name = "steady"
 
     def __init__(self, run: RunInfo) -> None:
@@ -135,7 +151,7 @@ class _Steady:
     def log(self, metrics, step) -> None:
         self.seen.append(step)
 
-    def close(self, status: str) -> None:
+    def finish(self, status: str) -> None:
         self.closed.append(status)
 
 
@@ -143,22 +159,22 @@ def test_a_missing_tracker_is_one_line_and_the_others_go_on(run: RunInfo, monkey
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now raises ImportError
     monkeypatch.setitem(tracking.BUILDERS, "steady", _Steady)
     lines: list[str] = []
-    trackers = Trackers(["wandb", "steady"], run, lines.append)
+    trackers = start_trackers(["wandb", "steady"], run, lines.append)
     assert lines == [
         "tracking: wandb is not installed (wandb); pip install 'addrop-cli[wandb]', or drop it "
         "from tracking"
     ]
-    assert [t.name for t in trackers.active] == ["steady"]
+    assert [t.name for t in trackers] == ["steady"]
 
 
 def test_a_tracker_failing_mid_run_is_dropped_with_one_line(run: RunInfo, monkeypatch) -> None:
     monkeypatch.setattr(tracking, "BUILDERS", {"flaky": _Flaky, "steady": _Steady})
-    lines: list[str] = []
-    trackers = Trackers(["flaky", "steady"], run, lines.append)
+    notes = _Notes()
+    loggers = Loggers(required=[notes], optional=start_trackers(["flaky", "steady"], run, print))
     for step in range(1, 5):
-        trackers.log({"train/loss": 0.5}, step)
-    trackers.close("done")
-    assert lines == [
+        loggers.on_step(_step(step))
+    loggers.on_end("done", "")
+    assert notes.lines == [
         "tracking: flaky failed (log: ConnectionError: server went away); stopped it, the run "
         "goes on"
     ]
@@ -171,7 +187,7 @@ def test_a_tracker_failing_to_start_is_one_line(run: RunInfo, monkeypatch) -> No
 
     monkeypatch.setattr(tracking, "BUILDERS", {"tensorboard": broken})
     lines: list[str] = []
-    Trackers(["tensorboard"], run, lines.append).close("done")
+    assert start_trackers(["tensorboard"], run, lines.append) == []
     assert lines == [
         "tracking: tensorboard did not start (PermissionError: tracking/ is read-only); the run "
         "goes on without it"
@@ -268,3 +284,67 @@ def test_a_missing_tracker_is_one_line_before_the_runs(
     assert result.out.count("tracking: wandb is not installed") == 1
     assert "pip install 'addrop-cli[wandb]' (runs go on without it)" in result.out
     assert (folder / "DONE").exists() and not (tmp_path / "smoke" / "tracking").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# A tracking server that does not answer: checked once, before the first run (local sockets)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_only(monkeypatch) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # straight to the local socket, through no proxy
+
+
+@pytest.mark.usefixtures("local_only")
+def test_a_silent_server_is_one_line_in_the_timeout(monkeypatch) -> None:
+    from silent_server import silent_address
+
+    address = silent_address()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", address.replace("//", "//user:secret@"))
+    (line,) = tracking.silent_servers(["tensorboard", "mlflow"], timeout=0.2)
+    assert f"MLFLOW_TRACKING_URI={address} does not answer (no answer within 0.2 s)" in line
+    assert "secret" not in line
+    assert tracking.silent_servers(["tensorboard"], timeout=0.2) == []  # mlflow not tracked
+
+
+@pytest.mark.usefixtures("local_only")
+def test_a_server_that_answers_with_any_status_passes(monkeypatch, tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for path in ("/", "/missing"):  # 200, and 404: both an answer
+            address = f"http://127.0.0.1:{server.server_port}{path}"
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", address)
+            assert tracking.silent_servers(["mlflow"], timeout=2) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.usefixtures("local_only")
+def test_a_refused_or_malformed_address_is_one_line(monkeypatch) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port with nobody listening
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    for address, why in [
+        (f"http://127.0.0.1:{port}", "refused"),
+        ("http://127.0.0.1:notaport", "port"),
+    ]:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", address)
+        (line,) = tracking.silent_servers(["mlflow"], timeout=1)
+        assert f"{address} does not answer (" in line and why in line.lower(), line
+
+
+def test_a_local_store_is_not_checked(monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////nonexistent/mlflow.db")
+    assert tracking.silent_servers(["mlflow"], timeout=0.2) == []
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert tracking.silent_servers(["mlflow"], timeout=0.2) == []

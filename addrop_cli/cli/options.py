@@ -132,7 +132,7 @@ def with_tracking(spec: ExperimentSpec, track: list[str] | None) -> ExperimentSp
     """The spec with ``--track`` trackers added to its ``tracking`` list (each once)."""
     if not track:
         return spec
-    from addrop_cli.engine.tracking import TRACKERS
+    from addrop_cli.execution.tracking import TRACKERS
 
     for name in track:
         if name not in TRACKERS:

@@ -1,22 +1,21 @@
-"""Where a run's progress goes: one small protocol, many listeners.
+"""Where a run's progress goes: one protocol, one fan-out.
 
 The training loop reports each optimiser step and each evaluation to a :class:`RunLogger` and
-knows nothing else about where they end up: the run's epochs.jsonl, the progress display, a
-tracker. :class:`Loggers` fans out to several; a logger marked optional (a tracker) that fails
-is reported once and dropped, so it never fails the run.
+knows nothing else about where they end up. Everything that follows a run implements it: the
+run's epochs.jsonl, its train.log, the live display, a search's trial judge and each tracker.
+:class:`Loggers` is the one fan-out: the loop calls it for steps and evaluations, the caller
+that knows how the run ended calls :meth:`Loggers.on_end`. A logger marked optional (a tracker)
+that raises is reported once, as a note to the others, and dropped: it never fails the run.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from addrop_cli.store.folders import RunFolder
-from addrop_cli.store.records import EpochRecord
-
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from addrop_cli.store.records import EpochRecord
 
 
 @dataclass
@@ -36,49 +35,60 @@ class StepEvent:
 
 
 class RunLogger(Protocol):
-    """What the training loop calls. Implementations keep their own state; none may raise to
-    stop training (a required logger, such as the store's, may: its failure fails the run)."""
+    """What follows one run. Implementations keep their own state; a required logger (the
+    store's, a trial judge) may raise to fail or stop the run, an optional one (a tracker) is
+    dropped when it raises. ``wants_method_stats`` (optional attribute, default False) asks for
+    :attr:`StepEvent.method`."""
 
     def on_step(self, event: StepEvent) -> None: ...
 
     def on_eval(self, record: EpochRecord) -> None: ...
 
-    def close(self) -> None: ...
+    def on_note(self, text: str) -> None:
+        """Something about the run that is not an event of its training (a tracker problem)."""
+
+    def on_end(self, status: str, detail: str) -> None:
+        """The last call: how the run ended (``done``, ``FAILED``, ``PRUNED``, ``interrupted``)
+        and the run-end line's detail."""
 
 
-class EpochFileLogger:
-    """Appends each evaluation to the run folder's epochs.jsonl (the store's record)."""
-
-    def __init__(self, folder: RunFolder) -> None:
-        self.folder = folder
+class QuietLogger:
+    """A :class:`RunLogger` that ignores every call: subclass it and override what you use."""
 
     def on_step(self, event: StepEvent) -> None:
         pass
 
     def on_eval(self, record: EpochRecord) -> None:
-        self.folder.append_epoch(record)
+        pass
 
-    def close(self) -> None:
+    def on_note(self, text: str) -> None:
+        pass
+
+    def on_end(self, status: str, detail: str) -> None:
         pass
 
 
 class Loggers:
-    """Fans each call out to several loggers. Required loggers' errors propagate; an optional
-    logger that raises is logged once and dropped for the rest of the run."""
+    """The one fan-out: each call to every logger, required ones first, in order; ``on_end``
+    in reverse order (last opened, first closed: a tracker's closing problem still reaches the
+    display and train.log). A required logger's error propagates; an optional logger that
+    raises is named in one note to the others and dropped for the rest of the run."""
 
     def __init__(self, required: Iterable[RunLogger] = (), optional: Iterable[RunLogger] = ()):
         self.required = list(required)
         self.optional = list(optional)
 
-    def _each(self, call: str, *args: object) -> None:
-        for logger in self.required:
-            getattr(logger, call)(*args)
-        for logger in list(self.optional):
+    def _each(self, call: str, *args: object, reverse: bool = False) -> None:
+        order = [(x, False) for x in self.required] + [(x, True) for x in self.optional]
+        for logger, optional in reversed(order) if reverse else order:
+            if not optional:
+                getattr(logger, call)(*args)
+                continue
             try:
                 getattr(logger, call)(*args)
             except Exception as err:  # noqa: BLE001 - a tracker must never fail the run
-                log.warning("%s stopped logging: %s", type(logger).__name__, err)
                 self.optional.remove(logger)
+                self.on_note(_dropped(logger, call, err))
 
     @property
     def wants_method_stats(self) -> bool:
@@ -90,5 +100,21 @@ class Loggers:
     def on_eval(self, record: EpochRecord) -> None:
         self._each("on_eval", record)
 
-    def close(self) -> None:
-        self._each("close")
+    def on_note(self, text: str) -> None:
+        self._each("on_note", text)
+
+    def on_end(self, status: str, detail: str) -> None:
+        self._each("on_end", status, detail, reverse=True)
+
+
+def _dropped(logger: RunLogger, call: str, err: BaseException) -> str:
+    """The note for an optional logger (a tracker, named by its ``name``) that raised."""
+    name = getattr(logger, "name", type(logger).__name__)
+    what = "close" if call == "on_end" else "log"
+    return f"tracking: {name} failed ({what}: {one_line(err)}); stopped it, the run goes on"
+
+
+def one_line(err: BaseException) -> str:
+    """An error as a short line: its type and the first line of its message."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:160]}" if text else type(err).__name__

@@ -75,7 +75,8 @@ def run_one(
 
     With ``state`` the training state is written there at the end of every epoch (and every
     ``train.checkpoint_every_steps`` steps); ``resume`` is a payload read back from it, to go on
-    from where it was taken.
+    from where it was taken. The loop reports steps and evaluations to ``loggers``; their
+    ``on_end`` is the caller's, who knows how the run ended.
     """
     threads = torch.get_num_threads()
     try:
@@ -246,7 +247,6 @@ class RunLoop:
             if epoch + 1 < self.train.epochs:  # no state after the last: the run is ending
                 self.state.at_epoch_start(epoch + 1, self.s.order.get_state(), None)
                 self.save_state()
-        self.loggers.close()
         return self.result(time.perf_counter() - started)
 
     def train_epoch(self, epoch: int) -> None:

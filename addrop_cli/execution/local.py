@@ -14,8 +14,8 @@ from typing import Any
 
 from rich.console import Console
 
-from addrop_cli.engine.progress import PlainProgress, make_progress
-from addrop_cli.execution.batch import Batch, Status, Summary, attempt, with_threads
+from addrop_cli.execution.context import RunContext, Status, Summary, attempt, with_threads
+from addrop_cli.execution.display import PlainProgress, make_progress
 from addrop_cli.execution.placement import Placement, runs_sharing
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.records import EpochRecord
@@ -29,13 +29,13 @@ class SerialBackend:
         self.threads = threads
 
     def execute(
-        self, runs: Sequence[RunSpec], batch: Batch, summary: Summary, console: Console
+        self, runs: Sequence[RunSpec], context: RunContext, summary: Summary, console: Console
     ) -> None:
         progress = make_progress(console, self.plain)
         progress.experiment_start(len(runs), len(runs))
         try:
             for index, run in enumerate(runs):
-                outcome = attempt(with_threads(run, self.threads), batch, progress, index)
+                outcome = attempt(with_threads(run, self.threads), context, progress, index)
                 summary.record(run, outcome.status, outcome.reason)
         finally:
             progress.close()
@@ -64,15 +64,15 @@ class PoolBackend:
         self.placement = placement
 
     def execute(
-        self, runs: Sequence[RunSpec], batch: Batch, summary: Summary, console: Console
+        self, runs: Sequence[RunSpec], context: RunContext, summary: Summary, console: Console
     ) -> None:
         if len(runs) == 1:  # a process would only add its start-up time
-            SerialBackend(threads=self.placement[0][1]).execute(runs, batch, summary, console)
+            SerialBackend(threads=self.placement[0][1]).execute(runs, context, summary, console)
             return
-        context = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
-        tasks: Any = context.Queue()
-        events: Any = context.Queue()
-        stop: Any = context.Event()
+        spawn = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
+        tasks: Any = spawn.Queue()
+        events: Any = spawn.Queue()
+        stop: Any = spawn.Event()
         for index, run in enumerate(runs):
             tasks.put((index, run))
         workers = min(len(self.placement), len(runs))
@@ -82,9 +82,9 @@ class PoolBackend:
         sharing = runs_sharing(self.placement[:workers])
         for worker in range(workers):
             gpu, threads = self.placement[worker]
-            pool.procs[worker] = context.Process(
+            pool.procs[worker] = spawn.Process(
                 target=_pool_worker,
-                args=(worker, (gpu, threads, sharing[worker]), batch, tasks, events, stop),
+                args=(worker, (gpu, threads, sharing[worker]), context, tasks, events, stop),
                 name=f"addrop-worker-{worker}",
                 daemon=True,
             )
@@ -96,14 +96,14 @@ class PoolBackend:
         progress = PlainProgress(console)
         progress.experiment_start(len(runs), len(runs))
         try:
-            pool.collect(runs, batch, progress, summary)
+            pool.collect(runs, context, progress, summary)
         except KeyboardInterrupt:
             # SIGINT may have reached this process only (kill -INT, a scheduler, a supervisor):
             # no new run starts, the workers' current runs stop, and their outcomes are read
             stop.set()
             pool.interrupt()
             with contextlib.suppress(KeyboardInterrupt):
-                pool.collect(runs, batch, progress, summary, timeout=_STOP_GRACE_S)
+                pool.collect(runs, context, progress, summary, timeout=_STOP_GRACE_S)
             _stop(pool.procs.values())
             raise
 
@@ -132,7 +132,7 @@ class _Pool:
     def collect(
         self,
         runs: Sequence[RunSpec],
-        batch: Batch,
+        context: RunContext,
         progress: PlainProgress,
         summary: Summary,
         timeout: float | None = None,
@@ -145,7 +145,7 @@ class _Pool:
             try:
                 kind, worker, *rest = self.events.get(timeout=0.5)
             except queue.Empty:
-                self._reap(runs, batch, progress, summary)
+                self._reap(runs, context, progress, summary)
                 continue
             if kind == "ready":
                 self.ready.add(worker)
@@ -165,7 +165,11 @@ class _Pool:
                 self.procs[worker].join(timeout=10)
 
     def _reap(
-        self, runs: Sequence[RunSpec], batch: Batch, progress: PlainProgress, summary: Summary
+        self,
+        runs: Sequence[RunSpec],
+        context: RunContext,
+        progress: PlainProgress,
+        summary: Summary,
     ) -> None:
         """Workers that died without saying so: their run is recorded as lost (or FAILED)."""
         assert self.alive is not None
@@ -177,15 +181,15 @@ class _Pool:
                 run = runs[self.running.pop(worker)]
                 code = self.procs[worker].exitcode
                 reason = f"worker process died (exit code {code}) during the run"
-                status = _record_lost(run, batch, reason)
+                status = _record_lost(run, context, reason)
                 progress.run_end(run, status.upper(), reason)
                 summary.record(run, status, reason)
 
 
-def _record_lost(run: RunSpec, batch: Batch, reason: str) -> Status:
+def _record_lost(run: RunSpec, context: RunContext, reason: str) -> Status:
     """Mark a run whose worker died as FAILED (retried by the next invocation), if we can."""
-    with batch.store.lock(run.run_id) as locked:
-        folder = batch.store.run(run.run_id)
+    with context.store.lock(run.run_id) as locked:
+        folder = context.store.run(run.run_id)
         if not locked or folder.status in ("done", "failed", "pruned"):
             return "lost"
         if folder.status == "unfinished":
@@ -231,7 +235,7 @@ class _QueueProgress(PlainProgress):
 def _pool_worker(
     worker: int,
     place: tuple[str | None, int | None, int],
-    batch: Batch,
+    context: RunContext,
     tasks: Any,
     events: Any,
     stop: Any,
@@ -252,7 +256,7 @@ def _pool_worker(
         while not stop.is_set() and (item := tasks.get()) is not None and not stop.is_set():
             index, run = item
             progress.index = index
-            outcome = attempt(with_threads(run, threads), batch, progress, index, sharing=sharing)
+            outcome = attempt(with_threads(run, threads), context, progress, index, sharing=sharing)
             events.put(("outcome", worker, index, outcome.status, outcome.reason))
     except KeyboardInterrupt:
         pass  # the parent got the Ctrl-C too and reports what is left

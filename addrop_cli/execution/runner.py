@@ -9,11 +9,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from addrop_cli.engine.tracking import installed
 from addrop_cli.errors import SpecError
-from addrop_cli.execution.batch import EXIT_OK, Backend, Batch, Summary
+from addrop_cli.execution.context import EXIT_OK, Backend, RunContext, Summary
 from addrop_cli.execution.local import PoolBackend, SerialBackend
 from addrop_cli.execution.placement import plan_pool, spec_run_bytes, visible_gpus
+from addrop_cli.execution.tracking import installed, silent_servers
 from addrop_cli.spec.load import resolve_path, spec_to_yaml
 from addrop_cli.spec.matrix import RunSpec, expand, spec_version
 from addrop_cli.spec.schema import ExperimentSpec
@@ -29,23 +29,24 @@ def experiment_store(spec: ExperimentSpec, results_root: Path | None) -> Experim
     return ExperimentStore(root.resolve() / spec.name)
 
 
-def open_batch(
+def open_context(
     spec: ExperimentSpec, spec_path: Path, store: ExperimentStore, console: Console | None = None
-) -> Batch:
-    """Check everything checkable (data, model), then open the store for writing. A tracker
-    that is not installed is one line on ``console`` and left out."""
+) -> RunContext:
+    """Check everything checkable (data, model, a tracking server), then open the store for
+    writing. A tracker that is not installed is one line on ``console`` and left out."""
     from addrop_cli.execution.preflight import preflight
 
     base_dir = spec_path.parent.resolve()
     problems = preflight(spec, base_dir, str(spec_path))
+    tracking, missing = installed(spec.tracking)
+    problems = problems or silent_servers(tracking)  # seconds now, not minutes in every run
     if problems:
         raise SpecError(*problems)
     spec_hash = spec_version(spec)
     store.open_for_writing(spec.name, spec_hash, spec_to_yaml(spec))
-    tracking, missing = installed(spec.tracking)
     for line in missing:
         (console or Console(stderr=True)).print(f"warning: {line}", highlight=False, markup=False)
-    return Batch(store, spec_hash, base_dir, tracking=tuple(tracking))
+    return RunContext(store, spec_hash, base_dir, tracking=tuple(tracking))
 
 
 def print_plan(
@@ -144,12 +145,12 @@ def run_experiment(
             "matrix); use `addrop sweep` to search it",
             highlight=False,
         )
-    batch = open_batch(spec, spec_path, store, console)
+    context = open_context(spec, spec_path, store, console)
     if restart:
         discard_states(runs, store, console)
-    backend = make_backend(spec, batch.base_dir, plain=plain, console=console)
+    backend = make_backend(spec, context.base_dir, plain=plain, console=console)
     summary = execute_runs(
-        runs, batch, backend, name=spec.name, console=console, retry_failed=retry_failed
+        runs, context, backend, name=spec.name, console=console, retry_failed=retry_failed
     )
     return summary.exit_code
 
@@ -175,7 +176,7 @@ def discard_states(runs: Sequence[RunSpec], store: ExperimentStore, console: Con
 
 def execute_runs(
     runs: Sequence[RunSpec],
-    batch: Batch,
+    context: RunContext,
     backend: Backend,
     *,
     name: str,
@@ -183,38 +184,38 @@ def execute_runs(
     retry_failed: bool = True,
 ) -> Summary:
     """Skip what the store already holds, hand the rest to ``backend``, print a summary."""
-    batch = dataclasses.replace(batch, retry_failed=retry_failed)
+    context = dataclasses.replace(context, retry_failed=retry_failed)
     summary = Summary()
     pending = []
     for run in runs:
-        status = batch.store.run(run.run_id).status
+        status = context.store.run(run.run_id).status
         if status in ("done", "pruned") or (status == "failed" and not retry_failed):
             summary.skipped.append(run)
         else:
             pending.append(run)
     console.print(
-        f"{name}: {len(runs)} runs, {len(summary.skipped)} already in {shown(batch.store.root)} "
+        f"{name}: {len(runs)} runs, {len(summary.skipped)} already in {shown(context.store.root)} "
         f"(skipped), {len(pending)} to run",
         highlight=False,
     )
     try:
         if pending:
-            backend.execute(pending, batch, summary, console)
+            backend.execute(pending, context, summary, console)
     except KeyboardInterrupt:
         summary.interrupted = True
-        _count_from_store(pending, batch, summary)
-        print_summary(console, summary, batch.store)
+        _count_from_store(pending, context, summary)
+        print_summary(console, summary, context.store)
         console.print(
             f"interrupted: {len(summary.left)} runs left; run the same command again to "
             "finish them (finished runs are kept and skipped)",
             highlight=False,
         )
         return summary
-    print_summary(console, summary, batch.store)
+    print_summary(console, summary, context.store)
     return summary
 
 
-def _count_from_store(pending: Sequence[RunSpec], batch: Batch, summary: Summary) -> None:
+def _count_from_store(pending: Sequence[RunSpec], context: RunContext, summary: Summary) -> None:
     """After an interruption, file the runs whose outcome never reached this process (a worker
     that finished a run as the signal came) by what the store holds; the rest are left."""
     recorded = {r.run_id for r in summary.done + summary.busy + summary.skipped + summary.pruned}
@@ -222,10 +223,10 @@ def _count_from_store(pending: Sequence[RunSpec], batch: Batch, summary: Summary
     for run in pending:
         if run.run_id in recorded:
             continue
-        folder = batch.store.run(run.run_id)
+        folder = context.store.run(run.run_id)
         if folder.status in ("done", "pruned"):
             summary.record(run, folder.status)
-        elif folder.status == "failed" and folder.failed_at() >= batch.started:
+        elif folder.status == "failed" and folder.failed_at() >= context.started:
             summary.record(run, "failed", folder.failure_reason())
         else:
             summary.left.append(run)

@@ -20,7 +20,7 @@ from rich.console import Console
 from addrop_cli.data.metrics import higher_is_better
 from addrop_cli.data.tasks import get_task
 from addrop_cli.errors import SpecError
-from addrop_cli.execution.batch import Backend, Batch
+from addrop_cli.execution.context import Backend, RunContext
 from addrop_cli.execution.selection import select_winners, stage_records
 from addrop_cli.execution.study import (
     STUDY_DB,
@@ -73,12 +73,12 @@ class SearchOutcome:
 
 
 def run_search(
-    plan: SweepPlan, batch: Batch, backend: Backend, *, console: Console, retry_failed: bool
+    plan: SweepPlan, context: RunContext, backend: Backend, *, console: Console, retry_failed: bool
 ) -> SearchOutcome:
     """Run the search's rounds until every study holds ``sweep.trials`` finished trials."""
     from addrop_cli.execution.runner import execute_runs
 
-    studies = open_studies(plan, batch)
+    studies = open_studies(plan, context)
     per_round = max(1, _slots(plan, backend) // len(plan.select_seeds))
     codes = [0]
     runs: list[RunSpec] = list(plan.fixed_runs)
@@ -91,7 +91,7 @@ def run_search(
         numbers = ", ".join(f"{t.study.task}/{t.study.variant}#{t.number}" for t in trials)
         summary = execute_runs(
             runs,
-            batch,
+            context,
             backend,
             name=f"{name} ({plan.sweep.search} trials {numbers or '-'})",
             console=console,
@@ -101,7 +101,7 @@ def run_search(
             return SearchOutcome(plan, summary.exit_code, interrupted=True)
         codes.append(summary.exit_code)
         for t in trials:
-            if not tell(t, batch):
+            if not tell(t, context):
                 t.study.held.add(t.number)
         runs = []
     return SearchOutcome(searched_plan(plan, studies), max(codes))
@@ -149,10 +149,10 @@ def studied_plan(plan: SweepPlan, root: Path) -> SweepPlan:
     return searched_plan(plan, studies)
 
 
-def open_studies(plan: SweepPlan, batch: Batch) -> list[Study]:
+def open_studies(plan: SweepPlan, context: RunContext) -> list[Study]:
     """Create or load each (task, variant)'s study; refuse one made by another spec."""
     optuna = need_optuna()
-    folder = batch.store.root / "sweep"
+    folder = context.store.root / "sweep"
     url = storage_url(folder, journal=plan.spec.executor.backend == "slurm")
     storage = open_storage(url)
     studies = []
@@ -226,18 +226,18 @@ def trial_runs(
     return TrialRuns(study, trial_id, number, point, runs)
 
 
-def tell(trial: TrialRuns, batch: Batch) -> bool:
+def tell(trial: TrialRuns, context: RunContext) -> bool:
     """Tell the study how the trial ended; False when it has no outcome yet (stays RUNNING)."""
     from optuna.trial import TrialState
 
-    statuses = {batch.store.run(r.run_id).status for r in trial.runs}
+    statuses = {context.store.run(r.run_id).status for r in trial.runs}
     study = trial.study.study
     if "pruned" in statuses:
         study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
         return True
     if statuses != {"done"}:
         return False
-    selection = select_winners(stage_records(batch.store.root, trial.runs))
+    selection = select_winners(stage_records(context.store.root, trial.runs))
     assert selection and selection[0].winner is not None  # every seed is done
     value = selection[0].winner.objective.center
     study.tell(trial.number, value, skip_if_finished=True)

@@ -1,7 +1,7 @@
-"""The ``slurm`` back-end: one submitit job array per batch, watched through the store.
+"""The ``slurm`` back-end: one submitit job array per call, watched through the store.
 
 Each array task runs one run (or ``runs_per_job`` runs) with
-:func:`addrop_cli.execution.batch.attempt`, the same code as the local back-ends: the store lock
+:func:`addrop_cli.execution.context.attempt`, the same code as the local back-ends: the store lock
 keeps a run from being done twice and the DONE marker keeps a finished run from being redone. A
 job that reaches its time limit or is pre-empted gets submitit's signal, is requeued by
 :class:`RunJob.checkpoint`, and on restart skips its finished runs and goes on with its
@@ -27,9 +27,9 @@ from typing import Any
 
 from rich.console import Console
 
-from addrop_cli.engine.progress import PlainProgress
 from addrop_cli.errors import RunError
-from addrop_cli.execution.batch import Batch, Summary, attempt, with_threads
+from addrop_cli.execution.context import RunContext, Summary, attempt, with_threads
+from addrop_cli.execution.display import PlainProgress
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.spec.schema import SlurmSpec
 from addrop_cli.store.atomic import now_iso
@@ -103,12 +103,12 @@ class RunJob(Checkpointable):
     the runs that are DONE and resumes the interrupted one from its latest training state.
     """
 
-    def __call__(self, runs: list[RunSpec], batch: Batch, threads: int | None) -> list[str]:
+    def __call__(self, runs: list[RunSpec], context: RunContext, threads: int | None) -> list[str]:
         progress = PlainProgress(Console(soft_wrap=True))
         progress.experiment_start(len(runs), len(runs))
         statuses = []
         for index, run in enumerate(runs):
-            outcome = attempt(with_threads(run, threads), batch, progress, index)
+            outcome = attempt(with_threads(run, threads), context, progress, index)
             statuses.append(outcome.status)
         return statuses
 
@@ -144,7 +144,7 @@ class SlurmBackend:
         self.threads = threads or options.cpus
 
     def execute(
-        self, runs: Sequence[RunSpec], batch: Batch, summary: Summary, console: Console
+        self, runs: Sequence[RunSpec], context: RunContext, summary: Summary, console: Console
     ) -> None:
         if not slurm_available():
             raise RunError(
@@ -152,7 +152,7 @@ class SlurmBackend:
                 "missing or the controller is down); run on a login node, or use --backend local"
             )
         queue = squeue_states()
-        known = submitted_jobs(batch.store)
+        known = submitted_jobs(context.store)
         watching: list[_Watch] = []
         to_submit: list[RunSpec] = []
         for run in runs:
@@ -168,22 +168,26 @@ class SlurmBackend:
                 highlight=False,
             )
         if to_submit:
-            watching += self.submit(to_submit, batch, console)
-        self.wait(watching, batch, summary, console)
+            watching += self.submit(to_submit, context, console)
+        self.wait(watching, context, summary, console)
 
-    def submit(self, runs: Sequence[RunSpec], batch: Batch, console: Console) -> list[_Watch]:
+    def submit(
+        self, runs: Sequence[RunSpec], context: RunContext, console: Console
+    ) -> list[_Watch]:
         """One job array: ``runs_per_job`` runs per array task."""
         import submitit
 
-        folder = self.options.log_dir or batch.store.root / "slurm"
+        folder = self.options.log_dir or context.store.root / "slurm"
         executor = submitit.SlurmExecutor(
             folder=Path(folder) / "%j", max_num_timeout=self.options.max_requeues
         )
-        executor.update_parameters(**self.sbatch_parameters(batch.store.root.name))
+        executor.update_parameters(**self.sbatch_parameters(context.store.root.name))
         size = self.options.runs_per_job
         chunks = [list(runs[i : i + size]) for i in range(0, len(runs), size)]
         job = RunJob()
-        jobs = executor.map_array(job, chunks, [batch] * len(chunks), [self.threads] * len(chunks))
+        jobs = executor.map_array(
+            job, chunks, [context] * len(chunks), [self.threads] * len(chunks)
+        )
         lines = []
         watching = []
         for chunk, submitted in zip(chunks, jobs, strict=True):
@@ -199,7 +203,7 @@ class SlurmBackend:
                         }
                     )
                 )
-        record = batch.store.root / "slurm" / JOBS_FILE
+        record = context.store.root / "slurm" / JOBS_FILE
         record.parent.mkdir(parents=True, exist_ok=True)
         with open(record, "a", encoding="utf-8") as f:
             f.write("".join(line + "\n" for line in lines))
@@ -235,7 +239,7 @@ class SlurmBackend:
         return params
 
     def wait(
-        self, watching: list[_Watch], batch: Batch, summary: Summary, console: Console
+        self, watching: list[_Watch], context: RunContext, summary: Summary, console: Console
     ) -> None:
         """Poll the store and the queue until every run is DONE, FAILED or lost."""
         progress = PlainProgress(console)
@@ -245,7 +249,7 @@ class SlurmBackend:
                 queue = squeue_states()
                 open_ = [w for w in watching if not w.reported]
                 for w in open_:
-                    self._check(w, queue, batch, summary, progress)
+                    self._check(w, queue, context, summary, progress)
                 open_ = [w for w in watching if not w.reported]
                 if not open_:
                     return
@@ -271,11 +275,11 @@ class SlurmBackend:
         self,
         w: _Watch,
         queue: dict[str, str],
-        batch: Batch,
+        context: RunContext,
         summary: Summary,
         progress: PlainProgress,
     ) -> None:
-        folder = batch.store.run(w.run.run_id)
+        folder = context.store.run(w.run.run_id)
         status = folder.status
         if status in ("done", "pruned"):
             progress.run_end(w.run, status if status == "done" else "PRUNED", f"(job {w.job_id})")
@@ -292,13 +296,13 @@ class SlurmBackend:
         elif w.gone_since is None:
             w.gone_since = time.monotonic()
         elif time.monotonic() - w.gone_since > self.grace_s:
-            with batch.store.lock(w.run.run_id) as locked:
+            with context.store.lock(w.run.run_id) as locked:
                 busy = not locked
             if busy:
                 summary.record(w.run, "busy")
                 progress.run_end(w.run, "busy", "(another addrop process is running it)")
             else:
-                folder = Path(self.options.log_dir or batch.store.root / "slurm")
+                folder = Path(self.options.log_dir or context.store.root / "slurm")
                 tail = job_log_tail(folder, w.job_id)
                 reason = (
                     f"job {w.job_id} left the queue without finishing the run"

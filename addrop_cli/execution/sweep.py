@@ -78,12 +78,12 @@ def run_sweep(
 
     Returns the exit code: 0, 1 when a run failed or was lost, 130 when interrupted.
     """
-    from addrop_cli.execution.batch import EXIT_RUNS_FAILED
+    from addrop_cli.execution.context import EXIT_RUNS_FAILED
     from addrop_cli.execution.runner import (
         execute_runs,
         experiment_store,
         make_backend,
-        open_batch,
+        open_context,
         print_plan,
     )
 
@@ -95,16 +95,16 @@ def run_sweep(
         print_plan(spec, plan.stage1(), store, console)
         console.print(head, highlight=False)
         return 0
-    batch = open_batch(spec, spec_path, store, console)
-    backend = make_backend(spec, batch.base_dir, plain=plain, console=console)
+    context = open_context(spec, spec_path, store, console)
+    backend = make_backend(spec, context.base_dir, plain=plain, console=console)
     console.print(head, highlight=False)
     if spec.sweep.search in OPTUNA_SEARCHES:
-        searched = run_search(plan, batch, backend, console=console, retry_failed=retry_failed)
+        searched = run_search(plan, context, backend, console=console, retry_failed=retry_failed)
         plan, first = searched.plan, searched
     else:
         first = execute_runs(
             plan.stage1(),
-            batch,
+            context,
             backend,
             name=f"{spec.name} stage 1 (selection)",
             console=console,
@@ -130,7 +130,7 @@ def run_sweep(
         else:
             second = execute_runs(
                 report_runs(plan, selections),
-                batch,
+                context,
                 backend,
                 name=f"{spec.name} stage 2 (report)",
                 console=console,

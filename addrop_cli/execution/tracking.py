@@ -6,23 +6,31 @@ config as hyperparameters, and the run id, task, variant, method and seed as tag
 a network: W&B runs in offline mode and MLflow writes a local file store unless the user points
 them elsewhere (``WANDB_MODE``, ``MLFLOW_TRACKING_URI``).
 
-Trackers never decide a run's fate. One that is not installed or fails to start is one line
-(:class:`TrackerProblem`) and the run goes on without it; one that fails mid-run is closed,
-reported once and dropped (:class:`Trackers`).
+Each tracker is a :class:`~addrop_cli.engine.loggers.RunLogger`, an optional one of the run's
+:class:`~addrop_cli.engine.loggers.Loggers`. Trackers never decide a run's fate: one that is not
+installed or fails to start is one line (:class:`TrackerProblem`) and the run goes on without it;
+one that fails mid-run is reported once and dropped by the fan-out.
 """
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import json
 import logging
 import os
 import shutil
+import ssl
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+from addrop_cli.engine.loggers import QuietLogger, one_line
 
 if TYPE_CHECKING:
     from addrop_cli.engine.loggers import StepEvent
@@ -31,6 +39,8 @@ if TYPE_CHECKING:
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 EXTRA = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 """Tracker -> the pip extra that installs it (``pip install 'addrop-cli[tensorboard]'``)."""
+SERVER_TIMEOUT_S = 3.0
+"""How long an experiment waits, once before its first run, for a tracking server to answer."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +76,34 @@ class RunInfo:
         }
 
 
-class Tracker(Protocol):
-    name: str
+class Tracker(QuietLogger):
+    """A run logger that sends numbers to a tracking tool: each step's and each evaluation's
+    metrics (:func:`step_metrics`, :func:`eval_metrics`) through :meth:`log`, and the run's
+    status through :meth:`finish`."""
 
-    def log(self, metrics: Mapping[str, float], step: int) -> None: ...
+    name = "tracker"
+    wants_method_stats = True
 
-    def close(self, status: str) -> None: ...
+    def on_step(self, event: StepEvent) -> None:
+        self.log_numbers(step_metrics(event), event.global_step)
+
+    def on_eval(self, record: EpochRecord) -> None:
+        self.log_numbers(eval_metrics(record), record.step)
+
+    def on_end(self, status: str, detail: str) -> None:
+        self.finish(status)
+
+    def log_numbers(self, metrics: Mapping[str, Any], step: int) -> None:
+        """:meth:`log` the entries that are numbers (booleans are not), if any."""
+        clean = {k: float(v) for k, v in metrics.items() if _is_number(v)}
+        if clean:
+            self.log(clean, step)
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        raise NotImplementedError
+
+    def finish(self, status: str) -> None:
+        raise NotImplementedError
 
 
 class TrackerProblem(Exception):
@@ -97,7 +129,7 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-class TensorBoardTracker:
+class TensorBoardTracker(Tracker):
     """Event files under ``tracking/tensorboard/<task>_<variant>_seed<seed>_<run_id>/``: one
     folder per run, so ``tensorboard --logdir results/<experiment>/tracking/tensorboard`` lists
     the runs by name. The config is an ``hparams`` entry and a text summary."""
@@ -123,12 +155,12 @@ class TensorBoardTracker:
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, step)
 
-    def close(self, status: str) -> None:
+    def finish(self, status: str) -> None:
         self.writer.add_text("status", status)
         self.writer.close()
 
 
-class MLflowTracker:
+class MLflowTracker(Tracker):
     """One MLflow run per addrop run, in the experiment named after the spec. Without
     ``MLFLOW_TRACKING_URI`` the store is the local SQLite file ``tracking/mlflow.db`` (MLflow 3
     retired its folder store): ``mlflow ui --backend-store-uri
@@ -168,7 +200,7 @@ class MLflowTracker:
         batch = [self._metric(k, float(v), now, step) for k, v in metrics.items()]
         self.client.log_batch(self.run_id, metrics=batch)
 
-    def close(self, status: str) -> None:
+    def finish(self, status: str) -> None:
         self.client.set_terminated(self.run_id, "FINISHED" if status == "done" else "FAILED")
 
 
@@ -179,7 +211,7 @@ def mlflow_store(experiment_dir: Path) -> str:
     return f"sqlite:///{(folder / 'mlflow.db').resolve()}"
 
 
-class WandbTracker:
+class WandbTracker(Tracker):
     """A W&B run, offline unless ``WANDB_MODE`` says otherwise: its files go under
     ``tracking/wandb/`` (``wandb sync results/<experiment>/tracking/wandb/offline-run-*`` uploads
     them later). Project = the experiment, group = task/variant, tags = task, variant, method."""
@@ -209,7 +241,7 @@ class WandbTracker:
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         self.run.log(dict(metrics), step=step)
 
-    def close(self, status: str) -> None:
+    def finish(self, status: str) -> None:
         import wandb
 
         self.run.summary["status"] = status
@@ -243,45 +275,20 @@ def _hparam(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool)) else str(value)
 
 
-# ---------------------------------------------------------------------------------------------
-# Several trackers, contained
-# ---------------------------------------------------------------------------------------------
-
-
-class Trackers:
-    """The trackers of one run. A failure is reported through ``warn`` (one line) and that
-    tracker is dropped; the run and the other trackers go on."""
-
-    def __init__(self, names: Sequence[str], run: RunInfo, warn: Callable[[str], None]) -> None:
-        self.warn = warn
-        self.active: list[Tracker] = []
-        for name in dict.fromkeys(names):
-            try:
-                self.active.append(BUILDERS[name](run))
-            except TrackerProblem as err:
-                warn(str(err))
-            except Exception as err:  # noqa: BLE001 - a tracker never fails the run
-                warn(f"tracking: {name} did not start ({_why(err)}); the run goes on without it")
-
-    def log(self, metrics: Mapping[str, float], step: int) -> None:
-        clean = {k: float(v) for k, v in metrics.items() if _is_number(v)}
-        if clean:
-            self._each(lambda t: t.log(clean, step), "log")
-
-    def close(self, status: str) -> None:
-        self._each(lambda t: t.close(status), "close")
-        self.active = []
-
-    def _each(self, call: Callable[[Tracker], None], what: str) -> None:
-        for tracker in list(self.active):
-            try:
-                call(tracker)
-            except Exception as err:  # noqa: BLE001 - a tracker never fails the run
-                self.active.remove(tracker)
-                self.warn(
-                    f"tracking: {tracker.name} failed ({what}: {_why(err)}); "
-                    "stopped it, the run goes on"
-                )
+def start_trackers(
+    names: Sequence[str], run: RunInfo, warn: Callable[[str], None]
+) -> list[Tracker]:
+    """The trackers of one run that start; each that does not is one line through ``warn``
+    and the run goes on without it."""
+    started: list[Tracker] = []
+    for name in dict.fromkeys(names):
+        try:
+            started.append(BUILDERS[name](run))
+        except TrackerProblem as err:
+            warn(str(err))
+        except Exception as err:  # noqa: BLE001 - a tracker never fails the run
+            warn(f"tracking: {name} did not start ({one_line(err)}); the run goes on without it")
+    return started
 
 
 def installed(names: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -299,28 +306,49 @@ def installed(names: Sequence[str]) -> tuple[list[str], list[str]]:
     return found, problems
 
 
+def silent_servers(names: Sequence[str], timeout: float = SERVER_TIMEOUT_S) -> list[str]:
+    """One line for each tracker whose server gives no answer within ``timeout`` seconds.
+
+    Checked once per experiment before its first run: MLflow's client retries with back-off
+    for minutes on every run before it gives up. Only MLflow is asked (at an http(s)
+    ``MLFLOW_TRACKING_URI``); W&B runs offline unless told otherwise.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if "mlflow" not in names or not uri.lower().startswith(("http://", "https://")):
+        return []
+    parts = urllib.parse.urlsplit(uri)
+    address = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # no password
+    why = no_answer(address, timeout)
+    if not why:
+        return []
+    return [
+        f"tracking: the MLflow server at MLFLOW_TRACKING_URI={address} does not answer ({why}); "
+        "start it, point MLFLOW_TRACKING_URI at one that answers, or drop mlflow from tracking"
+    ]
+
+
+def no_answer(url: str, timeout: float) -> str:
+    """Why ``url`` gives no HTTP answer within ``timeout`` seconds; empty when it answers with
+    any status (a 404 or a login page is a server that is there)."""
+    try:
+        urllib.request.urlopen(url, timeout=timeout).close()
+        return ""
+    except urllib.error.HTTPError:
+        return ""
+    except urllib.error.URLError as err:
+        reason = err.reason
+    except (OSError, http.client.HTTPException) as err:  # a read that times out; a bad port
+        reason = err
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(reason, ssl.SSLError):
+        return ""  # it answered; its certificate is MLflow's to judge (..._INSECURE_TLS)
+    return str(reason) or type(reason).__name__
+
+
 # ---------------------------------------------------------------------------------------------
-# The training loop's logger protocol
+# What the trackers log
 # ---------------------------------------------------------------------------------------------
-
-
-class TrackingLogger:
-    """The trackers as one of the training loop's loggers. Never raises (:class:`Trackers`
-    contains failures); :meth:`Trackers.close` is called by whoever knows how the run ended."""
-
-    wants_method_stats = True
-
-    def __init__(self, trackers: Trackers) -> None:
-        self.trackers = trackers
-
-    def on_step(self, event: StepEvent) -> None:
-        self.trackers.log(step_metrics(event), event.global_step)
-
-    def on_eval(self, record: EpochRecord) -> None:
-        self.trackers.log(eval_metrics(record), record.step)
-
-    def close(self) -> None:
-        pass
 
 
 def step_metrics(event: StepEvent) -> dict[str, float]:
@@ -349,8 +377,3 @@ def eval_metrics(record: EpochRecord) -> dict[str, float]:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _why(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:160]}" if text else type(err).__name__

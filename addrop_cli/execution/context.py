@@ -1,4 +1,4 @@
-"""One batch of runs and one attempt at one run: shared by every back-end."""
+"""The run context every back-end shares, and one attempt at one run."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from rich.console import Console
 
-from addrop_cli.engine.progress import PlainProgress
 from addrop_cli.errors import StoreError
+from addrop_cli.execution.display import INTERRUPTED, PlainProgress
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.folders import ExperimentStore, RunFolder
 from addrop_cli.store.records import FailedMetrics, RunConfig
@@ -63,7 +63,7 @@ class Summary:
 
 
 @dataclass(frozen=True)
-class Batch:
+class RunContext:
     """What every back-end needs to carry out runs: the store, the spec version, the spec folder."""
 
     store: ExperimentStore
@@ -93,7 +93,7 @@ class Backend(Protocol):
     """
 
     def execute(
-        self, runs: Sequence[RunSpec], batch: Batch, summary: Summary, console: Console
+        self, runs: Sequence[RunSpec], context: RunContext, summary: Summary, console: Console
     ) -> None: ...
 
 
@@ -124,30 +124,30 @@ def run_config(run: RunSpec, spec_hash: str) -> RunConfig:
 
 
 def attempt(
-    run: RunSpec, batch: Batch, progress: PlainProgress, index: int, *, sharing: int = 1
+    run: RunSpec, context: RunContext, progress: PlainProgress, index: int, *, sharing: int = 1
 ) -> Outcome:
     """Take the run's lock, skip it if finished meanwhile, else run it start to end.
 
     ``sharing``: how many runs share this run's GPU (named in out-of-memory advice).
     """
-    with batch.store.lock(run.run_id) as locked:
+    with context.store.lock(run.run_id) as locked:
         if not locked:
             progress.run_end(run, "busy", "(another addrop process is running it)")
             return Outcome("busy")
-        folder = batch.store.run(run.run_id)
+        folder = context.store.run(run.run_id)
         # finished by another process meanwhile (a pruned run is final too)
-        if folder.status in ("done", "pruned") or _failed_before(folder, batch):
+        if folder.status in ("done", "pruned") or _failed_before(folder, context):
             return Outcome("skipped")
         progress.run_start(run, index)
-        return _execute(run, folder, batch, progress, index, sharing)
+        return _execute(run, folder, context, progress, index, sharing)
 
 
-def _failed_before(folder: RunFolder, batch: Batch) -> bool:
+def _failed_before(folder: RunFolder, context: RunContext) -> bool:
     """A FAILED run this invocation must not attempt: retries are off, or it failed after this
     invocation began (another process already retried it)."""
     if folder.status != "failed":
         return False
-    return not batch.retry_failed or folder.failed_at() >= batch.started
+    return not context.retry_failed or folder.failed_at() >= context.started
 
 
 def with_threads(run: RunSpec, threads: int | None) -> RunSpec:
@@ -160,7 +160,7 @@ def with_threads(run: RunSpec, threads: int | None) -> RunSpec:
 def _execute(
     run: RunSpec,
     folder: RunFolder,
-    batch: Batch,
+    context: RunContext,
     progress: PlainProgress,
     index: int,
     sharing: int = 1,
@@ -170,14 +170,13 @@ def _execute(
     An unfinished run with a valid training state goes on from it; otherwise it starts clean.
     """
     from addrop_cli.engine.failures import describe_failure, release_accelerator_memory
-    from addrop_cli.engine.loggers import EpochFileLogger, Loggers
     from addrop_cli.engine.loop import run_one
     from addrop_cli.engine.pruning import RunPruned
     from addrop_cli.engine.resume import epochs_of
     from addrop_cli.execution.study import judges
-    from addrop_cli.execution.watch import RunWatch
+    from addrop_cli.execution.watch import follow
 
-    config = run_config(run, batch.spec_hash)
+    config = run_config(run, context.spec_hash)
     loaded = folder.state.load() if folder.status == "unfinished" else None
     if loaded is not None:
         at, logged = (loaded.step, loaded.epoch), epochs_of(loaded.payload)
@@ -185,14 +184,12 @@ def _execute(
         progress.note(run, f"resuming from step {loaded.step} (epoch {loaded.epoch})")
     else:
         folder.start(config)
-    watch = RunWatch(run, folder, config, batch.tracking, progress, index)
-    shown, trackers = watch.loggers()
+    loggers = follow(run, folder, config, context.tracking, progress, index)
     try:
+        loggers.required += judges(run)  # inside: a study that cannot be opened fails the run
         outcome = run_one(
             run,
-            loggers=Loggers(
-                required=[EpochFileLogger(folder), *shown, *judges(run)], optional=trackers
-            ),
+            loggers=loggers,
             keep_best_state=run.train.save_checkpoint,
             state=folder.state,
             resume=loaded.payload if loaded is not None else None,
@@ -200,12 +197,12 @@ def _execute(
     except (KeyboardInterrupt, StoreError):
         # the folder stays unfinished (with its latest training state) and goes on next time;
         # a store that cannot be written (full disk) stops the experiment with its one-line error
-        watch.end("interrupted", "", console=False)
+        loggers.on_end(INTERRUPTED, "")
         raise
     except RunPruned as pruned:
         folder.prune(pruned.epochs_run, pruned.reason)
         folder.state.discard()  # never resumed: a pruned run is final
-        watch.end("PRUNED", pruned.reason)
+        loggers.on_end("PRUNED", pruned.reason)
         return Outcome("pruned", pruned.reason)
     except Exception as err:  # noqa: BLE001 - containment is the point
         reason = describe_failure(err, sharing=sharing)
@@ -213,10 +210,10 @@ def _execute(
         folder.fail(FailedMetrics(task=run.task, variant=run.variant, seed=run.seed, error=reason))
         folder.state.discard()  # a failed run is retried from a clean start
         release_accelerator_memory()
-        watch.end("FAILED", reason.partition("\n")[0])
+        loggers.on_end("FAILED", reason.partition("\n")[0])
         return Outcome("failed", reason)
-    _store_outcome(run, folder, batch, outcome)
-    watch.end("done", _done_detail(outcome))
+    _store_outcome(run, folder, context, outcome)
+    loggers.on_end("done", _done_detail(outcome))
     return Outcome("done")
 
 
@@ -230,14 +227,16 @@ def _done_detail(outcome: RunOutcome) -> str:
     )
 
 
-def _store_outcome(run: RunSpec, folder: RunFolder, batch: Batch, outcome: RunOutcome) -> None:
+def _store_outcome(
+    run: RunSpec, folder: RunFolder, context: RunContext, outcome: RunOutcome
+) -> None:
     """Results, checkpoints, then DONE; the training state goes last (unless kept)."""
     from addrop_cli.data.tasks import get_task
     from addrop_cli.engine.checkpoints import BEST, LAST, model_card, save_checkpoint
     from addrop_cli.engine.environment import describe_environment
 
     metrics = outcome.metrics
-    environment = describe_environment(batch.base_dir, metrics.device, run.train.threads)
+    environment = describe_environment(context.base_dir, metrics.device, run.train.threads)
     folder.write_json("env.json", environment)
     folder.write_predictions(outcome.predictions)
     task = get_task(run.task, run.data)

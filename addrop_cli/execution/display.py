@@ -1,6 +1,9 @@
-"""Progress displays for `addrop run`: live Rich bars on a terminal, one line per event elsewhere.
+"""How `addrop run` shows runs: live Rich bars on a terminal, one line per event elsewhere, and
+the same lines in each run's ``train.log``.
 
-Both take the same calls from the executor, so the training code never prints.
+:class:`PlainProgress` and :class:`RichProgress` show the whole experiment (the back-ends call
+them as runs start and end); :class:`RunDisplay` is one run on them and :class:`TrainLog` is its
+train.log, both :class:`~addrop_cli.engine.loggers.RunLogger`: the training code never prints.
 """
 
 from __future__ import annotations
@@ -19,13 +22,39 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from addrop_cli.engine.loggers import StepEvent
+from addrop_cli.engine.loggers import QuietLogger, StepEvent
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.records import EpochRecord
+
+INTERRUPTED = "interrupted"
+"""A run stopped by Ctrl-C: its end goes to train.log only (the experiment prints a summary)."""
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+
+
+# The lines, the same on the console and in train.log
+
+
+def start_line(run: RunSpec, index: int, total: int | str) -> str:
+    return f"[{index + 1}/{total}] {run.label} ({run.run_id}) started"
+
+
+def eval_line(run: RunSpec, record: EpochRecord) -> str:
+    return (
+        f"  {run.label} epoch {record.epoch}: loss {record.train_loss:.4f} "
+        f"dev {format_metrics(record.dev)} "
+        f"({record.train_samples_per_s:.1f} samples/s, {record.epoch_time_s:.1f}s)"
+    )
+
+
+def end_line(run: RunSpec, status: str, detail: str) -> str:
+    return f"  {run.label}: {status} {detail}".rstrip()
+
+
+def note_line(run: RunSpec, text: str) -> str:
+    return f"  {run.label}: {text}"
 
 
 class PlainProgress:
@@ -43,77 +72,24 @@ class PlainProgress:
         self.total = pending
 
     def run_start(self, run: RunSpec, index: int) -> None:
-        self._print(f"[{index + 1}/{self.total}] {run.label} ({run.run_id}) started")
+        self._print(start_line(run, index, self.total))
 
     def step(self, progress: StepEvent) -> None:
         pass
 
     def evaluated(self, run: RunSpec, record: EpochRecord) -> None:
-        self._print(
-            f"  {run.label} epoch {record.epoch}: loss {record.train_loss:.4f} "
-            f"dev {format_metrics(record.dev)} "
-            f"({record.train_samples_per_s:.1f} samples/s, {record.epoch_time_s:.1f}s)"
-        )
+        self._print(eval_line(run, record))
 
     def run_end(self, run: RunSpec, status: str, detail: str) -> None:
         self.finished += 1
-        self._print(f"  {run.label}: {status} {detail}".rstrip())
+        self._print(end_line(run, status, detail))
 
     def note(self, run: RunSpec, text: str) -> None:
         """Something about a run that is not an event of its training (resuming, a tracker)."""
-        self._print(f"  {run.label}: {text}")
+        self._print(note_line(run, text))
 
     def close(self) -> None:
         pass
-
-
-class RunLog(PlainProgress):
-    """The ``--plain`` lines of one run, through Python logging (time-stamped), into its
-    folder's ``train.log``: a run that failed on a cluster node can be read afterwards."""
-
-    def __init__(self, path: Path, total: int) -> None:
-        super().__init__(Console(quiet=True))
-        self.total = total
-        self.logger = logging.getLogger(f"addrop.run.{path.parent.name}")
-        self.logger.setLevel(logging.INFO)
-        self.logger.propagate = False  # the console has its own copy of these lines
-        self.handler = logging.FileHandler(path, encoding="utf-8")
-        self.handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        self.logger.addHandler(self.handler)
-
-    def _print(self, text: str) -> None:
-        self.logger.info(text)
-
-    def close(self) -> None:
-        self.logger.removeHandler(self.handler)
-        self.handler.close()
-
-
-class Tee(PlainProgress):
-    """Every event to two displays (the console's and the run's train.log)."""
-
-    def __init__(self, first: PlainProgress, second: PlainProgress) -> None:
-        self.displays = (first, second)
-
-    def run_start(self, run: RunSpec, index: int) -> None:
-        for d in self.displays:
-            d.run_start(run, index)
-
-    def step(self, progress: StepEvent) -> None:
-        for d in self.displays:
-            d.step(progress)
-
-    def evaluated(self, run: RunSpec, record: EpochRecord) -> None:
-        for d in self.displays:
-            d.evaluated(run, record)
-
-    def run_end(self, run: RunSpec, status: str, detail: str) -> None:
-        for d in self.displays:
-            d.run_end(run, status, detail)
-
-    def note(self, run: RunSpec, text: str) -> None:
-        for d in self.displays:
-            d.note(run, text)
 
 
 class RichProgress(PlainProgress):
@@ -180,8 +156,9 @@ class RichProgress(PlainProgress):
         self.bars.stop()
 
 
-class ProgressLogger:
-    """The training loop's logger protocol, shown on a progress display for one run."""
+class RunDisplay(QuietLogger):
+    """One run on the experiment's display, as a run logger. The end of an interrupted run is
+    not shown (the experiment prints its own summary)."""
 
     def __init__(self, progress: PlainProgress, run: RunSpec) -> None:
         self.progress, self.run = progress, run
@@ -192,8 +169,39 @@ class ProgressLogger:
     def on_eval(self, record: EpochRecord) -> None:
         self.progress.evaluated(self.run, record)
 
-    def close(self) -> None:
-        pass
+    def on_note(self, text: str) -> None:
+        self.progress.note(self.run, text)
+
+    def on_end(self, status: str, detail: str) -> None:
+        if status != INTERRUPTED:
+            self.progress.run_end(self.run, status, detail)
+
+
+class TrainLog(QuietLogger):
+    """The ``--plain`` lines of one run, through Python logging (time-stamped), into its
+    folder's ``train.log``: a run that failed on a cluster node can be read afterwards.
+    Opened when the run starts (its first line), closed by :meth:`on_end`."""
+
+    def __init__(self, path: Path, run: RunSpec, index: int, total: int | str) -> None:
+        self.run = run
+        self.logger = logging.getLogger(f"addrop.run.{path.parent.name}")
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False  # the console has its own copy of these lines
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        self.logger.addHandler(self.handler)
+        self.logger.info(start_line(run, index, total))
+
+    def on_eval(self, record: EpochRecord) -> None:
+        self.logger.info(eval_line(self.run, record))
+
+    def on_note(self, text: str) -> None:
+        self.logger.info(note_line(self.run, text))
+
+    def on_end(self, status: str, detail: str) -> None:
+        self.logger.info(end_line(self.run, status, detail))
+        self.logger.removeHandler(self.handler)
+        self.handler.close()
 
 
 def make_progress(console: Console, plain: bool) -> PlainProgress:
