@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from addrop_cli.data.config import CustomTaskSpec, DataSpec
 from addrop_cli.data.metrics import METRICS
 from addrop_cli.data.tasks import get_task, glue_tasks, registry_table, task_names
 from addrop_cli.errors import SpecError
-from addrop_cli.spec.schema import CustomTaskSpec, DataSpec
 
 GLUE_ORDER = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli", "ax"]
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from addrop_cli.errors import SpecError
 
 if TYPE_CHECKING:
-    from addrop_cli.spec.schema import CustomTaskSpec, DataSpec
+    from addrop_cli.data.config import CustomTaskSpec, DataSpec
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")
 REGRESSION_METRICS = ("pearson", "spearman", "mse")

@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from addrop_cli.methods.config import AddropParams
+from addrop_cli.models.config import ModelSpec
 from addrop_cli.models.location import resolve_model_location
-from addrop_cli.spec.schema import ExperimentSpec, ModelSpec
+from addrop_cli.spec.schema import ExperimentSpec
 
 
 def preflight(
