@@ -121,16 +121,15 @@ def _model_problems(
 def _length_problems(model: ModelSpec, spec: ExperimentSpec, source: str | None) -> list[str]:
     """train.max_length beyond the model's position embeddings: a long example would crash."""
     from addrop_cli.errors import AddropError
+    from addrop_cli.models.families import max_tokens
     from addrop_cli.models.loading import load_config
 
     try:
         config = load_config(model)
     except AddropError:
         return []  # check_model reports it
-    positions = getattr(config, "max_position_embeddings", None)
-    if isinstance(positions, int) and "roberta" in str(config.model_type):
-        positions -= 2  # RoBERTa's positions start after the padding index
-    if not isinstance(positions, int) or spec.train.max_length <= positions:
+    positions = max_tokens(config)
+    if positions is None or spec.train.max_length <= positions:
         return []
     return [
         f"{source or 'spec'}: train.max_length: {spec.train.max_length} tokens, but "
