@@ -12,7 +12,7 @@ from pathlib import Path
 
 from addrop_cli.methods.config import AddropParams
 from addrop_cli.models.config import ModelSpec
-from addrop_cli.models.location import resolve_model_location
+from addrop_cli.models.location import located
 from addrop_cli.spec.schema import ExperimentSpec
 
 
@@ -94,16 +94,15 @@ def _model_problems(
     from addrop_cli.models.loading import check_model, is_cached_or_local
 
     try:
-        location = resolve_model_location(spec.model.name_or_path, base_dir)
+        model = located(spec.model, base_dir)
     except AddropError as err:
         return err.problems
-    model = spec.model.model_copy(update={"name_or_path": location})
     if not hub and not is_cached_or_local(model):
         if notes is not None:
             notes.append(
-                f"{source or 'spec'}: model.name_or_path: {location} is a Hub id not in the local "
-                "cache, so its type and layers were not checked (addrop validate --hub fetches "
-                "its config; addrop run downloads it)"
+                f"{source or 'spec'}: model.name_or_path: {model.name_or_path} is a Hub id not in "
+                "the local cache, so its type and layers were not checked (addrop validate --hub "
+                "fetches its config; addrop run downloads it)"
             )
         return []
     problems = check_model(model, None) + _length_problems(model, spec, source)
