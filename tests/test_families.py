@@ -18,12 +18,14 @@ from addrop_cli.methods.addrop import AddropMethod
 from addrop_cli.methods.config import AddropParams
 from addrop_cli.models import attention_function
 from addrop_cli.models.attention import attach_attention_hook, detach_attention_hook
-from addrop_cli.models.families import FAMILIES, SUPPORTED_MODEL_TYPES
+from addrop_cli.models.families import FAMILIES, SUPPORTED_MODEL_TYPES, max_tokens
 from addrop_cli.models.hook import AttentionHook
 from addrop_cli.models.probability_tap import ProbabilityTap
 
 FAMILY_TYPES = list(FAMILIES)
 LENGTHS = [9, 5, 2]
+ABSOLUTE_POSITIONS = {"bert", "roberta", "electra", "xlm-roberta", "distilbert", "albert"}
+"""Families with learned absolute position embeddings (the others are relative or rotary)."""
 
 
 def heads(model: torch.nn.Module) -> int:
@@ -185,3 +187,18 @@ def test_albert_shared_module_counts_layers_per_forward() -> None:
             model(**batch)
         assert set(probs) == {0, 1, 2}
     assert not torch.equal(probs[0], probs[2]), "each layer call is its own layer"
+
+
+@pytest.mark.parametrize("model_type", FAMILY_TYPES)
+def test_max_tokens_is_the_longest_input_the_family_accepts(model_type: str) -> None:
+    """The families table knows each family's position offset (RoBERTa's ids start after the
+    padding index): ``max_tokens`` tokens run, and one more overflows an absolute-position
+    model's embeddings."""
+    model = tiny_family_model(model_type).eval()
+    n = max_tokens(model.config)
+    assert n is not None and n > 0
+    with torch.no_grad():
+        model(**padded_ids(model, [n], length=n))
+        if model_type in ABSOLUTE_POSITIONS:
+            with pytest.raises((IndexError, RuntimeError)):
+                model(**padded_ids(model, [n + 1], length=n + 1))

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from addrop_cli.data.config import DataSpec
 from addrop_cli.data.sources import check_data, load_examples
 from addrop_cli.data.tasks import get_task
-from addrop_cli.spec.schema import DataSpec
 
 GLUE_DIR = os.environ.get("ADDROP_GLUE_DIR", "").strip()
 

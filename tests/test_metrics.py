@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from addrop_cli.data.config import CustomTaskSpec, DataSpec
 from addrop_cli.data.metrics import (
     GLUE_SCORE_FORMULA,
     METRICS,
@@ -17,7 +18,6 @@ from addrop_cli.data.metrics import (
     task_score,
 )
 from addrop_cli.data.tasks import get_task
-from addrop_cli.spec.schema import CustomTaskSpec, DataSpec
 
 
 def a(*xs):

@@ -12,8 +12,8 @@ from transformers import BertConfig, GPT2Config
 
 from addrop_cli.errors import ModelError
 from addrop_cli.models.attention import attach_attention_hook
+from addrop_cli.models.config import ModelSpec
 from addrop_cli.models.loading import check_model, load_model_and_tokenizer, resolve_layers
-from addrop_cli.spec.schema import ModelSpec
 
 
 def tiny_model(**overrides: object) -> torch.nn.Module:

@@ -10,7 +10,8 @@ import pytest
 
 from addrop_cli.errors import ModelError
 from addrop_cli.models import packaged_model_path
-from addrop_cli.models.location import PACKAGED_MINILM, resolve_model_location
+from addrop_cli.models.config import ModelSpec
+from addrop_cli.models.location import PACKAGED_MINILM, located, resolve_model_location
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,6 +21,19 @@ def test_packaged_model_path_is_a_model_folder_and_what_a_spec_means() -> None:
     folder = packaged_model_path()
     assert (folder / "config.json").is_file()
     assert resolve_model_location(f"package:{PACKAGED_MINILM}", ROOT) == str(folder)
+
+
+def test_located_resolves_where_the_model_loads_from_and_keeps_the_rest(tmp_path: Path) -> None:
+    """The one place a spec's model becomes what the loaders take: a folder relative to the
+    spec's folder becomes absolute, a Hub id stays, every other setting is kept."""
+    (tmp_path / "encoder").mkdir()
+    spec = ModelSpec(name_or_path="encoder", tokenizer="tok", revision="v1", pretrained=False)
+    local = located(spec, tmp_path)
+    assert local.name_or_path == str((tmp_path / "encoder").resolve())
+    assert local.model_dump(exclude={"name_or_path"}) == spec.model_dump(exclude={"name_or_path"})
+    assert located(ModelSpec(name_or_path="org/model"), tmp_path).name_or_path == "org/model"
+    with pytest.raises(ModelError, match="not installed"):
+        located(ModelSpec(name_or_path="package:no_such_model_package_here"), tmp_path)
 
 
 def test_packaged_model_path_names_the_install_when_the_package_is_missing() -> None:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from addrop_cli.data import task_rows, tasks
+from addrop_cli.data.config import CustomTaskSpec, DataSpec
 from addrop_cli.data.metrics import METRICS
-from addrop_cli.data.tasks import get_task, glue_tasks, registry_table, task_names
+from addrop_cli.data.task_rows import ROWS_COLUMN, registry_rows
+from addrop_cli.data.tasks import get_task, glue_tasks, task_names
 from addrop_cli.errors import SpecError
-from addrop_cli.spec.schema import CustomTaskSpec, DataSpec
 
 GLUE_ORDER = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli", "ax"]
 
@@ -211,13 +213,24 @@ def test_did_you_mean_includes_custom_tasks():
 def test_registry_table_lists_every_task_and_counts_rows(fixtures_dir):
     from rich.console import Console
 
+    from addrop_cli.cli.listing import tasks_table
+
     console = Console(width=250, record=True)
-    console.print(registry_table(fixtures_dir / "glue"))
+    console.print(tasks_table(fixtures_dir / "glue"))
     text = console.export_text()
     for t in task_names():
         assert get_task(t).display in text
     assert "train 8, dev 4, test 3" in text  # CoLA fixture (header-less train/dev)
     assert "MNLI-mm.tsv" in text
+
+
+def test_registry_rows_are_plain_text_the_data_layer_builds_no_table(fixtures_dir):
+    """The data layer hands the CLI plain rows; only the CLI knows Rich."""
+    rows = registry_rows(fixtures_dir / "glue")
+    assert [row["task"] for row in rows] == task_names()
+    assert all(isinstance(cell, str) for row in rows for cell in row.values())
+    assert ROWS_COLUMN not in registry_rows()[0]  # no folder: no counts
+    assert not any("from rich" in Path(m.__file__).read_text() for m in (tasks, task_rows))
 
 
 def test_custom_regression_task_defaults_to_correlations():

@@ -20,8 +20,6 @@ def list_tasks() -> None:
 
       ADDROP_GLUE_DIR=path/to/glue_data addrop list tasks
     """
-    from addrop_cli.data.tasks import registry_table
-
     glue_dir = os.environ.get("ADDROP_GLUE_DIR", "").strip()
     folder = Path(glue_dir).expanduser() if glue_dir else None
     if folder is not None and not folder.is_dir():
@@ -31,7 +29,20 @@ def list_tasks() -> None:
             highlight=False,
         )
         folder = None
-    console.print(registry_table(folder) if folder else registry_table(False))
+    console.print(tasks_table(folder))
+
+
+def tasks_table(glue_dir: Path | None) -> Table:
+    """The task registry as a table, with the row counts of ``glue_dir`` when given."""
+    from addrop_cli.data.task_rows import registry_rows
+
+    rows = registry_rows(glue_dir)
+    table = Table(title="GLUE tasks" + (f" (rows in {glue_dir})" if glue_dir else ""))
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row.values())
+    return table
 
 
 @list_app.command("methods")

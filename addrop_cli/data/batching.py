@@ -17,7 +17,7 @@ from addrop_cli.errors import DataError, SpecError
 if TYPE_CHECKING:
     import torch
 
-    from addrop_cli.spec.schema import DataSpec
+    from addrop_cli.data.config import DataSpec
 
 log = logging.getLogger(__name__)
 

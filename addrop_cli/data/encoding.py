@@ -18,7 +18,7 @@ from addrop_cli.data.tasks import TaskInfo
 from addrop_cli.store.atomic import atomic_file
 
 if TYPE_CHECKING:
-    from addrop_cli.spec.schema import DataSpec
+    from addrop_cli.data.config import DataSpec
 
 log = logging.getLogger(__name__)
 

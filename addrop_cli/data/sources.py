@@ -65,7 +65,7 @@ from addrop_cli.data.tasks import TaskInfo
 from addrop_cli.errors import DataError
 
 if TYPE_CHECKING:
-    from addrop_cli.spec.schema import DataSpec
+    from addrop_cli.data.config import DataSpec
 
 log = logging.getLogger(__name__)
 

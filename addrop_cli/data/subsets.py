@@ -18,7 +18,7 @@ from addrop_cli.data.examples import (
 from addrop_cli.errors import DataError
 
 if TYPE_CHECKING:
-    from addrop_cli.spec.schema import DataSpec
+    from addrop_cli.data.config import DataSpec
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from addrop_cli.errors import SpecError
 
 if TYPE_CHECKING:
-    from addrop_cli.spec.schema import CustomTaskSpec, DataSpec
+    from addrop_cli.data.config import CustomTaskSpec, DataSpec
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")
 REGRESSION_METRICS = ("pearson", "spearman", "mse")
@@ -432,57 +432,3 @@ def get_task(name: str, data: DataSpec | None = None) -> TaskInfo:
     hint = f"did you mean {' or '.join(repr(c) for c in dict.fromkeys(close))}?" if close else ""
     known = ", ".join(task_names() + list(custom))
     raise SpecError(f"unknown task {name!r}; {hint + ' ' if hint else ''}known tasks: {known}")
-
-
-def _count_rows(path, header: bool) -> int | None:
-    """Data rows in a GLUE file (lines, less the header); None when the file is absent."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-    return max(0, lines - (1 if header else 0))
-
-
-def registry_table(glue_dir=None):
-    """A rich table of the registry for ``addrop list tasks``.
-
-    With a GLUE folder (the argument, else ``ADDROP_GLUE_DIR``) it adds the row count of each split
-    found there (``-`` where a file is missing).
-    """
-    import os
-    from pathlib import Path
-
-    from rich.table import Table
-
-    if glue_dir is False:  # the caller found no usable folder: no row counts
-        glue_dir = None
-    elif glue_dir is None and os.environ.get("ADDROP_GLUE_DIR", "").strip():
-        glue_dir = Path(os.environ["ADDROP_GLUE_DIR"].strip()).expanduser()
-    title = "GLUE tasks" + (f" (rows in {glue_dir})" if glue_dir else "")
-    table = Table(title=title)
-    for col in ("task", "name", "input", "labels", "metrics", "main", "dev splits", "leaderboard"):
-        table.add_column(col)
-    if glue_dir:
-        table.add_column("rows (train/dev/test)")
-    for t in _REGISTRY:
-        labels = "regression (score)" if t.is_regression else ", ".join(t.label_names)
-        cells = [
-            t.name,
-            t.display,
-            " + ".join(t.text_columns),
-            labels,
-            ", ".join(t.metrics) or f"(scored with {t.eval_with})",
-            t.main_metric or "-",
-            ", ".join(t.dev_splits) or "-",
-            ", ".join(t.leaderboard_files.values()),
-        ]
-        if glue_dir:
-            counts = []
-            for split, layout in t.files.items():
-                n = _count_rows(Path(glue_dir) / (t.folder or "") / layout.filename, layout.header)
-                counts.append(f"{split} {n if n is not None else '-'}")
-            cells.append(", ".join(counts))
-        table.add_row(*cells)
-    return table

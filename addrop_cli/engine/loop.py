@@ -38,7 +38,7 @@ from addrop_cli.engine.stopping import EarlyStopping
 from addrop_cli.methods.base import Method
 from addrop_cli.methods.registry import build_method
 from addrop_cli.models.loading import load_model_and_tokenizer
-from addrop_cli.models.location import resolve_model_location
+from addrop_cli.models.location import located
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.records import EpochRecord, RunMetrics, SplitMetrics, SplitPredictions
 from addrop_cli.store.state import TrainingStateFiles
@@ -134,9 +134,8 @@ def setup_run(run: RunSpec) -> Setup:
     method = build_method(
         run.params, is_regression=task.is_regression, seed=run.seed, device=device
     )
-    location = resolve_model_location(run.model.name_or_path, run.base_dir)
     model, tokenizer = load_model_and_tokenizer(
-        run.model.model_copy(update={"name_or_path": location}),
+        located(run.model, run.base_dir),
         num_labels=task.num_labels,
         is_regression=task.is_regression,
         config_overrides=method.config_overrides(),

@@ -143,10 +143,9 @@ def spec_run_bytes(spec: ExperimentSpec, base_dir: Path) -> int:
     """One run of ``spec``, estimated (:mod:`addrop_cli.models.footprint`); its largest method."""
     from addrop_cli.models.footprint import run_memory_bytes
     from addrop_cli.models.loading import load_config
-    from addrop_cli.models.location import resolve_model_location
+    from addrop_cli.models.location import located
 
-    location = resolve_model_location(spec.model.name_or_path, base_dir)
-    config = load_config(spec.model.model_copy(update={"name_or_path": location}))
+    config = load_config(located(spec.model, base_dir))
     addrop = any(params.method == "addrop" for params in spec.methods.values())
     return run_memory_bytes(
         config,

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from addrop_cli.errors import StoreError
 from addrop_cli.execution.runner import experiment_store
-from addrop_cli.models.location import resolve_model_location
+from addrop_cli.models.location import located
 from addrop_cli.spec.matrix import RunSpec, expand
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.store.atomic import atomic_write_json, atomic_write_text
@@ -92,11 +92,10 @@ def _load_trained(run: RunSpec, checkpoint: Path, task: Any) -> tuple[Any, Any]:
 
     from addrop_cli.models.loading import load_model_and_tokenizer
 
-    model_spec = run.model.model_copy(
-        update={"name_or_path": resolve_model_location(run.model.name_or_path, run.base_dir)}
-    )
     model, tokenizer = load_model_and_tokenizer(
-        model_spec, num_labels=task.num_labels, is_regression=task.is_regression
+        located(run.model, run.base_dir),
+        num_labels=task.num_labels,
+        is_regression=task.is_regression,
     )
     model.load_state_dict(load_file(str(checkpoint)))
     return model.eval(), tokenizer

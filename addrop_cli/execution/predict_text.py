@@ -17,10 +17,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
+from addrop_cli.data.config import DataSpec
 from addrop_cli.data.examples import Example
 from addrop_cli.data.tasks import TaskInfo, get_task
 from addrop_cli.errors import DataError, StoreError
-from addrop_cli.spec.schema import DataSpec
 from addrop_cli.store.atomic import atomic_write_text
 from addrop_cli.store.reader import read_run
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from addrop_cli.methods.config import AddropParams
-from addrop_cli.models.location import resolve_model_location
-from addrop_cli.spec.schema import ExperimentSpec, ModelSpec
+from addrop_cli.models.config import ModelSpec
+from addrop_cli.models.location import located
+from addrop_cli.spec.schema import ExperimentSpec
 
 
 def preflight(
@@ -93,16 +94,15 @@ def _model_problems(
     from addrop_cli.models.loading import check_model, is_cached_or_local
 
     try:
-        location = resolve_model_location(spec.model.name_or_path, base_dir)
+        model = located(spec.model, base_dir)
     except AddropError as err:
         return err.problems
-    model = spec.model.model_copy(update={"name_or_path": location})
     if not hub and not is_cached_or_local(model):
         if notes is not None:
             notes.append(
-                f"{source or 'spec'}: model.name_or_path: {location} is a Hub id not in the local "
-                "cache, so its type and layers were not checked (addrop validate --hub fetches "
-                "its config; addrop run downloads it)"
+                f"{source or 'spec'}: model.name_or_path: {model.name_or_path} is a Hub id not in "
+                "the local cache, so its type and layers were not checked (addrop validate --hub "
+                "fetches its config; addrop run downloads it)"
             )
         return []
     problems = check_model(model, None) + _length_problems(model, spec, source)
@@ -120,16 +120,15 @@ def _model_problems(
 def _length_problems(model: ModelSpec, spec: ExperimentSpec, source: str | None) -> list[str]:
     """train.max_length beyond the model's position embeddings: a long example would crash."""
     from addrop_cli.errors import AddropError
+    from addrop_cli.models.families import max_tokens
     from addrop_cli.models.loading import load_config
 
     try:
         config = load_config(model)
     except AddropError:
         return []  # check_model reports it
-    positions = getattr(config, "max_position_embeddings", None)
-    if isinstance(positions, int) and "roberta" in str(config.model_type):
-        positions -= 2  # RoBERTa's positions start after the padding index
-    if not isinstance(positions, int) or spec.train.max_length <= positions:
+    positions = max_tokens(config)
+    if positions is None or spec.train.max_length <= positions:
         return []
     return [
         f"{source or 'spec'}: train.max_length: {spec.train.max_length} tokens, but "

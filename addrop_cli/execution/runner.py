@@ -303,11 +303,9 @@ def expected_state_bytes(run: RunSpec) -> int:
     from addrop_cli.data.tasks import get_task
     from addrop_cli.models.footprint import parameter_count
     from addrop_cli.models.loading import load_config
-    from addrop_cli.models.location import resolve_model_location
+    from addrop_cli.models.location import located
 
     task = get_task(run.task, run.data)
-    location = resolve_model_location(run.model.name_or_path, run.base_dir)
-    config = load_config(run.model.model_copy(update={"name_or_path": location}),
-                         num_labels=task.num_labels)  # fmt: skip
+    config = load_config(located(run.model, run.base_dir), num_labels=task.num_labels)
     fp32_bytes = 4 * parameter_count(config)
     return fp32_bytes * (4 if run.train.save_checkpoint else 3)

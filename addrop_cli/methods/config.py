@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from addrop_cli.methods.strict import plain_number
+from addrop_cli.settings import plain_number
 
 Probability = Annotated[float, Field(gt=0.0, le=1.0)]
 """A rate in (0, 1]: AD-DROP's p and q."""

@@ -17,8 +17,8 @@ import shutil
 import torch
 from transformers import PreTrainedModel
 
-COMPILABLE_FAMILIES = ("bert", "roberta", "electra", "xlm-roberta")
-"""Model types whose training step compiles and matches the eager step (tests/test_methods)."""
+from addrop_cli.models.families import family_of
+
 _DENSE_BLOCK = re.compile(r"encoder\.layer\.\d+\.(intermediate|output|attention\.output)$")
 _BLOCKS_PER_LAYER = 3
 
@@ -30,12 +30,15 @@ def dense_blocks(model: PreTrainedModel) -> list[torch.nn.Module]:
 
 def compile_problem(model: PreTrainedModel, device: torch.device) -> str | None:
     """Why ``model`` cannot be compiled on ``device``, as one line; None when it can."""
-    family = model.config.model_type
-    if family not in COMPILABLE_FAMILIES:
-        return f"train.compile: {family} models cannot be compiled by addrop; running uncompiled"
+    model_type = model.config.model_type
+    family = family_of(model_type)
+    if family is None or not family.compilable:
+        return (
+            f"train.compile: {model_type} models cannot be compiled by addrop; running uncompiled"
+        )
     if len(dense_blocks(model)) != _BLOCKS_PER_LAYER * model.config.num_hidden_layers:
         return (
-            f"train.compile: this {family} model is laid out differently than addrop expects; "
+            f"train.compile: this {model_type} model is laid out differently than addrop expects; "
             "running uncompiled"
         )
     if device.type == "mps":

@@ -69,6 +69,10 @@ class Family:
         }
     )
     """The dropout method's BERT-named rates -> this family's config keys."""
+    position_offset: int = 0
+    """Position ids taken before the first token (RoBERTa's start after the padding index)."""
+    compilable: bool = False
+    """``train.compile`` compiles its dense blocks, matching the eager step (tests/test_methods)."""
     note: str = ""
 
     def attention_modules(self, model: nn.Module) -> list[nn.Module]:
@@ -84,10 +88,24 @@ class Family:
 FAMILIES: dict[str, Family] = {
     f.model_type: f
     for f in (
-        Family("bert", "BERT", "attention-function", "BertSelfAttention"),
-        Family("roberta", "RoBERTa", "attention-function", "RobertaSelfAttention"),
-        Family("electra", "ELECTRA", "attention-function", "ElectraSelfAttention"),
-        Family("xlm-roberta", "XLM-R", "attention-function", "XLMRobertaSelfAttention"),
+        Family("bert", "BERT", "attention-function", "BertSelfAttention", compilable=True),
+        Family(
+            "roberta",
+            "RoBERTa",
+            "attention-function",
+            "RobertaSelfAttention",
+            position_offset=2,
+            compilable=True,
+        ),
+        Family("electra", "ELECTRA", "attention-function", "ElectraSelfAttention", compilable=True),
+        Family(
+            "xlm-roberta",
+            "XLM-R",
+            "attention-function",
+            "XLMRobertaSelfAttention",
+            position_offset=2,
+            compilable=True,
+        ),
         Family(
             "distilbert",
             "DistilBERT",
@@ -141,6 +159,15 @@ SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 
 def family_of(model_type: str) -> Family | None:
     return FAMILIES.get(model_type)
+
+
+def max_tokens(config: Any) -> int | None:
+    """The longest input the model's position embeddings allow; None when it names no bound."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return None
+    family = family_of(config.model_type)
+    return positions - (family.position_offset if family else 0)
 
 
 def model_type_problem(config: Any, where: str) -> str | None:

@@ -22,8 +22,8 @@ from addrop_cli.models.families import (
     resolve_layers,
 )
 
-if TYPE_CHECKING:  # models take the spec's ModelSpec but never import the spec at run time
-    from addrop_cli.spec.schema import ModelSpec
+if TYPE_CHECKING:
+    from addrop_cli.models.config import ModelSpec
 
 __all__ = [
     "check_model",

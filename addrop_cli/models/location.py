@@ -5,6 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from addrop_cli.data.sources import resolve_path
+from addrop_cli.models.config import ModelSpec
+
+
+def located(model: ModelSpec, base_dir: Path) -> ModelSpec:
+    """``model`` with ``name_or_path`` replaced by where it loads from
+    (:func:`resolve_model_location`): what every loader of a spec's model takes.
+
+    :raises ModelError: a ``package:`` model whose package is missing.
+    """
+    return model.model_copy(
+        update={"name_or_path": resolve_model_location(model.name_or_path, base_dir)}
+    )
 
 
 def resolve_model_location(name_or_path: str, base_dir: Path) -> str:

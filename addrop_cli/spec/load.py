@@ -12,12 +12,13 @@ from pydantic import (
     ValidationError,
 )
 
+from addrop_cli.data.config import DataSpec
 from addrop_cli.data.sources import resolve_path
 from addrop_cli.errors import SpecError
 from addrop_cli.methods.registry import METHOD_NAMES
 from addrop_cli.spec.explain import _did_you_mean, _validation_problems
 from addrop_cli.spec.overrides import apply_overrides, read_yaml
-from addrop_cli.spec.schema import DataSpec, ExperimentSpec
+from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.spec.sweeps import _sweep_problems
 
 

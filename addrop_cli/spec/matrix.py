@@ -5,14 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from addrop_cli.spec.schema import (
-    DataSpec,
-    ExperimentSpec,
-    Frozen,
-    MethodParams,
-    ModelSpec,
-    TrainSpec,
-)
+from addrop_cli.data.config import DataSpec
+from addrop_cli.models.config import ModelSpec
+from addrop_cli.settings import Frozen
+from addrop_cli.spec.schema import ExperimentSpec, MethodParams, TrainSpec
 from addrop_cli.store.records import config_hash
 
 # Settings that change where or how fast a run goes, not its result: left out of the run id so

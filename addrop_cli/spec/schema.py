@@ -12,17 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
+from addrop_cli.data.config import DataSpec
 from addrop_cli.methods.registry import METHODS
-from addrop_cli.methods.strict import plain_number
+from addrop_cli.models.config import ModelSpec
+from addrop_cli.settings import Frozen, check_names
 
 MethodParams = Annotated[
     Union[tuple(info.params for info in METHODS.values())],  # noqa: UP007
@@ -31,33 +26,8 @@ MethodParams = Annotated[
 """One variant's parameters: the registered method that its ``method:`` names."""
 
 
-class Frozen(BaseModel):
-    """Base for every spec model: immutable, unknown keys rejected, numbers finite and plain."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _plain_numbers(cls, v: Any, info: ValidationInfo) -> Any:
-        return plain_number(cls.model_fields[info.field_name].annotation, v)
-
-
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 """A run's seed: numpy and CUDA take 32-bit seeds."""
-
-VARIANT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
-"""A method variant's or custom task's name: it names report columns, run labels
-(task/variant/seed) and cache files, so no path separator, blank or control character."""
-
-
-def _check_names(value: Any, what: str) -> Any:
-    for name in value if isinstance(value, dict) else ():
-        if not isinstance(name, str) or not re.match(VARIANT_NAME, name) or len(name) > 100:
-            raise ValueError(
-                f"{what} name {str(name)[:120]!r} is not allowed: start with a letter or digit, "
-                "then up to 100 letters, digits, '_', '-', '.', '+'"
-            )
-    return value
 
 
 def _any_char(value: Any, bad: Callable[[str], bool]) -> bool:
@@ -75,70 +45,6 @@ def _control(c: str) -> bool:
 
 def _blank_or_control(c: str) -> bool:
     return c.isspace() or _control(c)
-
-
-class ModelSpec(Frozen):
-    """The pre-trained encoder: a Hub id or a local folder in the Hugging Face layout."""
-
-    name_or_path: str = Field(min_length=1)
-    tokenizer: str | None = Field(default=None, min_length=1)
-    """Tokenizer Hub id or folder, when it differs from the model's."""
-    pretrained: bool = True
-    """False builds the model from its config with random weights (tests, smoke runs)."""
-    revision: str | None = Field(default=None, min_length=1)
-
-
-class CustomTaskSpec(Frozen):
-    """A task of the user's own, read from CSV / TSV / JSON-lines files with a column mapping."""
-
-    train: Path
-    dev: Path
-    test: Path | None = None
-    text_a: str = Field(min_length=1)
-    text_b: str | None = None
-    label: str = "label"
-    labels: list[str] | None = None
-    """Label names in order (classification); omit with ``regression: true``."""
-    regression: bool = False
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
-    main_metric: str | None = None
-
-    @model_validator(mode="after")
-    def _labels_or_regression(self) -> CustomTaskSpec:
-        if self.regression and self.labels:
-            raise ValueError("give either labels (classification) or regression: true, not both")
-        if not self.regression and not self.labels:
-            raise ValueError("a classification task needs labels: [name, ...]")
-        return self
-
-
-class DataSpec(Frozen):
-    """Where the data comes from and how much of it a run uses."""
-
-    source: Literal["auto", "glue_dir", "hub"] = "auto"
-    """auto: ``glue_dir`` (or ADDROP_GLUE_DIR) when set, else the Hub dataset ``nyu-mll/glue``."""
-    glue_dir: Path | None = None
-    train_size: Annotated[float, Field(gt=0)] | None = None
-    """A count (>= 1) or a fraction (< 1) of the training set, stratified by label, seeded."""
-    heldout: Annotated[float, Field(gt=0)] | None = None
-    """Carve this many (>= 1) or this fraction (< 1) of train out as the selection split, used
-    for early stopping and selection, leaving the GLUE dev set for reporting only."""
-    dev_size: Annotated[int, Field(ge=1)] | None = None
-    """Use only the first N dev examples (quick checks; reports say so)."""
-    cache_dir: Path | None = None
-    custom_tasks: dict[str, CustomTaskSpec] = Field(default_factory=dict)
-
-    @field_validator("custom_tasks", mode="before")
-    @classmethod
-    def _task_names(cls, v: Any) -> Any:
-        return _check_names(v, "custom task")
-
-    @field_validator("train_size", "heldout")
-    @classmethod
-    def _count_or_fraction(cls, v: float | None) -> float | None:
-        if v is not None and v >= 1 and v != int(v):
-            raise ValueError(f"must be a fraction below 1 or a whole count, got {v}")
-        return v
 
 
 class TrainSpec(Frozen):
@@ -454,7 +360,7 @@ class ExperimentSpec(Frozen):
     @field_validator("methods", mode="before")
     @classmethod
     def _variant_names(cls, v: Any) -> Any:
-        return _check_names(v, "variant")
+        return check_names(v, "variant")
 
     @field_validator("seeds")
     @classmethod
