@@ -150,6 +150,28 @@ def _failed_before(folder: RunFolder, batch: Batch) -> bool:
     return not batch.retry_failed or folder.failed_at() >= batch.started
 
 
+def record_lost(run: RunSpec, batch: Batch, reason: str) -> Outcome:
+    """A run whose process vanished without DONE or FAILED (a pool worker killed, a Slurm job
+    gone from the queue): recorded FAILED with ``reason`` and retried from a clean start by the
+    next `addrop run`, like any failed run. "busy" when another process holds it meanwhile."""
+    with batch.store.lock(run.run_id) as locked:
+        if not locked:
+            return Outcome("busy")
+        folder = batch.store.run(run.run_id)
+        if folder.status in ("done", "pruned"):  # it finished just before it died
+            return Outcome(folder.status)
+        if folder.status == "failed" and folder.failed_at() >= batch.started:
+            return Outcome("failed", folder.failure_reason())  # it recorded its own failure
+        if folder.status != "absent":  # an absent folder: it died before starting; still pending
+            folder.fail(_failed_metrics(run, reason))
+            folder.state.discard()  # a failed run is retried from a clean start
+        return Outcome("failed", reason)
+
+
+def _failed_metrics(run: RunSpec, reason: str) -> FailedMetrics:
+    return FailedMetrics(task=run.task, variant=run.variant, seed=run.seed, error=reason)
+
+
 def with_threads(run: RunSpec, threads: int | None) -> RunSpec:
     """The run with ``threads`` torch threads, unless its spec sets them (not part of its id)."""
     if threads is None or run.train.threads is not None:
@@ -210,7 +232,7 @@ def _execute(
     except Exception as err:  # noqa: BLE001 - containment is the point
         reason = describe_failure(err, sharing=sharing)
         folder.write_json("traceback.json", {"traceback": traceback.format_exc()})
-        folder.fail(FailedMetrics(task=run.task, variant=run.variant, seed=run.seed, error=reason))
+        folder.fail(_failed_metrics(run, reason))
         folder.state.discard()  # a failed run is retried from a clean start
         release_accelerator_memory()
         watch.end("FAILED", reason.partition("\n")[0])
