@@ -204,10 +204,11 @@ def _execute(
     if loaded is not None:
         at, logged = (loaded.step, loaded.epoch), epochs_of(loaded.payload)
         folder.start(config, resume_at=at, epochs=logged)
-        progress.note(run, f"resuming from step {loaded.step} (epoch {loaded.epoch})")
     else:
         folder.start(config)
     watch = RunWatch(run, folder, config, batch.tracking, progress, index)
+    if loaded is not None:  # to the console and the run's train.log
+        watch.display.note(run, f"resuming from step {loaded.step} (epoch {loaded.epoch})")
     shown, trackers = watch.loggers()
     try:
         outcome = run_one(
