@@ -5,13 +5,17 @@ the run's time is spent before the kill."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from fault_helpers import ROOT, SMOKE, smoke_args, start_addrop
+
+from addrop_cli.store.folders import RunFolder
 
 KILLER = Path(__file__).resolve().parent / "kill_at_step_addrop.py"
 SLOW_STEPS = """
@@ -68,3 +72,23 @@ def test_every_attempts_train_log_survives_with_a_header_each(resumed: Path) -> 
     assert "epoch 1: loss" in first, log  # the killed attempt's own lines
     assert "resuming from step 40 (epoch 2)" in second, log  # the note reaches the file too
     assert "epoch 2: loss" in second and ": done best" in second, log
+
+
+def _span_s(lines: list[str]) -> float:
+    """Seconds from the first to the last time-stamped line of one attempt in train.log."""
+    stamps = [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in lines]
+    return (stamps[-1] - stamps[0]).total_seconds()
+
+
+def test_a_resumed_runs_wall_time_counts_every_attempt(resumed: Path) -> None:
+    """The cost table reads wall_time_s: a resumed or requeued run costs all its attempts."""
+    metrics = json.loads((resumed / "metrics.json").read_text())
+    assert metrics["attempts"] == 2
+    log = (resumed / "train.log").read_text().split("==== attempt")[1:]
+    spans = [_span_s(attempt.splitlines()[1:]) for attempt in log]
+    assert len(spans) == 2 and all(span > 0 for span in spans)
+    assert metrics["wall_time_s"] >= sum(spans), (metrics["wall_time_s"], spans)
+    assert metrics["wall_time_s"] >= metrics["train_time_s"]  # training is part of the time
+    recorded = RunFolder(resumed).attempt_times()
+    assert set(recorded) == {1, 2}
+    assert metrics["wall_time_s"] >= sum(recorded.values())

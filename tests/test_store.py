@@ -228,3 +228,14 @@ def test_atomic_files_respect_the_umask_like_any_other_file(
     for path in [store.root / "experiment.json", *(folder.path / name for name in written)]:
         assert path.stat().st_mode & 0o777 == expected, path
     assert (folder.path / "plain.txt").stat().st_mode & 0o777 == expected
+
+
+def test_attempt_times_keep_each_attempts_latest_and_skip_a_torn_line(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path / "run")
+    assert folder.attempt_times() == {}
+    folder.record_attempt_time(1, 2.0)
+    folder.record_attempt_time(1, 5.5, sync=False)
+    folder.record_attempt_time(2, 1.25)
+    with open(folder.path / "attempt_times.jsonl", "a") as f:
+        f.write('{"attempt": 2, "seco')  # a kill in the middle of a line
+    assert folder.attempt_times() == {1: 5.5, 2: 1.25}

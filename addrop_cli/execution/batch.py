@@ -201,14 +201,11 @@ def _execute(
 
     config = run_config(run, batch.spec_hash)
     loaded = folder.state.load() if folder.status == "unfinished" else None
-    if loaded is not None:
-        at, logged = (loaded.step, loaded.epoch), epochs_of(loaded.payload)
-        folder.start(config, resume_at=at, epochs=logged)
-    else:
-        folder.start(config)
-    watch = RunWatch(run, folder, config, batch.tracking, progress, index)
-    if loaded is not None:  # to the console and the run's train.log
-        watch.display.note(run, f"resuming from step {loaded.step} (epoch {loaded.epoch})")
+    at, logged = (
+        ((loaded.step, loaded.epoch), epochs_of(loaded.payload)) if loaded else (None, None)
+    )
+    folder.start(config, resume_at=at, epochs=logged)
+    watch = RunWatch(run, folder, config, batch.tracking, progress, index, resumed_at=at)
     shown, trackers = watch.loggers()
     try:
         outcome = run_one(
@@ -238,6 +235,7 @@ def _execute(
         release_accelerator_memory()
         watch.end("FAILED", reason.partition("\n")[0])
         return Outcome("failed", reason)
+    outcome.metrics = watch.clock.costed(outcome.metrics)  # earlier attempts' time included
     _store_outcome(run, folder, batch, outcome)
     watch.end("done", _done_detail(outcome))
     return Outcome("done")

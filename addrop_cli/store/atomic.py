@@ -114,14 +114,16 @@ def fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def append_line(path: Path, line: str) -> None:
-    """Append one line and fsync it (not atomic: readers skip a torn last line)."""
+def append_line(path: Path, line: str, *, sync: bool = True) -> None:
+    """Append one line and fsync it (not atomic: readers skip a torn last line). Without
+    ``sync`` the line survives a killed process but not a machine that goes down."""
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
 
 
 def now_iso() -> str:

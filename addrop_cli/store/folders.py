@@ -11,6 +11,8 @@ Layout (format version 1; docs/store.md documents it, reports read it)::
         metrics.json           final metrics, or the failure
         predictions.json       dev predictions at the best epoch
         train.log              the run's progress lines, every attempt's, each after a header
+        attempt_times.jsonl    {"attempt": n, "seconds": t} lines, each attempt's time so far,
+                               since the run last started clean (its wall_time_s is their sum)
         env.json               versions, git commit, device
         checkpoint/            optional best model (save_pretrained folder, tokenizer, card)
         checkpoint-last/       optional model at the end of training (the same)
@@ -65,7 +67,7 @@ from addrop_cli.store.records import (
 )
 from addrop_cli.store.state import TrainingStateFiles
 
-_STATE_NAMES = ("state", ".state.previous")
+_STATE_NAMES = ("state", ".state.previous", "attempt_times.jsonl")
 """What a resumed attempt keeps of the folder (besides what it rewrites)."""
 _HISTORY_NAMES = ("train.log",)
 """What every attempt keeps, resumed or started over: each attempt's log follows the last."""
@@ -154,6 +156,24 @@ class RunFolder:
         if epochs:
             lines = "".join(record.model_dump_json() + "\n" for record in epochs)
             atomic_write_text(self.path / "epochs.jsonl", lines)
+
+    def record_attempt_time(self, attempt: int, seconds: float, *, sync: bool = True) -> None:
+        """How long attempt ``attempt`` has run so far (the last line of an attempt counts)."""
+        line = json.dumps({"attempt": attempt, "seconds": round(seconds, 3)})
+        append_line(self.path / "attempt_times.jsonl", line, sync=sync)
+
+    def attempt_times(self) -> dict[int, float]:
+        """Each attempt's latest recorded time since the run last started clean ({} if none);
+        a line torn by a kill is skipped."""
+        times: dict[int, float] = {}
+        with contextlib.suppress(FileNotFoundError):
+            for line in (
+                (self.path / "attempt_times.jsonl").read_text(encoding="utf-8").splitlines()
+            ):
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    entry = json.loads(line)
+                    times[int(entry["attempt"])] = float(entry["seconds"])
+        return times
 
     @property
     def state(self) -> TrainingStateFiles:
