@@ -95,18 +95,25 @@ class AddropProcess:
 
 
 def start_addrop(
-    results: Path, overrides: Sequence[str], *, slow_writes: bool = False, max_pause: float = 0.03
+    results: Path,
+    overrides: Sequence[str],
+    *,
+    slow_writes: bool = False,
+    max_pause: float = 0.03,
+    env: dict[str, str] | None = None,
 ) -> AddropProcess:
     """Start ``addrop run experiments/smoke.yaml OVERRIDES --results RESULTS --plain``.
 
     With ``slow_writes`` the process runs through :mod:`slow_writes_addrop`, which only widens
     the store's write windows (so that random kills land inside writes more often), by pauses
-    of up to ``max_pause`` seconds.
+    of up to ``max_pause`` seconds. ``env``: variables added to the process's environment.
     """
     entry = [str(SLOW_WRITES)] if slow_writes else ["-m", "addrop_cli"]
     command = [sys.executable, *entry, "run", str(SMOKE), *overrides]
     command += ["--results", str(results), "--plain"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200"} | (
+        env or {}
+    )
     env["ADDROP_TEST_MAX_PAUSE"] = str(max_pause)
     proc = subprocess.Popen(
         command,

@@ -12,12 +12,14 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from cli_helpers import run_cli
 from fault_helpers import SMOKE, smoke_args
+from safetensors.torch import save_file
 
 from addrop_cli.errors import StoreError
 from addrop_cli.report.build import build_report
-from addrop_cli.store.atomic import atomic_write_text
+from addrop_cli.store.atomic import atomic_folder, atomic_write_text
 from addrop_cli.store.folders import ExperimentStore, RunFolder
 from addrop_cli.store.reader import StoreWarning, load_runs
 from addrop_cli.store.records import RunConfig
@@ -200,3 +202,40 @@ def test_an_old_run_with_other_settings_is_not_given_a_newer_runs_identity(
     assert all(records[i].config.identity is None for i in removed)
     table, _ = _report(tmp_path)
     assert len(table.variants) == 4 and all("@" in v for v in table.variants)
+
+
+@pytest.mark.parametrize(("umask", "expected"), [(0o022, 0o644), (0o077, 0o600)])
+def test_atomic_files_respect_the_umask_like_any_other_file(
+    tmp_path: Path, umask: int, expected: int
+) -> None:
+    """metrics.json, DONE, experiment.json (and every other atomic write) get the mode a plain
+    open() would give them: colleagues on a shared file system read the weights like the config."""
+    previous = os.umask(umask)
+    try:
+        store = ExperimentStore(tmp_path / "exp")
+        store.open_for_writing("exp", "hash", "name: exp\n")
+        folder = store.run("r1")
+        folder.path.mkdir(parents=True)
+        atomic_write_text(folder.path / "metrics.json", "{}\n")
+        atomic_write_text(folder.path / "DONE", "x\n")
+        with open(folder.path / "plain.txt", "w") as f:  # what the user's umask gives any file
+            f.write("x")
+        with atomic_folder(folder.path / "checkpoint") as tmp:
+            save_file({"w": torch.zeros(2)}, str(tmp / "model.safetensors"))
+    finally:
+        os.umask(previous)
+    written = ("metrics.json", "DONE", "checkpoint/model.safetensors")
+    for path in [store.root / "experiment.json", *(folder.path / name for name in written)]:
+        assert path.stat().st_mode & 0o777 == expected, path
+    assert (folder.path / "plain.txt").stat().st_mode & 0o777 == expected
+
+
+def test_attempt_times_keep_each_attempts_latest_and_skip_a_torn_line(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path / "run")
+    assert folder.attempt_times() == {}
+    folder.record_attempt_time(1, 2.0)
+    folder.record_attempt_time(1, 5.5, sync=False)
+    folder.record_attempt_time(2, 1.25)
+    with open(folder.path / "attempt_times.jsonl", "a") as f:
+        f.write('{"attempt": 2, "seco')  # a kill in the middle of a line
+    assert folder.attempt_times() == {1: 5.5, 2: 1.25}

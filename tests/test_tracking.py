@@ -257,7 +257,8 @@ def test_a_run_logs_steps_and_evaluations_to_every_installed_tracker(
 
 def test_train_log_holds_the_plain_lines(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     result, folder, _ = _run(capsys, tmp_path)
-    log = (folder / "train.log").read_text().splitlines()
+    header, *log = (folder / "train.log").read_text().splitlines()
+    assert header.startswith("==== attempt 1: ")  # one header line per attempt
     messages = [line.split(" ", 2)[2] for line in log]  # after the date and time
     printed = [line for line in result.out.splitlines() if "sst2/addrop/seed1" in line]
     assert messages == printed and len(messages) == 4  # started, 2 evaluations, done

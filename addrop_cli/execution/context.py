@@ -150,6 +150,28 @@ def _failed_before(folder: RunFolder, context: RunContext) -> bool:
     return not context.retry_failed or folder.failed_at() >= context.started
 
 
+def record_lost(run: RunSpec, context: RunContext, reason: str) -> Outcome:
+    """A run whose process vanished without DONE or FAILED (a pool worker killed, a Slurm job
+    gone from the queue): recorded FAILED with ``reason`` and retried from a clean start by the
+    next `addrop run`, like any failed run. "busy" when another process holds it meanwhile."""
+    with context.store.lock(run.run_id) as locked:
+        if not locked:
+            return Outcome("busy")
+        folder = context.store.run(run.run_id)
+        if folder.status in ("done", "pruned"):  # it finished just before it died
+            return Outcome(folder.status)
+        if folder.status == "failed" and folder.failed_at() >= context.started:
+            return Outcome("failed", folder.failure_reason())  # it recorded its own failure
+        if folder.status != "absent":  # an absent folder: it died before starting; still pending
+            folder.fail(_failed_metrics(run, reason))
+            folder.state.discard()  # a failed run is retried from a clean start
+        return Outcome("failed", reason)
+
+
+def _failed_metrics(run: RunSpec, reason: str) -> FailedMetrics:
+    return FailedMetrics(task=run.task, variant=run.variant, seed=run.seed, error=reason)
+
+
 def with_threads(run: RunSpec, threads: int | None) -> RunSpec:
     """The run with ``threads`` torch threads, unless its spec sets them (not part of its id)."""
     if threads is None or run.train.threads is not None:
@@ -174,17 +196,19 @@ def _execute(
     from addrop_cli.engine.pruning import RunPruned
     from addrop_cli.engine.resume import epochs_of
     from addrop_cli.execution.study import judges
-    from addrop_cli.execution.watch import follow
+    from addrop_cli.execution.watch import AttemptClock, follow
 
     config = run_config(run, context.spec_hash)
     loaded = folder.state.load() if folder.status == "unfinished" else None
-    if loaded is not None:
-        at, logged = (loaded.step, loaded.epoch), epochs_of(loaded.payload)
-        folder.start(config, resume_at=at, epochs=logged)
-        progress.note(run, f"resuming from step {loaded.step} (epoch {loaded.epoch})")
-    else:
-        folder.start(config)
+    at, logged = (
+        ((loaded.step, loaded.epoch), epochs_of(loaded.payload)) if loaded else (None, None)
+    )
+    folder.start(config, resume_at=at, epochs=logged)
     loggers = follow(run, folder, config, context.tracking, progress, index)
+    if at is not None:  # to the console and train.log
+        loggers.on_note("resuming from step {} (epoch {})".format(*at))
+    clock = AttemptClock(folder)
+    loggers.required.append(clock)
     try:
         loggers.required += judges(run)  # inside: a study that cannot be opened fails the run
         outcome = run_one(
@@ -207,11 +231,12 @@ def _execute(
     except Exception as err:  # noqa: BLE001 - containment is the point
         reason = describe_failure(err, sharing=sharing)
         folder.write_json("traceback.json", {"traceback": traceback.format_exc()})
-        folder.fail(FailedMetrics(task=run.task, variant=run.variant, seed=run.seed, error=reason))
+        folder.fail(_failed_metrics(run, reason))
         folder.state.discard()  # a failed run is retried from a clean start
         release_accelerator_memory()
         loggers.on_end("FAILED", reason.partition("\n")[0])
         return Outcome("failed", reason)
+    outcome.metrics = clock.costed(outcome.metrics)  # earlier attempts' time included
     _store_outcome(run, folder, context, outcome)
     loggers.on_end("done", _done_detail(outcome))
     return Outcome("done")

@@ -10,11 +10,12 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 
-from addrop_cli.execution.context import RunContext, Status, Summary, attempt, with_threads
+from addrop_cli.execution.context import RunContext, Summary, attempt, record_lost, with_threads
 from addrop_cli.execution.display import PlainProgress, make_progress
 from addrop_cli.execution.placement import Placement, runs_sharing
 from addrop_cli.spec.matrix import RunSpec
@@ -78,17 +79,11 @@ class PoolBackend:
         workers = min(len(self.placement), len(runs))
         for _ in range(workers):
             tasks.put(None)
-        pool = _Pool(events)
+        pool = _Pool(events, _Spawner(spawn, context, tasks, events, stop))
         sharing = runs_sharing(self.placement[:workers])
         for worker in range(workers):
             gpu, threads = self.placement[worker]
-            pool.procs[worker] = spawn.Process(
-                target=_pool_worker,
-                args=(worker, (gpu, threads, sharing[worker]), context, tasks, events, stop),
-                name=f"addrop-worker-{worker}",
-                daemon=True,
-            )
-            pool.procs[worker].start()
+            pool.start(worker, (gpu, threads, sharing[worker]))
         console.print(
             f"local pool: {workers} worker processes ({_placement_text(self.placement[:workers])})",
             highlight=False,
@@ -112,16 +107,47 @@ _STOP_GRACE_S = 15.0
 """How long interrupted workers get to stop their runs before they are terminated."""
 
 
+@dataclass(frozen=True)
+class _Spawner:
+    """What a worker process is started with (the same for a replacement)."""
+
+    processes: Any
+    """multiprocessing's spawn context"""
+    context: RunContext
+    tasks: Any
+    events: Any
+    stop: Any
+
+    def spawn(self, worker: int, place: tuple[str | None, int | None, int]) -> Any:
+        proc = self.processes.Process(
+            target=_pool_worker,
+            args=(worker, place, self.context, self.tasks, self.events, self.stop),
+            name=f"addrop-worker-{worker}",
+            daemon=True,
+        )
+        proc.start()
+        return proc
+
+
 class _Pool:
     """The worker processes and what the parent knows of them from their events."""
 
-    def __init__(self, events: Any) -> None:
+    def __init__(self, events: Any, spawner: _Spawner) -> None:
         self.events = events
+        self.spawner = spawner
+        self.places: dict[int, tuple[str | None, int | None, int]] = {}
         self.procs: dict[int, Any] = {}
         self.ready: set[int] = set()
         """Workers whose SIGINT handler is installed (safe to signal)."""
         self.running: dict[int, int] = {}  # worker -> index of its run
         self.alive: set[int] | None = None
+
+    def start(self, worker: int, place: tuple[str | None, int | None, int]) -> None:
+        """Start (or start again, in the place of a dead one) worker ``worker`` at ``place``."""
+        self.places[worker] = place
+        self.procs[worker] = self.spawner.spawn(worker, place)
+        if self.alive is not None:
+            self.alive.add(worker)
 
     def interrupt(self) -> None:
         """Forward SIGINT to the workers that can take it (each stops its current run)."""
@@ -171,31 +197,32 @@ class _Pool:
         progress: PlainProgress,
         summary: Summary,
     ) -> None:
-        """Workers that died without saying so: their run is recorded as lost (or FAILED)."""
+        """Workers that died without saying so (SIGKILL, the out-of-memory killer): their run
+        is recorded FAILED with the reason, and a new worker takes their place."""
         assert self.alive is not None
         for worker in sorted(self.alive):
             if self.procs[worker].is_alive():
                 continue
             self.alive.discard(worker)
-            if worker in self.running:
-                run = runs[self.running.pop(worker)]
-                code = self.procs[worker].exitcode
-                reason = f"worker process died (exit code {code}) during the run"
-                status = _record_lost(run, context, reason)
-                progress.run_end(run, status.upper(), reason)
-                summary.record(run, status, reason)
+            self.ready.discard(worker)
+            if worker not in self.running:
+                continue  # it died between runs, after its last one: nothing of it is lost
+            run = runs[self.running.pop(worker)]
+            reason = death_reason(self.procs[worker].exitcode)
+            outcome = record_lost(run, context, reason)
+            progress.run_end(run, outcome.status.upper(), outcome.reason)
+            summary.record(run, outcome.status, outcome.reason)
+            if not self.spawner.stop.is_set():  # its end-of-queue marker is still queued
+                self.start(worker, self.places[worker])
 
 
-def _record_lost(run: RunSpec, context: RunContext, reason: str) -> Status:
-    """Mark a run whose worker died as FAILED (retried by the next invocation), if we can."""
-    with context.store.lock(run.run_id) as locked:
-        folder = context.store.run(run.run_id)
-        if not locked or folder.status in ("done", "failed", "pruned"):
-            return "lost"
-        if folder.status == "unfinished":
-            folder.fail(reason, {"task": run.task, "variant": run.variant, "seed": run.seed})
-            return "failed"
-    return "lost"
+def death_reason(exitcode: int | None) -> str:
+    """Why a worker process ended in the middle of a run, in words."""
+    if exitcode is not None and exitcode < 0:
+        sig = signal.Signals(-exitcode)
+        likely = "; likely out of memory" if sig == signal.SIGKILL else ""
+        return f"worker killed by signal {-exitcode} ({sig.name}{likely}) during the run"
+    return f"worker process died (exit code {exitcode}) during the run"
 
 
 def _stop(procs: Any) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 from rich.console import Console
 
 from addrop_cli.errors import RunError
-from addrop_cli.execution.context import RunContext, Summary, attempt, with_threads
+from addrop_cli.execution.context import RunContext, Summary, attempt, record_lost, with_threads
 from addrop_cli.execution.display import PlainProgress
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.spec.schema import SlurmSpec
@@ -136,7 +136,7 @@ class SlurmBackend:
 
     poll_s = 3.0
     grace_s = 30.0
-    """How long a run may lack a marker after its job left the queue before it counts as lost
+    """How long a run may lack a marker after its job left the queue before it is recorded FAILED
     (a shared filesystem can show files late)."""
 
     def __init__(self, options: SlurmSpec, *, threads: int | None = None) -> None:
@@ -296,19 +296,16 @@ class SlurmBackend:
         elif w.gone_since is None:
             w.gone_since = time.monotonic()
         elif time.monotonic() - w.gone_since > self.grace_s:
-            with context.store.lock(w.run.run_id) as locked:
-                busy = not locked
-            if busy:
-                summary.record(w.run, "busy")
-                progress.run_end(w.run, "busy", "(another addrop process is running it)")
-            else:
-                folder = Path(self.options.log_dir or context.store.root / "slurm")
-                tail = job_log_tail(folder, w.job_id)
-                reason = (
-                    f"job {w.job_id} left the queue without finishing the run"
-                    + (f" ({tail})" if tail else "")
-                    + f"; its log is in {folder / w.job_id}"
-                )
-                summary.record(w.run, "lost", reason)
-                progress.run_end(w.run, "LOST", reason)
+            # the same policy as a dead pool worker: FAILED with the reason, retried next time
+            logs = Path(self.options.log_dir or context.store.root / "slurm")
+            tail = job_log_tail(logs, w.job_id)
+            reason = (
+                f"job {w.job_id} left the queue without finishing the run"
+                + (f" ({tail})" if tail else "")
+                + f"; its log is in {logs / w.job_id}"
+            )
+            outcome = record_lost(w.run, context, reason)
+            summary.record(w.run, outcome.status, outcome.reason)
+            detail = "(another addrop process is running it)" if outcome.status == "busy" else ""
+            progress.run_end(w.run, outcome.status.upper(), detail or outcome.reason)
             w.reported = True

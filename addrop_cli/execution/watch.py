@@ -1,15 +1,18 @@
 """Who follows one attempt at a run: the store's epochs.jsonl, the progress display, the run's
-own ``train.log`` (the ``--plain`` lines), a search's trial judge and the trackers of the spec's
-``tracking`` list, all :class:`~addrop_cli.engine.loggers.RunLogger` behind one fan-out."""
+own ``train.log`` (the ``--plain`` lines), the attempt's clock, a search's trial judge and the
+trackers of the spec's ``tracking`` list, all :class:`~addrop_cli.engine.loggers.RunLogger`
+behind one fan-out."""
 
 from __future__ import annotations
 
-from addrop_cli.engine.loggers import Loggers, QuietLogger
+import time
+
+from addrop_cli.engine.loggers import Loggers, QuietLogger, StepEvent
 from addrop_cli.execution.display import PlainProgress, RunDisplay, TrainLog
 from addrop_cli.execution.tracking import RunInfo, start_trackers
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.folders import RunFolder
-from addrop_cli.store.records import EpochRecord, RunConfig
+from addrop_cli.store.records import EpochRecord, RunConfig, RunMetrics
 
 
 class EpochFileLogger(QuietLogger):
@@ -50,3 +53,44 @@ def follow(
     )
     loggers.optional = list(start_trackers(tracking, info, loggers.on_note))
     return loggers
+
+
+class AttemptClock(QuietLogger):
+    """This attempt's time, written to the run folder at each evaluation and every
+    ``tick_s`` seconds between, so that a killed attempt's cost is still counted when the run
+    resumes (the run's ``wall_time_s`` sums every attempt since it last started clean)."""
+
+    tick_s = 1.0
+
+    def __init__(self, folder: RunFolder) -> None:
+        self.folder = folder
+        self.earlier = folder.attempt_times()
+        self.attempt = max(self.earlier, default=0) + 1
+        self.started = self.ticked = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def total(self) -> float:
+        """Every attempt's time, this one's until now included."""
+        return sum(self.earlier.values()) + self.elapsed()
+
+    def costed(self, metrics: RunMetrics) -> RunMetrics:
+        """``metrics`` with the wall time of every attempt and their number."""
+        return metrics.model_copy(
+            update={"wall_time_s": round(self.total(), 3), "attempts": self.attempt}
+        )
+
+    def on_step(self, event: StepEvent) -> None:
+        if time.monotonic() - self.ticked >= self.tick_s:
+            self._tick(sync=False)  # survives a killed process; only a lost machine loses it
+
+    def on_eval(self, record: EpochRecord) -> None:
+        self._tick(sync=True)
+
+    def on_end(self, status: str, detail: str) -> None:
+        self._tick(sync=True)
+
+    def _tick(self, *, sync: bool) -> None:
+        self.ticked = time.monotonic()
+        self.folder.record_attempt_time(self.attempt, self.elapsed(), sync=sync)

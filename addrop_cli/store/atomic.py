@@ -59,7 +59,9 @@ def atomic_file(path: Path, mode: str = "wb", *, permissions: int | None = None)
     fsynced and renamed over ``path``, so readers see the old file or the new one, never half.
     On error the temporary file is removed and the error goes on (OSErrors as they are).
 
-    ``permissions``: chmod before the rename (mkstemp makes 0600).
+    ``permissions``: chmod before the rename; by default the mode any new file gets under the
+    process's umask (mkstemp alone makes 0600: a colleague could read config.json, not the
+    weights beside it).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -68,14 +70,26 @@ def atomic_file(path: Path, mode: str = "wb", *, permissions: int | None = None)
             yield f
             f.flush()
             os.fsync(f.fileno())
-        if permissions is not None:
-            os.chmod(tmp, permissions)
+        os.chmod(tmp, _new_file_mode() if permissions is None else permissions)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def _new_file_mode() -> int:
+    """0666 less the umask, as open() would create a file. The umask is read from
+    /proc/self/status where Linux gives it, since setting it to read it back races with threads
+    creating files."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    mask = os.umask(0o022)  # no /proc (macOS): read it the only other way there is
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -100,14 +114,16 @@ def fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def append_line(path: Path, line: str) -> None:
-    """Append one line and fsync it (not atomic: readers skip a torn last line)."""
+def append_line(path: Path, line: str, *, sync: bool = True) -> None:
+    """Append one line and fsync it (not atomic: readers skip a torn last line). Without
+    ``sync`` the line survives a killed process but not a machine that goes down."""
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
 
 
 def now_iso() -> str:
@@ -129,9 +145,11 @@ def atomic_folder(path: Path) -> Iterator[Path]:
         tmp.mkdir(parents=True)
         try:
             yield tmp
+            mode = _new_file_mode()  # safetensors writes its weights 0600 whatever the umask
             for name in os.listdir(tmp):
                 with open(tmp / name, "rb") as f:
                     os.fsync(f.fileno())
+                os.chmod(tmp / name, mode)
             if path.exists():
                 shutil.rmtree(path)
             os.replace(tmp, path)

@@ -10,6 +10,9 @@ Layout (format version 1; docs/store.md documents it, reports read it)::
         epochs.jsonl           one JSON line per evaluation, appended as training goes
         metrics.json           final metrics, or the failure
         predictions.json       dev predictions at the best epoch
+        train.log              the run's progress lines, every attempt's, each after a header
+        attempt_times.jsonl    {"attempt": n, "seconds": t} lines, each attempt's time so far,
+                               since the run last started clean (its wall_time_s is their sum)
         env.json               versions, git commit, device
         checkpoint/            optional best model (save_pretrained folder, tokenizer, card)
         checkpoint-last/       optional model at the end of training (the same)
@@ -64,8 +67,10 @@ from addrop_cli.store.records import (
 )
 from addrop_cli.store.state import TrainingStateFiles
 
-_STATE_NAMES = ("state", ".state.previous")
+_STATE_NAMES = ("state", ".state.previous", "attempt_times.jsonl")
 """What a resumed attempt keeps of the folder (besides what it rewrites)."""
+_HISTORY_NAMES = ("train.log",)
+"""What every attempt keeps, resumed or started over: each attempt's log follows the last."""
 
 RunStatus = Literal["done", "failed", "pruned", "unfinished", "absent"]
 
@@ -123,19 +128,19 @@ class RunFolder:
 
         Each start appends one line to the attempts log first, with the optimiser step and epoch
         it starts from, so "each run ran exactly once" and "no requeue started over" can be
-        checked after the fact. With ``resume_at`` (step, epoch) the training state is kept and
-        epochs.jsonl is rewritten to hold exactly the state's ``epochs`` (an evaluation logged
-        after the state was written is done again, not duplicated).
+        checked after the fact, and a header line to train.log, which every attempt appends to
+        (the log of a job that timed out stays above the requeued job's). With ``resume_at``
+        (step, epoch) the training state is kept and epochs.jsonl is rewritten to hold exactly
+        the state's ``epochs`` (an evaluation logged after the state was written is done again,
+        not duplicated).
         """
         host = socket.gethostname()
         step, epoch = resume_at or (0, 0)
-        append_line(
-            self.attempts_log,
-            f"{now_iso()} pid={os.getpid()} host={host} step={step} epoch={epoch}",
-        )
+        started = f"{now_iso()} pid={os.getpid()} host={host} step={step} epoch={epoch}"
+        append_line(self.attempts_log, started)
         with writing(self.path):
             if self.path.exists():
-                keep = _STATE_NAMES if resume_at is not None else ()
+                keep = _HISTORY_NAMES + (_STATE_NAMES if resume_at is not None else ())
                 for entry in self.path.iterdir():
                     if entry.name in keep:
                         continue
@@ -144,10 +149,31 @@ class RunFolder:
                     else:
                         entry.unlink()
             self.path.mkdir(parents=True, exist_ok=True)
+        how = f"resuming from step {step}" if resume_at is not None else "starting from step 0"
+        header = f"==== attempt {len(self.attempts())}: {started}, {how}"
+        append_line(self.path / "train.log", header)
         atomic_write_json(self.path / "run.json", run_config.model_dump(mode="json"))
         if epochs:
             lines = "".join(record.model_dump_json() + "\n" for record in epochs)
             atomic_write_text(self.path / "epochs.jsonl", lines)
+
+    def record_attempt_time(self, attempt: int, seconds: float, *, sync: bool = True) -> None:
+        """How long attempt ``attempt`` has run so far (the last line of an attempt counts)."""
+        line = json.dumps({"attempt": attempt, "seconds": round(seconds, 3)})
+        append_line(self.path / "attempt_times.jsonl", line, sync=sync)
+
+    def attempt_times(self) -> dict[int, float]:
+        """Each attempt's latest recorded time since the run last started clean ({} if none);
+        a line torn by a kill is skipped."""
+        times: dict[int, float] = {}
+        with contextlib.suppress(FileNotFoundError):
+            for line in (
+                (self.path / "attempt_times.jsonl").read_text(encoding="utf-8").splitlines()
+            ):
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    entry = json.loads(line)
+                    times[int(entry["attempt"])] = float(entry["seconds"])
+        return times
 
     @property
     def state(self) -> TrainingStateFiles:

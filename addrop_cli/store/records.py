@@ -137,6 +137,10 @@ class RunMetrics(Record):
     train_examples: int = 0
     # cost: None where a run did not record it
     wall_time_s: float | None = None
+    """Over every attempt since the run last started from step 0 (a resumed or requeued run's
+    earlier attempts included; see ``attempts``)."""
+    attempts: int = 1
+    """How many attempts (starts, resumed or not) the run took since it last started clean."""
     train_time_s: float | None = None
     train_samples_per_s: float | None = None
     peak_memory_mb: float | None = None

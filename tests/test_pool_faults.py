@@ -1,0 +1,149 @@
+"""A pool worker that dies (SIGKILL, as the kernel's out-of-memory killer sends it) or a run
+that runs out of memory in a worker: the run is FAILED with its reason, a new worker takes the
+dead one's place, and every other run of the experiment finishes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from fault_helpers import SMOKE, smoke_args, start_addrop
+
+from addrop_cli.spec.load import load_spec
+from addrop_cli.spec.matrix import expand
+from addrop_cli.store.reader import load_runs
+
+pytestmark = pytest.mark.faults
+
+# Every optimiser step takes 0.1 s more (a run lasts seconds, long enough to be killed in), and
+# ADDROP_TEST_OOM_AT=<variant>:<seed>:<step> raises the out-of-memory error of a full GPU there.
+WORKER_FAULTS = """
+import os, time
+
+import torch
+
+from addrop_cli.engine import loop
+
+_step = loop.RunLoop._optimizer_step
+
+
+def _faulty_step(self):
+    _step(self)
+    time.sleep(0.1)
+    variant, seed, step = os.environ["ADDROP_TEST_OOM_AT"].split(":")
+    run = self.s.run
+    if (run.variant, run.seed, self.global_step) == (variant, int(seed), int(step)):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+loop.RunLoop._optimizer_step = _faulty_step
+"""
+
+
+def _workers(parent: int) -> list[int]:
+    """The pool's worker processes among ``parent``'s children (not multiprocessing's helper)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        children += [int(pid) for pid in (task / "children").read_text().split()]
+    return [
+        pid
+        for pid in children
+        if b"--multiprocessing-fork" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def _wait_for(condition, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds workers through /proc")
+def test_a_killed_worker_fails_its_run_and_the_rest_of_the_experiment_goes_on(
+    tmp_path: Path,
+) -> None:
+    overrides = smoke_args([1, 2, 3])
+    runs = expand(load_spec(SMOKE, overrides), SMOKE.parent)
+    oom = runs[-1]  # queued last: it starts after the kill, on a worker that survives
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(WORKER_FAULTS)
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        "ADDROP_TEST_OOM_AT": f"{oom.variant}:{oom.seed}:5",
+    }
+    process = start_addrop(tmp_path, [*overrides, "--workers", "2"], env=env)
+    experiment = tmp_path / "smoke" / "runs"
+    try:
+        # both workers are inside a run (its folder started), then one of them is killed
+        _wait_for(lambda: len(list(experiment.glob("*/run.json"))) >= 2)
+        victim = _workers(process.proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        code = process.finish(timeout=600)
+    finally:
+        if process.proc.poll() is None:
+            process.kill()
+    output = process.output()
+    assert code == 1, output  # some runs failed: the exit code of any failed run
+    assert "Traceback" not in output and "TypeError" not in output, output
+    by_id = {r.path.name: r for r in load_runs(tmp_path / "smoke")}
+    assert set(by_id) == {run.run_id for run in runs}, output
+    killed = [r for r in by_id.values() if "signal 9" in r.reason]
+    assert len(killed) == 1, output
+    assert killed[0].status == "failed"
+    assert "SIGKILL; likely out of memory" in killed[0].reason
+    out_of_memory = by_id[oom.run_id]
+    assert out_of_memory.status == "failed", output
+    assert "out of memory" in out_of_memory.reason and "train.batch_size" in out_of_memory.reason
+    failed = {killed[0].path.name, oom.run_id}
+    assert all(r.status == "done" for name, r in by_id.items() if name not in failed), output
+    summary = next(line for line in output.splitlines() if line.startswith("runs: "))
+    assert "2 failed" in summary and f"{len(runs) - 2} done" in summary, output
+
+
+def test_a_lost_run_is_recorded_failed_once_and_left_alone_when_it_finished_or_is_taken(
+    tmp_path: Path,
+) -> None:
+    """The one policy for a dead pool worker and a Slurm job gone from the queue: an unfinished
+    run is FAILED with the reason and its state dropped (a failed run is retried from a clean
+    start); a run that finished, that failed on its own, that never started or that another
+    process holds keeps what it has."""
+    from filelock import FileLock
+
+    from addrop_cli.execution.context import Outcome, RunContext, record_lost
+    from addrop_cli.store.folders import ExperimentStore
+
+    runs = expand(load_spec(SMOKE, smoke_args([1, 2])), SMOKE.parent)
+    store = ExperimentStore(tmp_path / "smoke")
+    context = RunContext(store=store, spec_hash="h", base_dir=SMOKE.parent)
+    never_started, unfinished, finished, taken = runs
+    assert record_lost(never_started, context, "gone") == Outcome("failed", "gone")
+    assert store.run(never_started.run_id).status == "absent"  # still pending: nothing to mark
+
+    folder = store.run(unfinished.run_id)
+    folder.state.current.mkdir(parents=True)
+    assert record_lost(unfinished, context, "worker killed") == Outcome("failed", "worker killed")
+    assert folder.status == "failed" and folder.failure_reason() == "worker killed"
+    assert not folder.state.current.exists()
+    # a second report of the same death keeps the first reason (written in this invocation)
+    assert record_lost(unfinished, context, "again") == Outcome("failed", "worker killed")
+
+    store.run(finished.run_id).path.mkdir(parents=True)
+    (store.run(finished.run_id).path / "DONE").write_text("x\n")
+    assert record_lost(finished, context, "gone").status == "done"
+
+    with FileLock(store.runs_dir / f".{taken.run_id}.lock"):
+        assert record_lost(taken, context, "gone").status == "busy"
+
+
+def test_a_dead_workers_reason_names_the_signal_or_the_exit_code() -> None:
+    from addrop_cli.execution.local import death_reason
+
+    assert "signal 9 (SIGKILL; likely out of memory)" in death_reason(-9)
+    assert "signal 15 (SIGTERM)" in death_reason(-15)
+    assert "exit code 3" in death_reason(3)
