@@ -534,6 +534,10 @@ MISTAKES = [
     Mistake("probe-workers-word", "--workers two", ("run", SMOKE, "--workers", "two"), 2,
             "executor.workers (from override executor.workers=\"two\"): expected a whole number "
             "or auto, got 'two'"),
+    # --- found by the outside probe (issue 23)
+    Mistake("probe-dry-run-layer", "a dry run with an AD-DROP layer the model does not have",
+            ("run", SMOKE, "--dry-run", "methods.addrop.layers=[0,7]"), 2,
+            "index 7 is out of range"),
     Mistake("report-out-not-writable", "report --out folder not writable",
             ("report", "{tmp}/store", "--out", "/dev/null/report", "-f", "markdown",
              "--no-plots"), 2, "cannot write", _store()),
