@@ -538,6 +538,11 @@ MISTAKES = [
     Mistake("probe-dry-run-layer", "a dry run with an AD-DROP layer the model does not have",
             ("run", SMOKE, "--dry-run", "methods.addrop.layers=[0,7]"), 2,
             "index 7 is out of range"),
+    Mistake("probe-predict-damaged-checkpoint", "predict from a half-written checkpoint",
+            ("predict", SMOKE, "train.save_checkpoint=true"), 2,
+            "error: <run>/checkpoint: the checkpoint cannot be loaded (<reason>); delete the run "
+            "folder and run it again",
+            elsewhere="tests/test_predict_damage.py::test_a_damaged_checkpoint_is_one_line"),
     Mistake("report-out-not-writable", "report --out folder not writable",
             ("report", "{tmp}/store", "--out", "/dev/null/report", "-f", "markdown",
              "--no-plots"), 2, "cannot write", _store()),
