@@ -37,3 +37,8 @@ class RunError(AddropError):
     """One or more training runs failed (not the user's input): exit code 1."""
 
     exit_code = 1
+
+
+class UsageError(AddropError, TypeError, ValueError):
+    """The library API was called with something it cannot use (a TypeError and a ValueError,
+    so a script that catches either keeps working)."""

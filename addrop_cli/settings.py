@@ -38,8 +38,15 @@ def _wants_number(annotation: Any) -> bool:
     return bool(kinds & {int, float}) and bool not in kinds and object not in kinds
 
 
+def _wants_bool(annotation: Any) -> bool:
+    return bool in _kinds(annotation) and not _kinds(annotation) - {bool, type(None)}
+
+
 def plain_number(annotation: Any, value: Any) -> Any:
-    """``value`` unchanged, or ValueError when a number field gets a bool or a huge integer."""
+    """``value`` unchanged, or ValueError when a number field gets a bool or a huge integer, or
+    a yes/no field gets anything but a bool (pydantic would read 1, 0 or "yes" as one)."""
+    if _wants_bool(annotation) and value is not None and not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
     if not _wants_number(annotation):
         return value
     for item in value if isinstance(value, list) else [value]:

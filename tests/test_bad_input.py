@@ -548,6 +548,24 @@ MISTAKES = [
     Mistake("probe-workers-word", "--workers two", ("run", SMOKE, "--workers", "two"), 2,
             "executor.workers (from override executor.workers=\"two\"): expected a whole number "
             "or auto, got 'two'"),
+    # --- found by the outside probe (issue 23)
+    Mistake("probe-dry-run-layer", "a dry run with an AD-DROP layer the model does not have",
+            ("run", SMOKE, "--dry-run", "methods.addrop.layers=[0,7]"), 2,
+            "index 7 is out of range"),
+    Mistake("probe-predict-damaged-checkpoint", "predict from a half-written checkpoint",
+            ("predict", SMOKE, "train.save_checkpoint=true"), 2,
+            "error: <run>/checkpoint: the checkpoint cannot be loaded (<reason>); delete the run "
+            "folder and run it again",
+            elsewhere="tests/test_predict_damage.py::test_a_damaged_checkpoint_is_one_line"),
+    Mistake("probe-pad-multiple-past-positions", "a padding multiple that pads past the "
+            "model's positions", ("run", SMOKE, *QUICK, "train.max_length=120",
+                                  "train.pad_to_multiple_of=100"), 2,
+            "pads the longest batch (train.max_length 120) to 200 tokens"),
+    Mistake("probe-slurm-runs-per-gpu", "runs per GPU with the Slurm back-end",
+            ("run", SMOKE, "executor.backend=slurm", "executor.runs_per_gpu=2"), 2,
+            "executor.runs_per_gpu: 2 applies to the local pool"),
+    Mistake("probe-bool-as-number", "a yes/no setting written as 1",
+            ("run", SMOKE, "train.save_checkpoint=1"), 2, "expected true or false, got 1"),
     Mistake("report-out-not-writable", "report --out folder not writable",
             ("report", "{tmp}/store", "--out", "/dev/null/report", "-f", "markdown",
              "--no-plots"), 2, "cannot write", _store()),

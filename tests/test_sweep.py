@@ -339,9 +339,10 @@ def test_status_tells_running_from_interrupted_and_not_started(
         )
         if state == "done":
             (folder / "DONE").write_text("")
-        if state == "interrupted":  # a training state to go on from (its manifest is enough)
-            (folder / "state").mkdir()
-            (folder / "state" / "manifest.json").write_text(json.dumps({"step": 7, "epoch": 0}))
+        if state == "interrupted":  # a training state to go on from (one that loads)
+            from addrop_cli.store.state import TrainingStateFiles
+
+            TrainingStateFiles(folder).write({"step": 7}, step=7, epoch=0)
     held = FileLock(experiment / "runs" / f".{runs[1].run_id}.lock")
     with held:
         result = run_cli(capsys, "status", SMOKE, *args, "--results", tmp_path)

@@ -8,7 +8,11 @@ by the MNLI model. Files use the label names GLUE expects (``entailment``, ``1``
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from statistics import mean
 from typing import TYPE_CHECKING, Any
@@ -17,11 +21,12 @@ import numpy as np
 from rich.console import Console
 
 from addrop_cli.errors import StoreError
+from addrop_cli.execution.predict_text import load_checkpoint, readable_checkpoint
 from addrop_cli.execution.runner import experiment_store
 from addrop_cli.models.location import located
 from addrop_cli.spec.matrix import RunSpec, expand
 from addrop_cli.spec.schema import ExperimentSpec
-from addrop_cli.store.atomic import atomic_write_json, atomic_write_text
+from addrop_cli.store.atomic import atomic_write_json, atomic_write_text, fsync_dir
 from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.reader import read_run
 
@@ -84,10 +89,7 @@ def _load_trained(run: RunSpec, checkpoint: Path, task: Any) -> tuple[Any, Any]:
     bare safetensors weights loaded into the run's base model."""
     folder = checkpoint.parent
     if (folder / "config.json").is_file():
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        model = AutoModelForSequenceClassification.from_pretrained(folder)
-        return model.eval(), AutoTokenizer.from_pretrained(folder)
+        return load_checkpoint(folder.parent)
     from safetensors.torch import load_file
 
     from addrop_cli.models.loading import load_model_and_tokenizer
@@ -97,7 +99,8 @@ def _load_trained(run: RunSpec, checkpoint: Path, task: Any) -> tuple[Any, Any]:
         num_labels=task.num_labels,
         is_regression=task.is_regression,
     )
-    model.load_state_dict(load_file(str(checkpoint)))
+    with readable_checkpoint(checkpoint):
+        model.load_state_dict(load_file(str(checkpoint)))
     return model.eval(), tokenizer
 
 
@@ -127,43 +130,73 @@ def predict_command(
 ) -> int:
     """Write each task's leaderboard files from its chosen run's checkpoint, and provenance.json
     (which run, seed and dev score each file came from)."""
-    from addrop_cli.data.tasks import get_task, task_names
-    from addrop_cli.engine.devices import pick_device
+    from addrop_cli.data.tasks import get_task
 
     store = experiment_store(spec, results_root)
     runs = expand(spec, spec_path.parent)
     out = out or store.root / "leaderboard"
-    device = pick_device(spec.train.device)
     provenance: dict[str, Any] = {}
-    for task_name in dict.fromkeys(r.task for r in runs):
-        task = get_task(task_name, spec.data)
-        if not task.leaderboard_files:
-            continue
-        run, score, checkpoint = choose_run(store, runs, task_name, variant)
-        model, tokenizer = _load_trained(run, checkpoint, task)
-        model.to(device)
-        # the task's own test splits, and those of tasks scored with its model (AX with MNLI)
-        targets = [task] + [get_task(n) for n in task_names() if get_task(n).eval_with == task.name]
-        for target in targets:
-            for split_name, filename in target.leaderboard_files.items():
-                rows = _write_predictions(
-                    out / filename, target, split_name, run, model, tokenizer, device, spec
-                )
-                provenance[filename] = {
-                    "run_id": run.run_id,
-                    "task": run.task,
-                    "variant": run.variant,
-                    "seed": run.seed,
-                    "dev_score": score,
-                    "rows": rows,
-                }
-                console.print(
-                    f"wrote {out / filename} ({rows} rows) from run {run.run_id} "
-                    f"({run.label}, dev {score:.4f})",
-                    highlight=False,
-                )
-    atomic_write_json(out / "provenance.json", provenance)
+    with _staged_submission(out) as staging:
+        for task_name in dict.fromkeys(r.task for r in runs):
+            task = get_task(task_name, spec.data)
+            if task.leaderboard_files:
+                run, score, checkpoint = choose_run(store, runs, task_name, variant)
+                provenance |= _predict_task(spec, task, run, score, checkpoint, staging)
+        atomic_write_json(staging / "provenance.json", provenance)
+    for filename, made in provenance.items():
+        console.print(
+            f"wrote {out / filename} ({made['rows']} rows) from run {made['run_id']} "
+            f"({made['label']}, dev {made['dev_score']:.4f})",
+            highlight=False,
+        )
     return 0
+
+
+def _predict_task(
+    spec: ExperimentSpec, task: Any, run: RunSpec, score: float, checkpoint: Path, out: Path
+) -> dict[str, Any]:
+    """One task's leaderboard files into ``out``, and their provenance entries."""
+    from addrop_cli.data.tasks import get_task, task_names
+    from addrop_cli.engine.devices import pick_device
+
+    device = pick_device(spec.train.device)
+    model, tokenizer = _load_trained(run, checkpoint, task)
+    model.to(device)
+    provenance = {}
+    # the task's own test splits, and those of tasks scored with its model (AX with MNLI)
+    targets = [task] + [get_task(n) for n in task_names() if get_task(n).eval_with == task.name]
+    for target in targets:
+        for split_name, filename in target.leaderboard_files.items():
+            rows = _write_predictions(
+                out / filename, target, split_name, run, model, tokenizer, device, spec
+            )
+            provenance[filename] = {
+                "run_id": run.run_id,
+                "task": run.task,
+                "variant": run.variant,
+                "seed": run.seed,
+                "label": run.label,
+                "dev_score": score,
+                "rows": rows,
+            }
+    return provenance
+
+
+@contextmanager
+def _staged_submission(out: Path) -> Iterator[Path]:
+    """A folder beside ``out`` that the block writes the submission into; its files move into
+    ``out`` only once every one is written (provenance.json last), so an interrupted or failed
+    prediction leaves ``out`` as it was, never a partial submission that looks complete."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield staging
+        out.mkdir(exist_ok=True)
+        for name in sorted(os.listdir(staging), key=lambda name: name == "provenance.json"):
+            os.replace(staging / name, out / name)
+        fsync_dir(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_predictions(

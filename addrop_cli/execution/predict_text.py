@@ -9,8 +9,8 @@ two sentences. Output: one ``prediction<TAB>text`` line per input, to the termin
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from rich.progress import Progress
 from addrop_cli.data.config import DataSpec
 from addrop_cli.data.examples import Example
 from addrop_cli.data.tasks import TaskInfo, get_task
-from addrop_cli.errors import DataError, StoreError
+from addrop_cli.errors import AddropError, DataError, StoreError
 from addrop_cli.store.atomic import atomic_write_text
 from addrop_cli.store.reader import read_run
 
@@ -64,16 +64,26 @@ def load_checkpoint(run_dir: Path) -> tuple[Any, Any]:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # ours is the only progress shown
-    try:
+    with readable_checkpoint(folder):
         model = AutoModelForSequenceClassification.from_pretrained(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder)
+    return model.eval(), tokenizer
+
+
+@contextmanager
+def readable_checkpoint(where: Path) -> Iterator[None]:
+    """Loading a checkpoint in the block: damage (a half-written or corrupt file) becomes one
+    StoreError line naming ``where`` and the fix; our own one-line errors pass unchanged."""
+    try:
+        yield
+    except AddropError:  # a base model that is missing (legacy checkpoints) says so already
+        raise
     except Exception as err:  # noqa: BLE001 - damage shows as OSError, SafetensorError, ValueError
         first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise StoreError(
-            f"{folder}: the checkpoint cannot be loaded ({first}); delete the run folder and run "
+            f"{where}: the checkpoint cannot be loaded ({first}); delete the run folder and run "
             "it again"
         ) from err
-    return model.eval(), tokenizer
 
 
 def label_of(task: TaskInfo, value: float) -> str:

@@ -30,7 +30,8 @@ def preflight(
     a Hub model that is not in the local cache is not fetched: a line saying so goes to
     ``notes`` instead (offline validation stays fast; `addrop run` fetches it anyway).
     """
-    problems = _device_problems(spec, source) + _data_problems(spec, base_dir)
+    problems = _device_problems(spec, source) + _executor_problems(spec, source)
+    problems += _data_problems(spec, base_dir)
     problems += _model_problems(spec, base_dir, source, hub, notes)
     return list(dict.fromkeys(problems))
 
@@ -51,6 +52,18 @@ def _device_problems(spec: ExperimentSpec, source: str | None) -> list[str]:
     return [
         f"{source or 'spec'}: train.device: {wanted}, but {what} on this machine; "
         "use --device auto (or cpu), or run where there is one (--backend slurm)"
+    ]
+
+
+def _executor_problems(spec: ExperimentSpec, source: str | None) -> list[str]:
+    """Local-pool settings the Slurm back-end would ignore (one job per run, one GPU each)."""
+    executor = spec.executor
+    if executor.backend != "slurm" or executor.runs_per_gpu == 1:
+        return []
+    given = "auto" if executor.runs_per_gpu == 0 else executor.runs_per_gpu
+    return [
+        f"{source or 'spec'}: executor.runs_per_gpu: {given} applies to the local pool; the Slurm "
+        "back-end runs one job per run on its own GPU; remove it (or use --backend local)"
     ]
 
 
@@ -128,9 +141,21 @@ def _length_problems(model: ModelSpec, spec: ExperimentSpec, source: str | None)
     except AddropError:
         return []  # check_model reports it
     positions = max_tokens(config)
-    if positions is None or spec.train.max_length <= positions:
+    if positions is None:
+        return []
+    where, length = source or "spec", spec.train.max_length
+    if length > positions:
+        return [
+            f"{where}: train.max_length: {length} tokens, but {model.name_or_path} has "
+            f"{positions} positions; use train.max_length={positions} or less"
+        ]
+    multiple = spec.train.pad_to_multiple_of
+    widest = -(-length // multiple) * multiple if multiple else length
+    if widest <= positions:
         return []
     return [
-        f"{source or 'spec'}: train.max_length: {spec.train.max_length} tokens, but "
-        f"{model.name_or_path} has {positions} positions; use train.max_length={positions} or less"
+        f"{where}: train.pad_to_multiple_of: {multiple} pads the longest batch "
+        f"(train.max_length {length}) to {widest} tokens, but {model.name_or_path} has "
+        f"{positions} positions; use a multiple that divides {positions} (such as 8), or a smaller "
+        "train.max_length"
     ]

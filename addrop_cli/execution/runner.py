@@ -50,9 +50,16 @@ def open_context(
 
 
 def print_plan(
-    spec: ExperimentSpec, runs: list[RunSpec], store: ExperimentStore, console: Console
+    spec: ExperimentSpec,
+    runs: list[RunSpec],
+    store: ExperimentStore,
+    console: Console,
+    *,
+    restart: bool = False,
+    retry_failed: bool = True,
 ) -> None:
-    """--dry-run: the resolved spec and the whole run matrix with each run's state."""
+    """--dry-run: the resolved spec and the whole run matrix with each run's state (what
+    ``addrop run`` with the same flags would do with it)."""
     console.rule("resolved spec")
     console.print(spec_to_yaml(spec), markup=False, highlight=False)
     table = Table(title=f"{len(runs)} runs -> {store.root}")
@@ -69,7 +76,7 @@ def print_plan(
             run.variant,
             run.params.method,
             str(run.seed),
-            _state_label(store, run.run_id, state),
+            _state_label(store, run.run_id, state, restart=restart, retry_failed=retry_failed),
         ]
         if swept:
             sweep = run.sweep or {}
@@ -104,13 +111,19 @@ def print_state_size(runs: list[RunSpec], console: Console) -> None:
         )
 
 
-def _state_label(store: ExperimentStore, run_id: str, state: str) -> str:
+def _state_label(
+    store: ExperimentStore, run_id: str, state: str, *, restart: bool, retry_failed: bool
+) -> str:
+    """The run's state and what `addrop run` does with it; "resume" only when the run has a
+    training state that loads (the check :meth:`TrainingStateFiles.load` makes)."""
     if state == "absent":
         return "to run"
+    if state == "failed":
+        return "failed: to run again from step 0" if retry_failed else "failed (skipped)"
     if state != "unfinished":
         return state
-    loaded = store.run(run_id).state.manifest()
-    return f"to run (resume at step {loaded['step']})" if loaded else "to run (restart)"
+    loaded = None if restart else store.run(run_id).state.valid_manifest()
+    return f"to run (resume at step {loaded['step']})" if loaded else "to run (from step 0)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,7 +150,13 @@ def run_experiment(
     runs = expand(spec, spec_path.parent)
     store = experiment_store(spec, results_root)
     if dry_run:
-        print_plan(spec, runs, store, console)
+        from addrop_cli.execution.preflight import preflight
+
+        # the checks `addrop run` makes first (offline): a plan it would refuse is refused
+        problems = preflight(spec, spec_path.parent.resolve(), str(spec_path), hub=False)
+        if problems:
+            raise SpecError(*problems)
+        print_plan(spec, runs, store, console, restart=restart, retry_failed=retry_failed)
         return EXIT_OK
     if spec.sweep is not None:
         console.print(

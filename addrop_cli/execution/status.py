@@ -109,7 +109,7 @@ def collect(store: ExperimentStore, runs: Sequence[RunSpec] | None = None) -> li
 
 def _resume_point(run_dir: Path) -> str:
     """Where an interrupted run goes on: the step of its training state, or from the start."""
-    manifest = TrainingStateFiles(run_dir).manifest()
+    manifest = TrainingStateFiles(run_dir).valid_manifest()  # what a run would resume from
     if manifest is None:
         return "not running; no training state: starts again from step 0"
     return f"not running; resumes from step {manifest.get('step')} of its training state"

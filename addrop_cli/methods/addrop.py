@@ -39,6 +39,7 @@ class AddropMethod(Method):
             seed=self.seed,
             generator=self.generator,
             is_regression=self.is_regression,
+            replace=True,  # the engine may hand over a model another handle hooked
         )
         self.handle.set_epoch(self.epoch)
 

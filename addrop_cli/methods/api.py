@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from addrop_cli.errors import UsageError
 from addrop_cli.methods import addrop_ops as ops
+from addrop_cli.methods import usage
 from addrop_cli.methods.base import EpochStats, model_inputs, task_loss
 from addrop_cli.methods.config import AddropConfig
 from addrop_cli.models.attention import (
@@ -110,6 +112,7 @@ class AddropHandle:
         self.generator = generator
         self.is_regression = is_regression
         self.enabled = True
+        self.detached = False
         self.epoch = 0
         self.stats = EpochStats()
         """Per-step statistics accumulated since the last :meth:`take_stats`."""
@@ -122,6 +125,7 @@ class AddropHandle:
         return self.enabled and ops.is_addrop_epoch(self.epoch, self.config.cross_tuning)
 
     def enable(self) -> None:
+        self._check_attached("enable")
         self.enabled = True
 
     def disable(self) -> None:
@@ -130,12 +134,22 @@ class AddropHandle:
 
     def set_epoch(self, epoch: int) -> None:
         """The 0-based epoch about to run; with cross-tuning, AD-DROP runs on odd ones."""
+        usage.check_epoch(epoch)
         self.epoch = epoch
 
     def detach(self) -> None:
         """Remove the hook: the model is the stock model again."""
-        detach_attention_hook(self.model)
+        if getattr(self.model, "addrop_hook", None) is self.hook:  # not another handle's
+            detach_attention_hook(self.model)
         self.enabled = False
+        self.detached = True
+
+    def _check_attached(self, what: str) -> None:
+        if self.detached:
+            raise UsageError(
+                f"{what}: this handle was detached; attach again with attach_addrop(model, ...) "
+                "and use the new handle (or call disable() instead of detach() for plain steps)"
+            )
 
     def take_stats(self) -> dict[str, float]:
         """Per-step means since the last call (dropped fractions, passes), then reset."""
@@ -151,6 +165,8 @@ class AddropHandle:
         ``model`` is what to call for the passes (a wrapper of the attached model, e.g. the
         Trainer's); the attached model by default.
         """
+        self._check_attached("step")
+        usage.check_batch(batch)
         net = self.model if model is None else model
         inputs, labels = model_inputs(batch), batch["labels"]
         if not self.active:
@@ -285,21 +301,27 @@ class AddropHandle:
 
 def attach_addrop(
     model: nn.Module,
-    config: AddropConfig | None = None,
+    config: AddropConfig | dict | None = None,
     *,
     seed: int = 0,
     generator: torch.Generator | None = None,
     is_regression: bool | None = None,
+    replace: bool = False,
 ) -> AddropHandle:
     """Attach AD-DROP to a loaded sequence-classification ``model`` and return its handle.
 
     ``config`` defaults to the paper's defaults (gradient attribution, layer 0, p 0.3, q 0.2,
-    cross-tuning). Masks come from ``generator`` if given, else from a generator seeded with
-    ``seed``. ``is_regression`` defaults to the model's config (``problem_type``, one label).
-    Refuses model families and layers it cannot hook with a one-line
-    :class:`~addrop_cli.errors.ModelError` (``addrop list models`` shows the families).
+    cross-tuning); a dict is validated into an :class:`AddropConfig`. Masks come from
+    ``generator`` if given, else from a generator seeded with ``seed``. ``is_regression``
+    defaults to the model's config (``problem_type``, one label). A model that already carries
+    AD-DROP is refused unless ``replace``. Refuses model families and layers it cannot hook with
+    a one-line :class:`~addrop_cli.errors.ModelError` (``addrop list models`` shows the
+    families), and other misuse (not a model, no task head, a bad seed or config) with a
+    :class:`~addrop_cli.errors.UsageError`.
     """
-    config = AddropConfig() if config is None else config
+    usage.check_model(model, replace=replace)
+    usage.check_seed(seed, generator)
+    config = usage.checked_config(config)
     hook = attach_attention_hook(model, config.layers)  # type: ignore[arg-type]
     return AddropHandle(
         model,

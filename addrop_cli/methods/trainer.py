@@ -42,7 +42,7 @@ class AddropTrainerMixin:
 
     addrop: AddropHandle
 
-    def setup_addrop(self, addrop: AddropHandle | AddropConfig | None) -> None:
+    def setup_addrop(self, addrop: AddropHandle | AddropConfig | dict | None) -> None:
         """Attach AD-DROP to ``self.model`` (or adopt a handle) and register the callback.
 
         A config gets a mask generator seeded with ``args.seed``.
@@ -83,7 +83,7 @@ class AddropTrainer(AddropTrainerMixin, Trainer):
     the paper's defaults when omitted)."""
 
     def __init__(
-        self, *args: Any, addrop: AddropHandle | AddropConfig | None = None, **kwargs: Any
+        self, *args: Any, addrop: AddropHandle | AddropConfig | dict | None = None, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
         self.setup_addrop(addrop)

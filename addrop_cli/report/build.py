@@ -73,7 +73,8 @@ def build_report(
         warnings.simplefilter("always", StoreWarning)
         experiments = [e for p in paths for e in find_experiments(Path(p))]
         experiments = list(dict.fromkeys(experiments))
-        records = [r for e in experiments for r in separate_spec_versions(e, load_runs(e))]
+        per_folder = {e: separate_spec_versions(e, load_runs(e)) for e in experiments}
+        records = [r for e in experiments for r in separate_namesakes(per_folder)[e]]
         order = [name for e in experiments for name in spec_variant_order(e)]
         table = aggregate(records, epoch=epoch, agg=agg, reference=reference, variant_order=order)
         comparisons = compare(table, resamples=resamples, seed=seed)
@@ -130,3 +131,55 @@ def separate_spec_versions(experiment: Path, records: list[RunRecord]) -> list[R
         stacklevel=2,
     )
     return tagged if split else records
+
+
+def separate_namesakes(per_folder: dict[Path, list[RunRecord]]) -> dict[Path, list[RunRecord]]:
+    """Keep experiments that share a name but not their settings (``addrop report A/smoke
+    B/smoke``) from being mixed: group by what was run, not by name.
+
+    When a variant's run settings differ between folders of one experiment name, each folder's
+    runs are labelled with the folder they came from (``smoke@A/addrop``), and a
+    :class:`StoreWarning` says so; variants run with the same settings stay one column.
+    """
+    by_name: dict[str, list[Path]] = {}
+    for folder, records in per_folder.items():
+        for name in dict.fromkeys(r.experiment for r in records):
+            by_name.setdefault(name, []).append(folder)
+    out = dict(per_folder)
+    for name, folders in by_name.items():
+        if len(folders) < 2:
+            continue
+        settings = {
+            folder: {(r.variant, r.config.variant_identity()) for r in per_folder[folder]}
+            for folder in folders
+        }
+        variants = {v: {i for f in folders for w, i in settings[f] if w == v}
+                    for f in folders for v, _ in settings[f]}  # fmt: skip
+        differ = sorted(v for v, ids in variants.items() if len(ids) > 1)
+        if not differ:
+            continue
+        labels = _folder_labels(folders)
+        for folder in folders:
+            tag = labels[folder]
+            out[folder] = [
+                replace(r, version=f"{r.version}-{tag}" if r.version else tag)
+                if r.experiment == name else r
+                for r in per_folder[folder]
+            ]  # fmt: skip
+        warnings.warn(
+            f"{', '.join(map(str, folders))} all hold experiment {name!r}, run with different "
+            f"settings for {', '.join(differ)}; the table shows each folder's runs apart as "
+            f"{name}@<folder>/<variant> instead of averaging them",
+            StoreWarning,
+            stacklevel=2,
+        )
+    return out
+
+
+def _folder_labels(folders: list[Path]) -> dict[Path, str]:
+    """The shortest trailing part of each folder's parents that tells the folders apart."""
+    for depth in range(1, max(len(f.parts) for f in folders) + 1):
+        labels = {f: "/".join(f.parent.parts[-depth:]) or str(f) for f in folders}
+        if len(set(labels.values())) == len(folders):
+            return labels
+    return {f: str(i + 1) for i, f in enumerate(folders)}

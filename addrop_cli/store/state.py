@@ -133,15 +133,23 @@ class TrainingStateFiles:
                     "%s: training state discarded (%s); falling back to %s",
                     folder,
                     str(err).splitlines()[0][:200] if str(err) else type(err).__name__,
-                    "the previous state" if folder == self.current else "a clean start",
+                    "the previous state"
+                    if folder == self.current and self.previous.exists()
+                    else "a clean start",
                 )
                 shutil.rmtree(folder, ignore_errors=True)
         return None
 
-    @staticmethod
-    def _read(folder: Path) -> LoadedState:
-        import torch
+    def valid_manifest(self) -> dict[str, Any] | None:
+        """The manifest of the state :meth:`load` would resume from (format, size and CRC
+        checked, without unpickling); None when the run would start from step 0."""
+        for folder in (self.current, self.previous):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                return self._checked_manifest(folder)
+        return None
 
+    @staticmethod
+    def _checked_manifest(folder: Path) -> dict[str, Any]:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         if manifest.get("format") != STATE_FORMAT:
             raise ValueError(f"state format {manifest.get('format')!r}, expected {STATE_FORMAT}")
@@ -149,6 +157,13 @@ class TrainingStateFiles:
         if size != manifest["bytes"] or crc != manifest["crc32"]:
             raise ValueError(f"state.pt is {size} bytes with CRC {crc}, the manifest says "
                              f"{manifest['bytes']} bytes with CRC {manifest['crc32']}")  # fmt: skip
+        return manifest
+
+    @classmethod
+    def _read(cls, folder: Path) -> LoadedState:
+        import torch
+
+        manifest = cls._checked_manifest(folder)
         payload = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
         return LoadedState(payload, int(manifest["step"]), int(manifest["epoch"]))
 
