@@ -14,6 +14,7 @@ from addrop_cli.errors import SpecError
 from addrop_cli.execution.batch import EXIT_OK, Backend, Batch, Summary
 from addrop_cli.execution.local import PoolBackend, SerialBackend
 from addrop_cli.execution.placement import plan_pool, spec_run_bytes, visible_gpus
+from addrop_cli.spec.factors import factor_label
 from addrop_cli.spec.load import resolve_path, spec_to_yaml
 from addrop_cli.spec.matrix import RunSpec, expand, spec_version
 from addrop_cli.spec.schema import ExperimentSpec
@@ -56,7 +57,10 @@ def print_plan(
     console.print(spec_to_yaml(spec), markup=False, highlight=False)
     table = Table(title=f"{len(runs)} runs -> {store.root}")
     swept = any(run.sweep for run in runs)
-    for column in ("run id", "task", "variant", "method", "seed", "state"):
+    factors = any(run.factors for run in runs)
+    for column in ("run id", "task", "variant", "method", *(["factors"] if factors else [])):
+        table.add_column(column)
+    for column in ("seed", "state"):
         table.add_column(column)
     if swept:
         table.add_column("sweep point (stage)")
@@ -67,6 +71,7 @@ def print_plan(
             run.task,
             run.variant,
             run.params.method,
+            *([factor_label(run.factors) or "-"] if factors else []),
             str(run.seed),
             _state_label(store, run.run_id, state),
         ]
