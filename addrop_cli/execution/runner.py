@@ -14,11 +14,11 @@ from addrop_cli.errors import SpecError
 from addrop_cli.execution.batch import EXIT_OK, Backend, Batch, Summary
 from addrop_cli.execution.local import PoolBackend, SerialBackend
 from addrop_cli.execution.placement import plan_pool, spec_run_bytes, visible_gpus
-from addrop_cli.spec.factors import factor_label
 from addrop_cli.spec.load import resolve_path, spec_to_yaml
 from addrop_cli.spec.matrix import RunSpec, expand, spec_version
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.store.folders import ExperimentStore
+from addrop_cli.store.records import point_label
 
 # Store helpers shared by `addrop run` and `addrop sweep`
 # ---------------------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def print_plan(
             run.task,
             run.variant,
             run.params.method,
-            *([factor_label(run.factors) or "-"] if factors else []),
+            *([point_label(run.factors) or "-"] if factors else []),
             str(run.seed),
             _state_label(store, run.run_id, state),
         ]

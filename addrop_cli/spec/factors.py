@@ -76,8 +76,3 @@ def factor_points(spec: ExperimentSpec) -> list[dict[str, Any]]:
         dict(zip(paths, values, strict=True))
         for values in itertools.product(*(spec.factors[p] for p in paths))
     ]
-
-
-def factor_label(point: dict[str, Any] | None) -> str:
-    """``train_size=500, lr=2e-05``: a point by the last part of each path."""
-    return ", ".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value in (point or {}).items())

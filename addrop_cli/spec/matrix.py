@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from addrop_cli.spec.factors import factor_label, factor_points
+from addrop_cli.spec.factors import factor_points
 from addrop_cli.spec.schema import (
     DataSpec,
     ExperimentSpec,
@@ -14,7 +14,7 @@ from addrop_cli.spec.schema import (
     ModelSpec,
     TrainSpec,
 )
-from addrop_cli.store.records import config_hash
+from addrop_cli.store.records import config_hash, point_label
 
 # Settings that change where or how fast a run goes, not its result: left out of the run id so
 # that moving the GLUE folder or the cache, running on more threads or compiling never redoes a
@@ -75,7 +75,7 @@ class RunSpec(Frozen):
         """``task/variant/seedN``, with the factor and sweep points (``[p=0.1, q=0.3]``)."""
         point = {**(self.factors or {}), **((self.sweep or {}).get("point") or {})}
         base = f"{self.task}/{self.variant}/seed{self.seed}"
-        return f"{base} [{factor_label(point)}]" if point else base
+        return f"{base} [{point_label(point)}]" if point else base
 
 
 def spec_version(spec: ExperimentSpec) -> str:

@@ -29,6 +29,11 @@ def config_hash(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def point_label(point: dict[str, Any] | None) -> str:
+    """``train_size=500, lr=2e-05``: a sweep or factor point by the last part of each path."""
+    return ", ".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value in (point or {}).items())
+
+
 class SweepInfo(Record):
     point: dict[str, Any] | None = None
     """Spec path -> value of the sweep point this run belongs to."""
