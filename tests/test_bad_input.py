@@ -237,6 +237,23 @@ MISTAKES = [
     Mistake("spec-layer-out-of-range", "AD-DROP layer the model does not have",
             ("run", SMOKE, "methods.addrop.layers=[0,7]"), 2,
             "index 7 is out of range", ),
+    Mistake("factor-unknown-path", "a factor over a setting that does not exist",
+            ("run", SMOKE, "factors.data.train_sizes=[500,1000]"), 2,
+            "factors.data.train_sizes: data has no setting 'train_sizes'; "
+            "did you mean 'train_size'?"),
+    Mistake("factor-no-values", "a factor with an empty list of values",
+            ("run", SMOKE, "factors.data.train_size=[]"), 2,
+            "factors.data.train_size: no values; give at least one"),
+    Mistake("factor-repeated-value", "a factor that lists a value twice",
+            ("run", SMOKE, "factors.data.train_size=[500,500]"), 2,
+            "factors.data.train_size: the value 500 is listed twice; list each value once"),
+    Mistake("factor-over-an-axis", "a factor over seeds, tasks or methods",
+            ("run", SMOKE, "factors.seeds=[[1],[2]]"), 2,
+            "factors.seeds: seeds are already an axis of the run matrix; list the values "
+            "under seeds:"),
+    Mistake("factor-bad-value", "a factor value the setting refuses",
+            ("run", SMOKE, "factors.data.train_size=[0,500]"), 2,
+            "factors.data.train_size: value 0: must be > 0.0, got 0; change the factor's values"),
     # --- the command line and overrides
     Mistake("cli-two-specs", "two spec files", ("run", SMOKE, SMOKE), 2,
             "expected one spec file and key=value overrides, got 2 files"),

@@ -62,9 +62,11 @@ def _missing_key(spec: ExperimentSpec, path: str) -> str:
         if not isinstance(node, dict) or part not in node:
             where = ".".join(parts[:i]) or "the spec"
             keys = list(node) if isinstance(node, dict) else []
+            hint = _did_you_mean(part, keys)
+            if hint:
+                return f"{where} has no setting {part!r}{hint}"
             listed = f" (its settings: {', '.join(keys)})" if keys else ""
-            hint = _did_you_mean(part, keys) or listed
-            return f"{where} has no setting {part!r}{hint}; a factor varies a setting the spec has"
+            return f"{where} has no setting {part!r}{listed}; vary a setting the spec has"
         node = node[part]
     return ""
 
