@@ -254,6 +254,10 @@ MISTAKES = [
     Mistake("factor-bad-value", "a factor value the setting refuses",
             ("run", SMOKE, "factors.data.train_size=[0,500]"), 2,
             "factors.data.train_size: value 0: must be > 0.0, got 0; change the factor's values"),
+    Mistake("factor-with-a-sweep", "addrop sweep of a spec with factors",
+            ("sweep", SMOKE, "sweep.grid.methods.addrop.p=[0.1,0.3]", "sweep.protocol=paper",
+             "factors.data.train_size=[16,32]"), 2,
+            "factors: addrop sweep does not cross a search with factors"),
     # --- the command line and overrides
     Mistake("cli-two-specs", "two spec files", ("run", SMOKE, SMOKE), 2,
             "expected one spec file and key=value overrides, got 2 files"),
