@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,8 @@ def problems_of(path: Path, overrides: list[str] | None = None) -> list[str]:
 def test_every_committed_experiment_validates(path: Path) -> None:
     spec = load_spec(path)
     runs = expand(spec, path.parent)
-    assert len(runs) == len(spec.tasks) * len(spec.methods) * len(spec.seeds)
+    points = math.prod(len(values) for values in spec.factors.values())  # 1 without factors
+    assert len(runs) == len(spec.tasks) * len(spec.methods) * points * len(spec.seeds)
 
 
 PAPER_EPOCHS = {"cola": 50, "mrpc": 50, "rte": 50, "stsb": 50, "sst2": 20}

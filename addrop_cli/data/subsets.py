@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -75,6 +76,34 @@ def stratified_sample(
     return sorted(picked)
 
 
+def nested_sample(
+    examples: Sequence[Example], n: int, rng: np.random.Generator, *, regression: bool
+) -> list[int]:
+    """Sorted indices of the first ``n`` of :func:`stratified_order`: a stratified sample whose
+    smaller sizes (same ``rng`` seed) are subsets of its larger ones."""
+    if n >= len(examples):
+        return list(range(len(examples)))
+    return sorted(stratified_order(examples, rng, regression=regression)[:n])
+
+
+def stratified_order(
+    examples: Sequence[Example], rng: np.random.Generator, *, regression: bool
+) -> list[int]:
+    """Every index in one seeded order whose every prefix is stratified: each group's examples
+    in a seeded permutation; first one per group, then the rest by the Sainte-Laguë priority
+    (j + 1/2) / group size, ties to the earlier group. A divisor method never takes an example
+    back as n grows, so the sample of n is inside the sample of m > n; for two groups its counts
+    equal the largest-remainder split of :func:`stratified_sample`."""
+    groups = _strata(examples, regression)
+    keyed = []
+    for g, group in enumerate(groups):
+        for j, i in enumerate(rng.permutation(len(group))):
+            # exact fractions: a float tie could break differently from the remainder rule
+            priority = Fraction(-1) if j == 0 else Fraction(2 * j + 1, 2 * len(group))
+            keyed.append((priority, g, j, group[i]))
+    return [index for *_, index in sorted(keyed)]
+
+
 def _size(value: float, total: int) -> int:
     """A count (>= 1) or a fraction (< 1) of ``total`` as a number of examples (at least 1)."""
     return int(value) if value >= 1 else max(1, round(value * total))
@@ -106,7 +135,8 @@ def split_train(
                 len(remaining),
             )
         pool = [train[i] for i in remaining]
-        sub = stratified_sample(pool, n, _rng(seed, _STREAM_TRAIN_SIZE), regression=regression)
+        # nested: the train_size 1,000 of a seed holds its 500, so a curve compares like with like
+        sub = nested_sample(pool, n, _rng(seed, _STREAM_TRAIN_SIZE), regression=regression)
         remaining = [remaining[i] for i in sub]
     return remaining, heldout
 

@@ -120,6 +120,7 @@ def run_config(run: RunSpec, spec_hash: str) -> RunConfig:
         train=run.train.model_dump(mode="json"),
         data=run.data.model_dump(mode="json"),
         sweep=run.sweep,
+        factors=run.factors,
     )
 
 

@@ -18,6 +18,7 @@ from addrop_cli.spec.load import resolve_path, spec_to_yaml
 from addrop_cli.spec.matrix import RunSpec, expand, spec_version
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.store.folders import ExperimentStore
+from addrop_cli.store.records import point_label
 
 # Store helpers shared by `addrop run` and `addrop sweep`
 # ---------------------------------------------------------------------------------------------
@@ -64,7 +65,10 @@ def print_plan(
     console.print(spec_to_yaml(spec), markup=False, highlight=False)
     table = Table(title=f"{len(runs)} runs -> {store.root}")
     swept = any(run.sweep for run in runs)
-    for column in ("run id", "task", "variant", "method", "seed", "state"):
+    factors = any(run.factors for run in runs)
+    for column in ("run id", "task", "variant", "method", *(["factors"] if factors else [])):
+        table.add_column(column)
+    for column in ("seed", "state"):
         table.add_column(column)
     if swept:
         table.add_column("sweep point (stage)")
@@ -75,6 +79,7 @@ def print_plan(
             run.task,
             run.variant,
             run.params.method,
+            *([point_label(run.factors) or "-"] if factors else []),
             str(run.seed),
             _state_label(store, run.run_id, state, restart=restart, retry_failed=retry_failed),
         ]

@@ -109,6 +109,11 @@ def plan_sweep(spec: ExperimentSpec, base_dir: Path, source: str = "spec") -> Sw
             f"{source}: sweep: the spec has no sweep: block; add one (see "
             "experiments/pq-sweep.yaml) or give sweep.grid.PATH=[...] on the command line"
         )
+    if spec.factors:  # a selection would pool the factor values' runs into one score
+        raise SpecError(
+            f"{source}: factors: addrop sweep does not cross a search with factors; remove "
+            "factors: and sweep at one value at a time (e.g. data.train_size=500)"
+        )
     sweep = spec.sweep
     # tpe/cmaes: the study proposes the points as it goes (execution/search.py)
     points = [] if sweep.search in OPTUNA_SEARCHES else sweep_points(sweep)

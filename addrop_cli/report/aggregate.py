@@ -296,7 +296,8 @@ def _value(x: Any) -> float | None:
 def _glue(
     summary: pd.DataFrame, tasks: Sequence[TaskRow], variants: Sequence[str], ref: str
 ) -> dict[str, GlueCell] | None:
-    glue_tasks = [t.name for t in tasks if t.info is not None and t.info.is_glue]
+    # a factor point's row is not the task's benchmark setting: GLUE takes plain rows only
+    glue_tasks = [t.name for t in tasks if t.info is not None and t.info.is_glue and not t.factors]
     if not glue_tasks:
         return None
     centres = summary["centre"].drop(columns="score")
@@ -324,8 +325,22 @@ def _glue(
 
 
 def _order_tasks(rows: Mapping[str, TaskRow]) -> list[str]:
-    glue = [t for t in task_names() if t in rows]
-    return glue + sorted(t for t in rows if t not in glue)
+    """GLUE tasks in benchmark order, then the others by name; a task's factor points by value."""
+    rank = {name: i for i, name in enumerate(task_names())}
+
+    def key(name: str) -> tuple:
+        row = rows[name]
+        task = row.task or name
+        values = [_sortable(v) for v in (row.factors or {}).values()]
+        return (rank.get(task, len(rank)), task, row.factors is not None, values)
+
+    return sorted(rows, key=key)
+
+
+def _sortable(value: Any) -> tuple[int, float, str]:
+    """Numbers by size, before anything else by its text."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (0, float(value), "") if number else (1, 0.0, str(value))
 
 
 def _variant_info(frame: pd.DataFrame) -> dict[str, VariantInfo]:

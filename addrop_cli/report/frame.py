@@ -20,6 +20,7 @@ from addrop_cli.data.metrics import higher_is_better, task_score
 from addrop_cli.data.tasks import TaskInfo, get_task
 from addrop_cli.errors import AddropError
 from addrop_cli.store.reader import RunRecord, epochs_saved
+from addrop_cli.store.records import point_label
 
 Epoch = Literal["best", "last"]
 EVALUATIONS: tuple[Epoch, ...] = ("best", "last")
@@ -41,6 +42,11 @@ class TaskRow:
     metrics: tuple[str, ...]
     main_metric: str
     info: TaskInfo | None = field(default=None, repr=False)
+    task: str = ""
+    """The task itself; ``name`` is the row's key (``sst2 [train_size=500]`` for a factor
+    point)."""
+    factors: Mapping[str, Any] | None = None
+    """The factor point this row holds (spec path -> value); None for a plain task row."""
 
     @property
     def higher_is_better(self) -> bool:
@@ -75,7 +81,7 @@ def run_frame(
                 identity
                 | {"evaluation": evaluation}
                 | {DEV + k: float(v) for k, v in metrics.items()}
-                | {"score": rows[r.task].score(metrics) if metrics else float("nan")}
+                | {"score": rows[row_key(r)].score(metrics) if metrics else float("nan")}
             )
     frame = pd.DataFrame(out)
     frame["seed"] = frame["seed"].astype(int)
@@ -89,7 +95,7 @@ def _identity_columns(r: RunRecord, key: str) -> dict[str, Any]:
         "experiment": r.experiment,
         "variant": key,
         "name": r.variant,
-        "task": r.task,
+        "task": row_key(r),
         "method": r.method,
         "seed": r.seed,
         "stage": r.sweep_stage or "",
@@ -130,26 +136,35 @@ def _number(value: object) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
+def row_key(r: RunRecord) -> str:
+    """The table row of a run: its task, or ``task [train_size=500]`` at a factor point, so
+    that every factor value is a row of its own (compared with the reference at that value)."""
+    return f"{r.task} [{point_label(r.factors)}]" if r.factors else r.task
+
+
 def task_rows(records: Sequence[RunRecord]) -> dict[str, TaskRow]:
-    """Task name -> its row facts, for every task the runs hold."""
-    by_task: dict[str, list[RunRecord]] = defaultdict(list)
+    """Row key (:func:`row_key`) -> its row facts, for every task and factor point."""
+    by_row: dict[str, list[RunRecord]] = defaultdict(list)
     for r in records:
-        by_task[r.task].append(r)
-    return {name: _task_row(name, runs) for name, runs in by_task.items()}
+        by_row[row_key(r)].append(r)
+    return {key: _task_row(key, runs) for key, runs in by_row.items()}
 
 
-def _task_row(name: str, runs: Sequence[RunRecord]) -> TaskRow:
+def _task_row(key: str, runs: Sequence[RunRecord]) -> TaskRow:
     """The registry's facts; for a task it does not know, the facts the runs carry."""
+    name, factors = runs[0].task, runs[0].factors
+    point = f" [{point_label(factors)}]" if factors else ""
     try:
         info: TaskInfo | None = get_task(name)
     except AddropError:
         info = None  # a task of the user's own: use the facts its runs carry
     if info is not None and info.metrics:
-        return TaskRow(name, info.display, info.metrics, info.main_metric, info)
+        display = info.display + point
+        return TaskRow(key, display, info.metrics, info.main_metric, info, name, factors)
     done = [r for r in runs if r.metrics is not None]
     metrics = tuple(dict.fromkeys(k for r in done for k in r.metrics.best.dev))
-    main = next((r.metrics.main_metric for r in done), "")
-    return TaskRow(name, name, metrics, main or (metrics[0] if metrics else ""), None)
+    main = next((r.metrics.main_metric for r in done), "") or (metrics[0] if metrics else "")
+    return TaskRow(key, key, metrics, main, None, name, factors)
 
 
 def variant_keys(records: Iterable[RunRecord]) -> dict[tuple[str, str], str]:

@@ -10,6 +10,9 @@ and headless machines alike.
 * ``bars``: the task score of each variant per task, with 95% t-intervals over seeds.
 * ``heatmap_<task>_<variant>``: mean dev score over a p x q sweep of one AD-DROP variant,
   annotated with the std over seeds.
+* ``factor_<task>_<factor>``: the main metric against a numeric factor (``factors:``), mean
+  over seeds with a 95% t-interval band per variant; a log x axis where the values span a
+  decade or more.
 * ``prior_<task>``: the paper's prior experiment (Figure 2): training and dev loss of drop-low
   vs drop-high vs random vs no-drop, when the report holds those four variants.
 """
@@ -25,11 +28,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from scipy import stats
 
 from addrop_cli.data.metrics import score_bounds
 from addrop_cli.report.aggregate import Table, TaskRow
 from addrop_cli.report.build import Report
+from addrop_cli.report.curves import Curve, band_frame, factor_curves, t_halfwidth
 from addrop_cli.report.frame import DEV, DEV_LOSS, curve_frame
 from addrop_cli.store.reader import SELECT_STAGE
 
@@ -56,6 +59,10 @@ def write_plots(report: Report, out: Path) -> list[Path]:
             )
     if any(c.n for c in table.cells.values()):
         files += _save(_bars_figure(table), out / "bars")
+    for curve in factor_curves(table):
+        name = f"factor_{_slug(curve.task)}_{_slug(curve.factor)}"
+        name += f"_{_slug(curve.others)}" if curve.others else ""
+        files += _save(_factor_figure(curve, band_frame(table, curve)), out / name)
     for (task, variant), grid in _sweep_grids(table).items():
         row = next(t for t in table.tasks if t.name == task)
         name = f"heatmap_{_slug(task)}_{_slug(variant)}"
@@ -232,7 +239,7 @@ def _bars_figure(table: Table) -> Figure:
             lo, hi = (100 * b for b in score_bounds(t.metrics))
             floors.append(lo)
             mean = 100 * np.mean(scores) if scores else np.nan
-            half = 100 * _t_halfwidth(scores)
+            half = 100 * t_halfwidth(scores)
             means.append(mean)
             below.append(mean - max(lo, mean - half) if scores else 0.0)
             above.append(min(hi, mean + half) - mean if scores else 0.0)
@@ -248,6 +255,27 @@ def _bars_figure(table: Table) -> Figure:
     if lows:
         _zoom(ax, min(lows), max(highs), floor=min(floors))
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return fig
+
+
+def _factor_figure(curve: Curve, bands: pd.DataFrame) -> Figure:
+    """The main metric x100 against the factor: a mean line and a 95% band per variant."""
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = fig.subplots()
+    for variant, band in bands.groupby("variant", sort=False):
+        (line,) = ax.plot(band["x"], 100 * band["mean"], marker="o", ms=4, label=str(variant))
+        ax.fill_between(
+            band["x"], 100 * band["low"], 100 * band["high"], color=line.get_color(), alpha=0.2
+        )
+    if curve.log_x:
+        ax.set_xscale("log")
+    xs = [x for x, _ in curve.rows]
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.minorticks_off()
+    most = int(bands["n"].max()) if len(bands) else 0
+    interval = "95% t-interval over seeds" if most > 1 else "one seed: no interval"
+    ax.set(xlabel=curve.factor, ylabel=f"dev {curve.metric} x100", title=curve.title)
+    ax.legend(fontsize="small", title=f"mean, {interval}", title_fontsize="small")
     return fig
 
 
@@ -282,13 +310,6 @@ def _heatmap_figure(task: TaskRow, variant: str, grid: pd.DataFrame, epoch: str)
     ax.set(xlabel="q (drop probability)", ylabel="p (candidate region)")
     ax.set_title(f"{task.display}, {variant}: mean ± std over seeds")
     return fig
-
-
-def _t_halfwidth(values: Sequence[float]) -> float:
-    if len(values) < 2:
-        return 0.0
-    sem = np.std(values, ddof=1) / math.sqrt(len(values))
-    return float(stats.t.ppf(0.975, len(values) - 1) * sem)
 
 
 def _save(fig: Figure, stem: Path) -> list[Path]:

@@ -23,6 +23,7 @@ from rich.text import Text
 
 from addrop_cli.report.aggregate import Cell, GlueCell, TaskRow
 from addrop_cli.report.build import Report
+from addrop_cli.report.curves import difference_frame, factor_curves
 from addrop_cli.report.export import stats_frame
 from addrop_cli.report.stats import MIN_SEEDS, NOT_ENOUGH_SEEDS
 
@@ -268,9 +269,42 @@ def _num(value: float | None, digits: int, suffix: str = "") -> str:
     return "—" if value is None or pd.isna(value) else f"{value:,.{digits}f}{suffix}"
 
 
+def curve_grids(report: Report) -> list[Grid]:
+    """Per numeric factor curve: each variant's paired difference from the reference at every
+    factor value (:mod:`addrop_cli.report.curves`)."""
+    out = []
+    for curve in factor_curves(report.table):
+        f = difference_frame(report, curve)
+        if f.empty:
+            continue
+        boot = [
+            f"[{_signed(lo)}, {_signed(hi)}]" if pd.notna(lo) else "—"
+            for lo, hi in zip(f["boot_low"], f["boot_high"], strict=True)
+        ]
+        text = pd.DataFrame(
+            {
+                "Variant": f["variant"],
+                curve.factor: f["x"].map(lambda x: f"{x:g}"),
+                "seeds": f["seeds"].astype(str),
+                f"paired Δ {curve.metric}": f["diff"].map(_signed),
+                "bootstrap 95% CI": boot,
+                "paired t p": f["t_p"].map(_p),
+                "Holm p": f["p_holm"].map(_p),
+            }
+        )
+        notes = (
+            f"Against {report.table.reference} at each {curve.factor}: mean over seeds of the "
+            "per-seed difference (paired by seed), x100; bootstrap: paired over dev examples, per "
+            "seed then averaged; Holm correction over the factor values, on the paired t-test.",
+        )
+        out.append(_plain(text, f"Curve: {curve.title}", notes))
+    return out
+
+
 def grids(report: Report) -> list[Grid]:
     """Every table of the report, in reading order."""
-    maybe = [main_grid(report), stats_grid(report), cost_grid(report), not_counted_grid(report)]
+    maybe = [main_grid(report), *curve_grids(report), stats_grid(report), cost_grid(report)]
+    maybe.append(not_counted_grid(report))
     return [grid for grid in maybe if grid is not None]
 
 

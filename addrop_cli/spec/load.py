@@ -17,6 +17,7 @@ from addrop_cli.data.sources import resolve_path
 from addrop_cli.errors import SpecError
 from addrop_cli.methods.registry import METHOD_NAMES
 from addrop_cli.spec.explain import _did_you_mean, _validation_problems
+from addrop_cli.spec.factors import factor_problems
 from addrop_cli.spec.overrides import apply_overrides, read_yaml
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.spec.sweeps import _sweep_problems
@@ -147,6 +148,8 @@ def _semantic_problems(spec: ExperimentSpec, source: str) -> list[str]:
             f"{_did_you_mean(spec.reference, spec.methods)} (variants: {', '.join(spec.methods)})"
         )
     problems += _identical_variants(spec, source) + _untrainable_tasks(spec, source)
+    if spec.factors and not problems:
+        problems += factor_problems(spec, source)
     if spec.sweep is not None and not problems:
         problems += _sweep_problems(spec, spec.sweep, source)
     return problems

@@ -8,8 +8,9 @@ from typing import Any
 from addrop_cli.data.config import DataSpec
 from addrop_cli.models.config import ModelSpec
 from addrop_cli.settings import Frozen
+from addrop_cli.spec.factors import factor_points
 from addrop_cli.spec.schema import ExperimentSpec, MethodParams, TrainSpec
-from addrop_cli.store.records import config_hash
+from addrop_cli.store.records import config_hash, point_label
 
 # Settings that change where or how fast a run goes, not its result: left out of the run id so
 # that moving the GLUE folder or the cache, running on more threads or compiling never redoes a
@@ -33,6 +34,8 @@ class RunSpec(Frozen):
     train: TrainSpec
     data: DataSpec
     sweep: dict[str, Any] | None = None
+    factors: dict[str, Any] | None = None
+    """Spec path -> value of this run's point in the spec's ``factors`` (None without)."""
     trial: dict[str, Any] | None = None
     """A tpe/cmaes search's trial this run reports its evaluations to (``execution/study.py``);
     not part of the run's identity: the point (in ``sweep``) is."""
@@ -47,7 +50,9 @@ class RunSpec(Frozen):
         format change.
         """
         dump = {"mode": "json", "exclude_defaults": True}
-        return {
+        # only a run with a factor point names it: runs of specs without factors keep their ids
+        factors = {"factors": self.factors} if self.factors else {}
+        return factors | {
             "task": self.task,
             "params": {"method": self.params.method, **self.params.model_dump(**dump)},
             "seed": self.seed,
@@ -63,13 +68,10 @@ class RunSpec(Frozen):
 
     @property
     def label(self) -> str:
-        """``task/variant/seedN``, with the sweep point for sweep runs (``[p=0.1, q=0.3]``)."""
+        """``task/variant/seedN``, with the factor and sweep points (``[p=0.1, q=0.3]``)."""
+        point = {**(self.factors or {}), **((self.sweep or {}).get("point") or {})}
         base = f"{self.task}/{self.variant}/seed{self.seed}"
-        point = (self.sweep or {}).get("point")
-        if not point:
-            return base
-        shown = ", ".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value in point.items())
-        return f"{base} [{shown}]"
+        return f"{base} [{point_label(point)}]" if point else base
 
 
 def spec_version(spec: ExperimentSpec) -> str:
@@ -81,6 +83,7 @@ def spec_version(spec: ExperimentSpec) -> str:
         "executor": True,
         "results_dir": True,
         "tracking": True,  # who watches the runs changes no result
+        "factors": True,  # a value added to a factor is more runs, not another version
         "train": _TRAIN_KEYS_NOT_IN_ID,
         "data": _DATA_KEYS_NOT_IN_ID,
     }
@@ -88,26 +91,30 @@ def spec_version(spec: ExperimentSpec) -> str:
 
 
 def expand(spec: ExperimentSpec, base_dir: Path | None = None) -> list[RunSpec]:
-    """The run matrix: task x variant x seed, in that nesting order."""
+    """The run matrix: task x variant x factor point x seed, in that nesting order."""
     from addrop_cli.data.tasks import get_task
+    from addrop_cli.spec.sweeps import apply_point
 
     base = (base_dir or Path(".")).resolve()
+    points = [(p, apply_point(spec, p) if p else spec) for p in factor_points(spec)]
     runs = []
     for task in spec.tasks:
         canonical = get_task(task, spec.data).name
         for variant, params in spec.methods.items():
-            for seed in spec.seeds:
-                runs.append(
-                    RunSpec(
-                        experiment=spec.name,
-                        task=canonical,
-                        variant=variant,
-                        params=params,
-                        seed=seed,
-                        model=spec.model,
-                        train=spec.train,
-                        data=spec.data,
-                        base_dir=base,
+            for point, point_spec in points:
+                for seed in spec.seeds:
+                    runs.append(
+                        RunSpec(
+                            experiment=spec.name,
+                            task=canonical,
+                            variant=variant,
+                            params=params,
+                            seed=seed,
+                            model=point_spec.model,
+                            train=point_spec.train,
+                            data=point_spec.data,
+                            factors=point or None,
+                            base_dir=base,
+                        )
                     )
-                )
     return runs

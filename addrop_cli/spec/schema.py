@@ -344,6 +344,9 @@ class ExperimentSpec(Frozen):
     reference: str | None = None
     """The variant that deltas and tests compare against (default: a baseline variant)."""
     results_dir: Path = Path("results")
+    factors: dict[str, list[SweepValue]] = Field(default_factory=dict)
+    """Spec path -> values: each value is a setting of its own, crossed with tasks, variants
+    and seeds (``data.train_size: [500, 1000]``); checked in :mod:`addrop_cli.spec.factors`."""
     sweep: SweepSpec | None = None
     """A hyperparameter search (``addrop sweep``); ``addrop run`` ignores it."""
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
@@ -361,6 +364,11 @@ class ExperimentSpec(Frozen):
     @classmethod
     def _variant_names(cls, v: Any) -> Any:
         return check_names(v, "variant")
+
+    @field_validator("factors", mode="before")
+    @classmethod
+    def _flat_factors(cls, v: Any) -> Any:
+        return _flatten_paths(v, lambda d: False)
 
     @field_validator("seeds")
     @classmethod

@@ -118,7 +118,11 @@ def apply_point(spec: ExperimentSpec, point: dict[str, Any]) -> ExperimentSpec:
 
 
 def _point_problems(
-    spec: ExperimentSpec, point: dict[str, Any], key: str, source: str
+    spec: ExperimentSpec,
+    point: dict[str, Any],
+    key: str,
+    source: str,
+    fix: str = "change the sweep's values",
 ) -> list[str]:
     """One line per problem a sweep point causes, named by the sweep path that set it."""
     try:
@@ -129,8 +133,8 @@ def _point_problems(
             where, _, what = line.removeprefix(f"{source}: ").partition(": ")
             shown = ", ".join(f"{v!r}" for v in point.values())
             target = "" if key.endswith("." + where) else f" ({where})"
-            fix = "" if "; " in what else "; change the sweep's values"
-            lines.append(f"{source}: {key}: value {shown}{target}: {what}{fix}")
+            advice = "" if "; " in what else f"; {fix}"
+            lines.append(f"{source}: {key}: value {shown}{target}: {what}{advice}")
         return lines
     except SpecError as err:
         return [f"{source}: {key}: {p}" for p in err.problems]

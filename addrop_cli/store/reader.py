@@ -97,6 +97,11 @@ class RunRecord:
         return self.config.sweep.point if self.config.sweep else None
 
     @property
+    def factors(self) -> Mapping[str, Any] | None:
+        """Spec path -> value of the run's point in its spec's ``factors`` (None without)."""
+        return self.config.factors or None
+
+    @property
     def sweep_stage(self) -> str | None:
         return self.config.sweep.stage if self.config.sweep else None
 

@@ -29,6 +29,11 @@ def config_hash(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def point_label(point: dict[str, Any] | None) -> str:
+    """``train_size=500, lr=2e-05``: a sweep or factor point by the last part of each path."""
+    return ", ".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value in (point or {}).items())
+
+
 class SweepInfo(Record):
     point: dict[str, Any] | None = None
     """Spec path -> value of the sweep point this run belongs to."""
@@ -56,12 +61,16 @@ class RunConfig(Record):
     train: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
     sweep: SweepInfo | None = None
+    factors: dict[str, Any] | None = None
+    """Spec path -> value of the spec's ``factors`` point this run belongs to."""
 
     def variant_identity(self) -> str:
-        """What makes two runs the same variant (their task, seed and sweep point aside): the
-        report puts runs with equal names and equal variant identities in one column."""
+        """What makes two runs the same variant (their task, seed, sweep and factor points
+        aside): the report puts runs with equal names and equal variant identities in one
+        column (so a value added to a factor is not another version of the variant)."""
         if self.identity is not None:
-            same = {k: v for k, v in self.identity.items() if k not in ("task", "seed", "sweep")}
+            axes = ("task", "seed", "sweep", "factors")
+            same = {k: v for k, v in self.identity.items() if k not in axes}
         else:  # stored before identities were recorded: everything but where and how fast
             same = {
                 "params": self.method_params,
@@ -71,6 +80,8 @@ class RunConfig(Record):
             }
         if self.sweep and self.sweep.point:  # a sweep's points are one variant
             same = _without_swept(same, self.sweep.point)
+        if self.factors:  # and so are a factor's values
+            same = _without_swept(same, self.factors)
         return config_hash(same)
 
 
