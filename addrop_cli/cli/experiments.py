@@ -15,10 +15,15 @@ from addrop_cli.cli.options import (
     CpusOpt,
     DeviceOpt,
     GpusOpt,
+    GridOpt,
     MemOpt,
     PartitionOpt,
+    PlainOpt,
+    RestartOpt,
     ResultsOpt,
+    RetryOpt,
     RunsPerGpuOpt,
+    SpecArgs,
     ThreadsOpt,
     TimeOpt,
     TrackOpt,
@@ -37,26 +42,16 @@ if TYPE_CHECKING:
 
 @app.command()
 def run(
-    args: Annotated[list[str], typer.Argument(help="SPEC.yaml, then key=value overrides.")],
+    args: SpecArgs,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Print the resolved spec and run matrix; train nothing."),
     ] = False,
     results: ResultsOpt = None,
     device: DeviceOpt = None,
-    plain: Annotated[
-        bool, typer.Option("--plain", help="One line per epoch instead of live progress bars.")
-    ] = False,
-    retry_failed: Annotated[
-        bool, typer.Option(help="Run again the runs that failed before.")
-    ] = True,
-    restart: Annotated[
-        bool,
-        typer.Option(
-            "--restart",
-            help="Start interrupted runs from step 0 (discard their training state).",
-        ),
-    ] = False,
+    plain: PlainOpt = False,
+    retry_failed: RetryOpt = True,
+    restart: RestartOpt = False,
     backend: BackendOpt = None,
     workers: WorkersOpt = None,
     runs_per_gpu: RunsPerGpuOpt = None,
@@ -156,30 +151,16 @@ def validate(
 
 @app.command()
 def sweep(
-    args: Annotated[list[str], typer.Argument(help="SPEC.yaml, then key=value overrides.")],
-    grid: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--grid",
-            help="PATH=VALUES: add a grid axis, e.g. methods.addrop.p=[0.1,0.3] or "
-            "'train.lr={start: 1e-5, stop: 3e-5, step: 1e-5}' (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
+    args: SpecArgs,
+    grid: GridOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the points and stage-1 runs; train nothing.")
     ] = False,
     results: ResultsOpt = None,
     device: DeviceOpt = None,
-    plain: Annotated[
-        bool, typer.Option("--plain", help="One line per epoch instead of live progress bars.")
-    ] = False,
-    retry_failed: Annotated[
-        bool, typer.Option(help="Run again the runs that failed before.")
-    ] = True,
-    report: Annotated[
-        bool, typer.Option(help="Print the report (tables, heatmap files) at the end.")
-    ] = True,
+    plain: PlainOpt = False,
+    retry_failed: RetryOpt = True,
+    report: Annotated[bool, typer.Option(help="Print the report at the end.")] = True,
     backend: BackendOpt = None,
     workers: WorkersOpt = None,
     runs_per_gpu: RunsPerGpuOpt = None,
@@ -192,15 +173,14 @@ def sweep(
     array_parallelism: ArrayOpt = None,
     track: TrackOpt = None,
 ) -> None:
-    """Search hyperparameters (grid or random) with an honest two-stage selection protocol.
+    """Search hyperparameters (grid, random, TPE or CMA-ES) with an honest two-stage protocol.
 
-    Stage 1 runs every point of the spec's sweep: block on the selection seeds.
+    Stage 1 runs the spec's sweep on the selection seeds; the best point per task (main metric on
+    the selection split, mean over seeds) then runs on the report seeds (two_stage), or is
+    reported as is (paper protocol, labelled so).
 
-    The best point per task (main metric on the selection split, mean over seeds) then runs on
-    the report seeds (two_stage), or is reported as is (paper protocol, labelled so).
-
-    Writes <results>/<name>/sweep/summary.json and summary.md, then prints the report; its
-    heatmap goes to <results>/<name>/report/. A restarted sweep never redoes a finished run.
+    Writes <results>/<name>/sweep/summary.json and .md, then the report (heatmap in report/).
+    A restarted sweep never redoes a finished run.
 
     [bold]Examples[/bold]
 

@@ -156,3 +156,26 @@ def grid_overrides(axes: list[str]) -> list[str]:
             )
         overrides.append(f"sweep.grid.{key.strip()}={values}")
     return overrides
+
+
+# Options that `addrop run` and `addrop sweep` share.
+SpecArgs = Annotated[list[str], typer.Argument(help="SPEC.yaml, then key=value overrides.")]
+PlainOpt = Annotated[
+    bool, typer.Option("--plain", help="One line per epoch instead of live progress bars.")
+]
+RetryOpt = Annotated[bool, typer.Option(help="Run again the runs that failed before.")]
+RestartOpt = Annotated[
+    bool,
+    typer.Option(
+        "--restart", help="Start interrupted runs from step 0 (discard their training state)."
+    ),
+]
+GridOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--grid",
+        help="PATH=VALUES: add a grid axis, e.g. methods.addrop.p=[0.1,0.3] or "
+        "'train.lr={start: 1e-5, stop: 3e-5, step: 1e-5}' (repeatable).",
+        show_default=False,
+    ),
+]

@@ -124,19 +124,15 @@ def predict(
         list[str] | None,
         typer.Option("--text", help="A text to label (repeatable; a pair: tab between them)."),
     ] = None,
-    file: Annotated[
-        Path | None, typer.Option("--file", help="A file of texts to label, one per line.")
-    ] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Texts, one per line.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
-    """Write GLUE leaderboard files (SST-2.tsv, MNLI-m.tsv, AX.tsv, ...) from stored checkpoints,
-    or label any text with one stored run's best checkpoint.
+    """Write GLUE leaderboard files (SST-2.tsv, AX.tsv, ...) from stored checkpoints, or label
+    any text with one stored run's best checkpoint.
 
     [bold]Examples[/bold]
 
       addrop predict experiments/glue.yaml train.save_checkpoint=true --out submission/
-
-      addrop predict experiments/smoke.yaml train.save_checkpoint=true --results /tmp/results
 
       addrop predict results/smoke --run 3f2a9c1e7d04 --text "a gripping, funny film"
 

@@ -201,10 +201,8 @@ def _execute(
 
     config = run_config(run, context.spec_hash)
     loaded = folder.state.load() if folder.status == "unfinished" else None
-    at, logged = (
-        ((loaded.step, loaded.epoch), epochs_of(loaded.payload)) if loaded else (None, None)
-    )
-    folder.start(config, resume_at=at, epochs=logged)
+    at = (loaded.step, loaded.epoch) if loaded else None
+    folder.start(config, resume_at=at, epochs=epochs_of(loaded.payload) if loaded else None)
     loggers = follow(run, folder, config, context.tracking, progress, index)
     if at is not None:  # to the console and train.log
         loggers.on_note("resuming from step {} (epoch {})".format(*at))

@@ -23,12 +23,14 @@ out from train with ``data.heldout``), at the best epoch, averaged over the sele
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from addrop_cli.execution.search import run_search
-from addrop_cli.execution.selection import report_runs, select_winners, stage_records
+from addrop_cli.execution.selection import Selection, report_runs, select_winners, stage_records
 from addrop_cli.execution.sweep_plan import SweepPlan, plan_sweep
 from addrop_cli.execution.sweep_summary import (
     print_selection,
@@ -38,6 +40,9 @@ from addrop_cli.execution.sweep_summary import (
 )
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.spec.sweeps import OPTUNA_SEARCHES
+
+if TYPE_CHECKING:
+    from addrop_cli.execution.context import Backend, RunContext
 
 # ---------------------------------------------------------------------------------------------
 # `addrop sweep`
@@ -78,7 +83,6 @@ def run_sweep(
 
     Returns the exit code: 0, 1 when a run failed or was lost, 130 when interrupted.
     """
-    from addrop_cli.execution.context import EXIT_RUNS_FAILED
     from addrop_cli.execution.runner import (
         execute_runs,
         experiment_store,
@@ -115,34 +119,61 @@ def run_sweep(
     selections = select_winners(stage_records(store.root, plan.select_runs), points=plan.points)
     codes = [first.exit_code]
     if spec.sweep.protocol == "two_stage":
-        unresolved = [
-            r
-            for r in plan.select_runs
-            if store.run(r.run_id).status not in ("done", "failed", "pruned")
-        ]
-        if unresolved:
-            console.print(
-                f"stage 2 not started: {len(unresolved)} selection runs have no result yet "
-                "(running elsewhere or lost); run the same command again when they are done",
-                highlight=False,
-            )
-            codes.append(EXIT_RUNS_FAILED)
-        else:
-            second = execute_runs(
-                report_runs(plan, selections),
-                context,
-                backend,
-                name=f"{spec.name} stage 2 (report)",
-                console=console,
-                retry_failed=retry_failed,
-            )
-            if second.interrupted:
-                return second.exit_code
-            codes.append(second.exit_code)
-    files = write_summary(store.root / "sweep", plan, selections)
-    print_selection(console, selections, protocol_text(plan))
-    console.print(f"search: {search_text(plan)}", highlight=False)
-    console.print(f"sweep summary: {', '.join(str(f) for f in files)}", highlight=False)
+        second = _stage_two(plan, selections, context, backend, console, retry_failed)
+        if second.interrupted:
+            return second.exit_code
+        codes.append(second.exit_code)
+    _summarise(store.root, plan, selections, console)
     if on_done is not None:
         on_done(store.root)
     return max(codes)
+
+
+@dataclass(frozen=True)
+class _StageEnd:
+    exit_code: int
+    interrupted: bool = False
+
+
+def _stage_two(
+    plan: SweepPlan,
+    selections: list[Selection],
+    context: RunContext,
+    backend: Backend,
+    console: Console,
+    retry_failed: bool,
+) -> _StageEnd:
+    """Re-run each winner on the report seeds, once every selection run has its result."""
+    from addrop_cli.execution.context import EXIT_RUNS_FAILED
+    from addrop_cli.execution.runner import execute_runs
+
+    store = context.store
+    unresolved = [
+        r
+        for r in plan.select_runs
+        if store.run(r.run_id).status not in ("done", "failed", "pruned")
+    ]
+    if unresolved:
+        console.print(
+            f"stage 2 not started: {len(unresolved)} selection runs have no result yet "
+            "(running elsewhere or lost); run the same command again when they are done",
+            highlight=False,
+        )
+        return _StageEnd(EXIT_RUNS_FAILED)
+    second = execute_runs(
+        report_runs(plan, selections),
+        context,
+        backend,
+        name=f"{plan.spec.name} stage 2 (report)",
+        console=console,
+        retry_failed=retry_failed,
+    )
+    return _StageEnd(second.exit_code, second.interrupted)
+
+
+def _summarise(root: Path, plan: SweepPlan, selections: list[Selection], console: Console) -> None:
+    """Write the sweep's summary files and print what was selected."""
+    files = write_summary(root / "sweep", plan, selections)
+    print_selection(console, selections, protocol_text(plan))
+    console.print(f"search: {search_text(plan)}", highlight=False)
+    console.print(f"sweep summary: {', '.join(str(f) for f in files)}", highlight=False)

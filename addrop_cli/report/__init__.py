@@ -8,14 +8,7 @@ per run and evaluation); aggregation (``aggregate``, ``stats``) is pandas on tha
 """
 
 from addrop_cli.data.metrics import Summary, summarize
-from addrop_cli.report.aggregate import (
-    Cell,
-    GlueCell,
-    Table,
-    aggregate,
-    cost_frame,
-    describe_protocol,
-)
+from addrop_cli.report.aggregate import Cell, GlueCell, Table, aggregate
 from addrop_cli.report.build import Report, build_report
 from addrop_cli.report.command import (
     FORMATS,
@@ -25,6 +18,7 @@ from addrop_cli.report.command import (
 )
 from addrop_cli.report.frame import TaskRow, raw_frame, run_frame, variant_keys
 from addrop_cli.report.plots import write_plots
+from addrop_cli.report.protocol import cost_frame, describe_protocol
 from addrop_cli.report.stats import (
     BootstrapCI,
     Comparison,

@@ -15,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from addrop_cli.data.metrics import GLUE_SCORE_FORMULA, Agg
-from addrop_cli.report.aggregate import Epoch, Table, aggregate, cost_frame, describe_protocol
+from addrop_cli.report.aggregate import Epoch, Table, aggregate
 from addrop_cli.report.frame import variant_keys
+from addrop_cli.report.protocol import cost_frame, describe_protocol
 from addrop_cli.report.stats import MARKER_LEGEND, Comparison, compare
 from addrop_cli.store.reader import (
     RunRecord,
