@@ -35,7 +35,7 @@ def _faulty_step(self):
     time.sleep(0.1)
     variant, seed, step = os.environ["ADDROP_TEST_OOM_AT"].split(":")
     run = self.s.run
-    if (run.variant, run.seed, self.global_step) == (variant, int(seed), int(step)):
+    if (run.variant, run.seed, self.state.global_step) == (variant, int(seed), int(step)):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 

@@ -29,7 +29,7 @@ from addrop_cli.store.state import TrainingStateFiles
 ROOT = Path(__file__).resolve().parent.parent
 KILLER = Path(__file__).resolve().parent / "kill_at_step_addrop.py"
 STEPS_PER_EPOCH = 15  # the sample's 240 SST-2 sentences in batches of 16
-TIMING = {"wall_time_s", "train_time_s", "train_samples_per_s", "peak_memory_mb"}
+TIMING = {"wall_time_s", "train_time_s", "train_samples_per_s", "peak_memory_mb", "attempts"}
 EPOCH_TIMING = {"epoch_time_s", "train_samples_per_s"}
 
 pytestmark = pytest.mark.resume

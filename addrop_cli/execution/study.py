@@ -15,11 +15,11 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from addrop_cli.engine.loggers import QuietLogger
 from addrop_cli.errors import SpecError
 from addrop_cli.spec.schema import GridRange, SweepSpec
 
 if TYPE_CHECKING:
-    from addrop_cli.engine.loggers import StepEvent
     from addrop_cli.spec.matrix import RunSpec
     from addrop_cli.store.records import EpochRecord
 
@@ -166,7 +166,7 @@ def trial_link(
     }
 
 
-class TrialJudge:
+class TrialJudge(QuietLogger):
     """A required run logger: reports each evaluation's selection score to the run's trial, at
     step ``offset + epoch`` (seed i of a trial starts at i x epochs, so every trial's step k is
     the same seed and epoch), and raises RunPruned when the study's pruner says stop."""
@@ -179,9 +179,6 @@ class TrialJudge:
         self.trial = optuna.trial.Trial(self.study, link["trial_id"])
         self.link = link
         self.metric = metric
-
-    def on_step(self, event: StepEvent) -> None:
-        pass
 
     def on_eval(self, record: EpochRecord) -> None:
         from addrop_cli.engine.pruning import RunPruned
@@ -202,9 +199,6 @@ class TrialJudge:
                 f"{self.link['pruner']} pruner after epoch {record.epoch + 1}: "
                 f"{self.metric} {value:.4f}",
             )
-
-    def close(self) -> None:
-        pass
 
 
 def judges(run: RunSpec) -> list[TrialJudge]:

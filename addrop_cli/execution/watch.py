@@ -67,19 +67,17 @@ class AttemptClock(QuietLogger):
         self.earlier = folder.attempt_times()
         self.attempt = max(self.earlier, default=0) + 1
         self.started = self.ticked = time.monotonic()
+        self.final = False
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def total(self) -> float:
-        """Every attempt's time, this one's until now included."""
-        return sum(self.earlier.values()) + self.elapsed()
-
     def costed(self, metrics: RunMetrics) -> RunMetrics:
-        """``metrics`` with the wall time of every attempt and their number."""
-        return metrics.model_copy(
-            update={"wall_time_s": round(self.total(), 3), "attempts": self.attempt}
-        )
+        """``metrics`` with the wall time of every attempt and their number; this attempt's time
+        is recorded as it is counted here (its end, for the store), and not moved later."""
+        total = sum(self.earlier.values()) + self._tick(sync=True)
+        self.final = True
+        return metrics.model_copy(update={"wall_time_s": total, "attempts": self.attempt})
 
     def on_step(self, event: StepEvent) -> None:
         if time.monotonic() - self.ticked >= self.tick_s:
@@ -89,8 +87,11 @@ class AttemptClock(QuietLogger):
         self._tick(sync=True)
 
     def on_end(self, status: str, detail: str) -> None:
-        self._tick(sync=True)
+        if not self.final:  # a failed, pruned or interrupted attempt: its time up to here
+            self._tick(sync=True)
 
-    def _tick(self, *, sync: bool) -> None:
+    def _tick(self, *, sync: bool) -> float:
         self.ticked = time.monotonic()
-        self.folder.record_attempt_time(self.attempt, self.elapsed(), sync=sync)
+        elapsed = round(self.elapsed(), 3)
+        self.folder.record_attempt_time(self.attempt, elapsed, sync=sync)
+        return elapsed
