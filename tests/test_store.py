@@ -10,6 +10,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ from addrop_cli.store.atomic import atomic_folder, atomic_write_text
 from addrop_cli.store.folders import ExperimentStore, RunFolder
 from addrop_cli.store.reader import StoreWarning, load_runs
 from addrop_cli.store.records import RunConfig
+from addrop_cli.store.status import RunStatus
 
 
 def _failing(err: int):  # type: ignore[no-untyped-def]
@@ -109,7 +111,25 @@ def test_reader_ignores_bookkeeping_and_runs_killed_while_starting(tmp_path: Pat
         warnings.simplefilter("always", StoreWarning)
         records = load_runs(store.root)
     assert not caught
-    assert [(r.run_id, r.status) for r in records] == [("abc123def456", "incomplete")]
+    assert [(r.run_id, r.status) for r in records] == [("abc123def456", "unfinished")]
+
+
+def test_the_folder_and_the_reader_name_each_state_with_the_same_word(tmp_path: Path) -> None:
+    """One vocabulary (store/status.py): what the runner reads from a folder is what the report
+    reads, for every state a started run can be in."""
+    store = ExperimentStore(tmp_path / "exp")
+    store.open_for_writing("exp", "h1", "name: exp\n")
+    markers = {"unfinished": None, "failed": "FAILED", "pruned": "PRUNED"}
+    for i, (state, marker) in enumerate(markers.items()):
+        run_id = f"{i:012d}"
+        folder = store.run(run_id)
+        folder.start(RunConfig(run_id=run_id, task="sst2", variant=state, seed=1))
+        if marker:
+            (folder.path / marker).write_text("why\n")
+    read = {r.variant: r.status for r in load_runs(store.root)}
+    folders = {r.variant: RunFolder(r.path).status for r in load_runs(store.root)}
+    assert read == folders == {state: state for state in markers}
+    assert get_args(RunStatus) == ("done", "failed", "pruned", "unfinished", "corrupt", "absent")
 
 
 # ---------------------------------------------------------------------------------------------

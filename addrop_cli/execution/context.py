@@ -7,7 +7,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
 
@@ -16,13 +16,12 @@ from addrop_cli.execution.display import INTERRUPTED, PlainProgress
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.folders import ExperimentStore, RunFolder
 from addrop_cli.store.records import FailedMetrics, RunConfig
+from addrop_cli.store.status import AttemptStatus
 
 if TYPE_CHECKING:
     from addrop_cli.engine.loop import RunOutcome
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_INTERRUPTED = 0, 1, 130
-
-Status = Literal["done", "failed", "pruned", "busy", "skipped", "lost"]
 
 
 @dataclass
@@ -40,7 +39,7 @@ class Summary:
     """Runs a search's pruner stopped (not results, never retried; not a failure)."""
     interrupted: bool = False
 
-    def record(self, run: RunSpec, status: Status, reason: str = "") -> None:
+    def record(self, run: RunSpec, status: AttemptStatus, reason: str = "") -> None:
         """File one run's outcome under its status."""
         if status == "done":
             self.done.append(run)
@@ -82,7 +81,7 @@ class RunContext:
 class Outcome:
     """How one attempt at a run ended."""
 
-    status: Status
+    status: AttemptStatus
     reason: str = ""
 
 

@@ -18,7 +18,7 @@ from addrop_cli.spec.load import resolve_path, spec_to_yaml
 from addrop_cli.spec.matrix import RunSpec, expand, spec_version
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.store.folders import ExperimentStore
-from addrop_cli.store.records import point_label
+from addrop_cli.store.identity import point_label
 
 # Store helpers shared by `addrop run` and `addrop sweep`
 # ---------------------------------------------------------------------------------------------

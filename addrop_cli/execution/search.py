@@ -35,8 +35,8 @@ from addrop_cli.execution.study import (
 )
 from addrop_cli.execution.sweep_plan import Point, SweepPlan, _point_spec, variant_point
 from addrop_cli.spec.matrix import RunSpec, expand
+from addrop_cli.store.identity import config_hash
 from addrop_cli.store.reader import SELECT_STAGE
-from addrop_cli.store.records import config_hash
 
 FINGERPRINT = "addrop_fingerprint"
 """Study user attribute: what the study searches (so another spec's study is refused)."""

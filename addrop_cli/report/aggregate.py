@@ -63,7 +63,7 @@ class Cell:
     expected: int
     """Seeds expected (distinct seeds of the experiment at this stage)."""
     missing: Mapping[int, str]
-    """Seed -> why it has no result ("failed: ...", "incomplete", "corrupt", "no run")."""
+    """Seed -> why it has no result ("failed: ...", "unfinished", "corrupt", "no run")."""
     point: Mapping[str, Any] | None = None
     """The hyperparameter point shown when the variant was swept."""
     protocol: str | None = None

@@ -23,7 +23,7 @@ from scipy import stats
 from addrop_cli.report.aggregate import Table, TaskRow
 from addrop_cli.report.build import Report
 from addrop_cli.report.stats import holm, seed_tests
-from addrop_cli.store.records import point_label
+from addrop_cli.store.identity import point_label
 
 
 @dataclass(frozen=True)

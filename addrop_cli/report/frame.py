@@ -19,8 +19,8 @@ import pandas as pd
 from addrop_cli.data.metrics import higher_is_better, task_score
 from addrop_cli.data.tasks import TaskInfo, get_task
 from addrop_cli.errors import AddropError
+from addrop_cli.store.identity import point_label
 from addrop_cli.store.reader import RunRecord, epochs_saved
-from addrop_cli.store.records import point_label
 
 Epoch = Literal["best", "last"]
 EVALUATIONS: tuple[Epoch, ...] = ("best", "last")

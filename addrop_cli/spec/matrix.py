@@ -1,4 +1,4 @@
-"""The run matrix: one spec -> one :class:`RunSpec` per task x variant x seed, and run identity."""
+"""The run matrix: one spec -> one :class:`RunSpec` per task x variant x seed (identity: store)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,14 @@ from addrop_cli.models.config import ModelSpec
 from addrop_cli.settings import Frozen
 from addrop_cli.spec.factors import factor_points
 from addrop_cli.spec.schema import ExperimentSpec, MethodParams, TrainSpec
-from addrop_cli.store.records import config_hash, point_label
-
-# Settings that change where or how fast a run goes, not its result: left out of the run id so
-# that moving the GLUE folder or the cache, running on more threads or compiling never redoes a
-# run; nor do checkpointing and the training state.
-_TRAIN_KEYS_NOT_IN_ID = {
-    "device", "threads", "save_checkpoint", "eval_batch_size", "compile",
-    "save_last", "checkpoint_every_steps", "keep_state",
-}  # fmt: skip
-_DATA_KEYS_NOT_IN_ID = {"source", "glue_dir", "cache_dir"}
+from addrop_cli.store.identity import (
+    DATA_KEYS_NOT_IN_ID,
+    TRAIN_KEYS_NOT_IN_ID,
+    config_hash,
+    point_label,
+    run_id,
+    run_identity,
+)
 
 
 class RunSpec(Frozen):
@@ -50,21 +48,20 @@ class RunSpec(Frozen):
         format change.
         """
         dump = {"mode": "json", "exclude_defaults": True}
-        # only a run with a factor point names it: runs of specs without factors keep their ids
-        factors = {"factors": self.factors} if self.factors else {}
-        return factors | {
-            "task": self.task,
-            "params": {"method": self.params.method, **self.params.model_dump(**dump)},
-            "seed": self.seed,
-            "model": self.model.model_dump(**dump),
-            "train": self.train.model_dump(exclude=_TRAIN_KEYS_NOT_IN_ID, **dump),
-            "data": self.data.model_dump(exclude=_DATA_KEYS_NOT_IN_ID, **dump),
-            "sweep": self.sweep,
-        }
+        return run_identity(
+            task=self.task,
+            seed=self.seed,
+            params={"method": self.params.method, **self.params.model_dump(**dump)},
+            model=self.model.model_dump(**dump),
+            train=self.train.model_dump(**dump),
+            data=self.data.model_dump(**dump),
+            sweep=self.sweep,
+            factors=self.factors,
+        )
 
     @property
     def run_id(self) -> str:
-        return config_hash(self.identity())
+        return run_id(self.identity())
 
     @property
     def label(self) -> str:
@@ -84,8 +81,8 @@ def spec_version(spec: ExperimentSpec) -> str:
         "results_dir": True,
         "tracking": True,  # who watches the runs changes no result
         "factors": True,  # a value added to a factor is more runs, not another version
-        "train": _TRAIN_KEYS_NOT_IN_ID,
-        "data": _DATA_KEYS_NOT_IN_ID,
+        "train": set(TRAIN_KEYS_NOT_IN_ID),
+        "data": set(DATA_KEYS_NOT_IN_ID),
     }
     return config_hash(spec.model_dump(mode="json", exclude=exclude, exclude_defaults=True))
 

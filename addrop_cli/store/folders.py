@@ -45,7 +45,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -66,13 +66,12 @@ from addrop_cli.store.records import (
     SplitPredictions,
 )
 from addrop_cli.store.state import TrainingStateFiles
+from addrop_cli.store.status import RunStatus
 
 _STATE_NAMES = ("state", ".state.previous", "attempt_times.jsonl")
 """What a resumed attempt keeps of the folder (besides what it rewrites)."""
 _HISTORY_NAMES = ("train.log",)
 """What every attempt keeps, resumed or started over: each attempt's log follows the last."""
-
-RunStatus = Literal["done", "failed", "pruned", "unfinished", "absent"]
 
 EXPERIMENT_LOCK_TIMEOUT_S = 60.0
 """How long ``open_for_writing`` waits for another process updating experiment.json."""

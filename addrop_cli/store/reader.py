@@ -22,17 +22,15 @@ from typing import Any, Literal
 from pydantic import TypeAdapter, ValidationError
 
 from addrop_cli.errors import StoreError
+from addrop_cli.store.identity import config_hash, recovered_identity
 from addrop_cli.store.records import (
     FORMAT_VERSION,
     EpochRecord,
     RunConfig,
     RunMetrics,
     SplitPredictions,
-    config_hash,
 )
-
-RunStatus = Literal["done", "failed", "pruned", "incomplete", "corrupt"]
-
+from addrop_cli.store.status import RunStatus
 
 SELECT_STAGE = "select"
 """The ``sweep.stage`` of runs used only to choose hyperparameters."""
@@ -215,12 +213,10 @@ def recover_identities(records: list[RunRecord]) -> list[RunRecord]:
     out = []
     for r in records:
         if r.config.identity is None:
-            for rest in known.get(r.variant, {}).values():
-                candidate = {**rest, "task": r.config.task, "seed": r.config.seed}
-                if config_hash(candidate) == r.run_id:
-                    config = r.config.model_copy(update={"identity": candidate})
-                    r = replace(r, config=config)
-                    break
+            candidates = list(known.get(r.variant, {}).values())
+            found = recovered_identity(candidates, r.config.task, r.config.seed, r.run_id)
+            if found is not None:
+                r = replace(r, config=r.config.model_copy(update={"identity": found}))
         out.append(r)
     return out
 
@@ -280,7 +276,7 @@ def read_run(run_dir: Path) -> RunRecord | None:
         text = (run_dir / "PRUNED").read_text(encoding="utf-8", errors="replace").strip()
         return RunRecord(run_dir, config, "pruned", text.partition(" ")[2] or "pruned")
     if not (run_dir / "DONE").is_file():
-        return RunRecord(run_dir, config, "incomplete", "no DONE marker (running or killed)")
+        return RunRecord(run_dir, config, "unfinished", "no DONE marker (running or killed)")
     path = run_dir / "metrics.json"
     try:
         metrics = RunMetrics.model_validate(_json(path))

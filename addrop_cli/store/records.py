@@ -8,11 +8,11 @@ required key or holds a wrong type is a validation error the reader turns into a
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from addrop_cli.store.identity import run_identity, variant_identity
 
 FORMAT_VERSION = 1
 """The store format written and understood here. Additions with defaults keep the version;
@@ -21,17 +21,6 @@ anything an older reader would misread bumps it."""
 
 class Record(BaseModel):
     model_config = ConfigDict(extra="allow")
-
-
-def config_hash(obj: Any, length: int = 12) -> str:
-    """A short, stable hash of a JSON-serialisable object (key order does not matter)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def point_label(point: dict[str, Any] | None) -> str:
-    """``train_size=500, lr=2e-05``: a sweep or factor point by the last part of each path."""
-    return ", ".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value in (point or {}).items())
 
 
 class SweepInfo(Record):
@@ -65,43 +54,16 @@ class RunConfig(Record):
     """Spec path -> value of the spec's ``factors`` point this run belongs to."""
 
     def variant_identity(self) -> str:
-        """What makes two runs the same variant (their task, seed, sweep and factor points
-        aside): the report puts runs with equal names and equal variant identities in one
-        column (so a value added to a factor is not another version of the variant)."""
-        if self.identity is not None:
-            axes = ("task", "seed", "sweep", "factors")
-            same = {k: v for k, v in self.identity.items() if k not in axes}
-        else:  # stored before identities were recorded: everything but where and how fast
-            same = {
-                "params": self.method_params,
-                "model": self.model,
-                "train": {k: v for k, v in self.train.items() if k not in _NOT_RESULT_TRAIN},
-                "data": {k: v for k, v in self.data.items() if k not in _NOT_RESULT_DATA},
-            }
-        if self.sweep and self.sweep.point:  # a sweep's points are one variant
-            same = _without_swept(same, self.sweep.point)
-        if self.factors:  # and so are a factor's values
-            same = _without_swept(same, self.factors)
-        return config_hash(same)
-
-
-def _without_swept(identity: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
-    """``identity`` without the settings a sweep point sets (``methods.<variant>.p`` is the
-    identity's ``params.p``; ``train.lr`` its ``train.lr``)."""
-    out = json.loads(json.dumps(identity))
-    for path in point:
-        root, *rest = path.split(".")
-        keys = ["params", *rest[1:]] if root == "methods" else [root, *rest]
-        node = out
-        for key in keys[:-1]:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(keys[-1], None)
-    return out
-
-
-_NOT_RESULT_TRAIN = ("device", "threads", "save_checkpoint", "eval_batch_size")
-_NOT_RESULT_DATA = ("source", "glue_dir", "cache_dir")
+        """What makes two runs the same variant (see :func:`identity.variant_identity`); a run
+        stored before identities were recorded is compared by its full settings."""
+        identity = self.identity
+        if identity is None:
+            identity = run_identity(
+                task=self.task, seed=self.seed, params=self.method_params, model=self.model,
+                train=self.train, data=self.data, sweep=None, factors=None,
+            )  # fmt: skip
+        point = self.sweep.point if self.sweep else None
+        return variant_identity(identity, point, self.factors)
 
 
 class EpochRecord(Record):
