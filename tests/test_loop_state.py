@@ -60,3 +60,28 @@ def test_resuming_with_another_thread_count_warns_naming_both(
     assert resume_with(1) == []
     (warning,) = resume_with(2)
     assert "resuming with 2 torch threads" in warning and "written with 1" in warning
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_the_learning_rate_is_the_trainers_at_every_step(schedule: str) -> None:
+    """transformers' schedules (what the Trainer uses): warmup climbs from 0 by 1/warmup a step,
+    then constant stays at lr and linear falls to 0 at the last step."""
+    import torch
+
+    from addrop_cli.engine.optim import build_schedule
+    from addrop_cli.spec.schema import TrainSpec
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    total, warmup = 20, 4
+    train = TrainSpec(schedule=schedule, warmup_ratio=warmup / total)
+    scheduler = build_schedule(optimizer, train, total)
+    seen = []
+    for _ in range(total):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    after = [1.0] * (total - warmup)
+    if schedule == "linear":
+        after = [(total - step) / (total - warmup) for step in range(warmup, total)]
+    assert seen == pytest.approx([step / warmup for step in range(warmup)] + after)

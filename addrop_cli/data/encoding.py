@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from addrop_cli.data.examples import CACHE_VERSION, HUB_DATASET, Example
-from addrop_cli.data.sources import _split_path, data_source, load_examples, resolve_cache_dir
+from addrop_cli.data.sources import data_source, load_examples, resolve_cache_dir, split_path
 from addrop_cli.data.tasks import TaskInfo
 from addrop_cli.store.atomic import atomic_file
 
@@ -87,7 +87,7 @@ def _source_id(task: TaskInfo, split: str, data: DataSpec, base_dir: Path | None
     source = data_source(task, data, base_dir)
     if source == "hub":
         return f"hub:{HUB_DATASET}/{task.hub_config}:{task.hub_splits[split]}"
-    return f"{source}:{_split_path(task, split, data, base_dir).resolve()}"
+    return f"{source}:{split_path(task, split, data, base_dir).resolve()}"
 
 
 def encode_examples(

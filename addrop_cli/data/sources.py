@@ -119,7 +119,7 @@ def data_source(task: TaskInfo, data: DataSpec, base_dir: Path | None = None) ->
     return "hub"
 
 
-def _split_path(task: TaskInfo, split: str, data: DataSpec, base_dir: Path | None) -> Path:
+def split_path(task: TaskInfo, split: str, data: DataSpec, base_dir: Path | None) -> Path:
     """The file holding ``split`` for a file-based source."""
     if task.custom is not None:
         p = getattr(task.custom, split, None)
@@ -159,7 +159,7 @@ def load_examples(
         examples = load_hub_split(task, split)
         where = f"{HUB_DATASET}/{task.hub_config}:{task.hub_splits[split]}"
     else:
-        path = _split_path(task, split, data, base_dir)
+        path = split_path(task, split, data, base_dir)
         if not path.is_file():
             raise missing_file_error(path, task)
         if source == "custom":
@@ -197,7 +197,7 @@ def check_data(
     problems: list[str] = []
     for split in splits:
         try:
-            path = _split_path(task, split, data, base_dir)
+            path = split_path(task, split, data, base_dir)
         except DataError as e:
             problems.extend(e.problems)
             continue

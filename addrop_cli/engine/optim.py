@@ -31,14 +31,10 @@ def build_optimizer(model: torch.nn.Module, train: TrainSpec) -> torch.optim.Ada
 def build_schedule(
     optimizer: torch.optim.Optimizer, train: TrainSpec, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """constant (the AD-DROP reference) or linear decay, each with optional linear warmup."""
+    """constant (the AD-DROP reference) or linear decay, each with optional linear warmup:
+    transformers' own schedules, so a run's learning rate is the Trainer's at every step."""
+    from transformers import get_scheduler
+
     warmup = int(train.warmup_ratio * total_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if train.schedule == "linear":
-            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    name = "constant_with_warmup" if train.schedule == "constant" and warmup else train.schedule
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)  # type: ignore[return-value]

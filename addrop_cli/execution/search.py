@@ -33,7 +33,7 @@ from addrop_cli.execution.study import (
     storage_url,
     trial_link,
 )
-from addrop_cli.execution.sweep_plan import Point, SweepPlan, _point_spec, variant_point
+from addrop_cli.execution.sweep_plan import Point, SweepPlan, spec_at_point, variant_point
 from addrop_cli.spec.matrix import RunSpec, expand
 from addrop_cli.store.identity import config_hash
 from addrop_cli.store.reader import SELECT_STAGE
@@ -205,7 +205,7 @@ def trial_runs(
 ) -> TrialRuns:
     """The selection runs of one trial: those a grid sweep has for its point."""
     point = point_of(plan.sweep, params)
-    point_spec = _point_spec(plan.spec, point, plan._specs, plan.source)
+    point_spec = spec_at_point(plan.spec, point, plan.point_specs, plan.source)
     epochs = point_spec.train.epochs
     seeds = plan.select_seeds
     runs = []

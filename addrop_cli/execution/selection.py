@@ -13,8 +13,8 @@ from addrop_cli.execution.sweep_plan import (
     REPORT_STAGE,
     Point,
     SweepPlan,
-    _point_spec,
     point_key,
+    spec_at_point,
     variant_point,
 )
 from addrop_cli.spec.matrix import RunSpec, expand
@@ -147,7 +147,7 @@ def report_runs(plan: SweepPlan, selections: Sequence[Selection]) -> list[RunSpe
         if selection.winner is None:
             continue
         point = selection.winner.point
-        point_spec = _point_spec(plan.spec, point, plan._specs, plan.source)
+        point_spec = spec_at_point(plan.spec, point, plan.point_specs, plan.source)
         for run in expand(point_spec.model_copy(update={"seeds": seeds}), plan.base_dir):
             if run.task == selection.task and run.variant == selection.variant:
                 own = variant_point(point, run.variant)

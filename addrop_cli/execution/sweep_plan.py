@@ -96,7 +96,8 @@ class SweepPlan:
     swept_variants: list[str]
     base_dir: Path
     source: str = ""
-    _specs: dict[str, ExperimentSpec] = field(default_factory=dict, repr=False, compare=False)
+    point_specs: dict[str, ExperimentSpec] = field(default_factory=dict, repr=False, compare=False)
+    """``point_key`` -> the spec with that point applied (a cache the stages share)."""
 
     def stage1(self) -> list[RunSpec]:
         return self.select_runs + self.fixed_runs
@@ -123,7 +124,7 @@ def plan_sweep(spec: ExperimentSpec, base_dir: Path, source: str = "spec") -> Sw
     specs: dict[str, ExperimentSpec] = {}
     select_runs: dict[str, RunSpec] = {}
     for point in points:
-        point_spec = _point_spec(spec, point, specs, source)
+        point_spec = spec_at_point(spec, point, specs, source)
         for run in expand(point_spec.model_copy(update={"seeds": select_seeds}), base_dir):
             if run.variant not in swept:
                 continue
@@ -146,13 +147,14 @@ def plan_sweep(spec: ExperimentSpec, base_dir: Path, source: str = "spec") -> Sw
         swept_variants=swept,
         base_dir=base_dir,
         source=source,
-        _specs=specs,
+        point_specs=specs,
     )
 
 
-def _point_spec(
+def spec_at_point(
     spec: ExperimentSpec, point: Point, cache: dict[str, ExperimentSpec], source: str
 ) -> ExperimentSpec:
+    """The spec with ``point`` applied, validated once per point; an invalid point is one line."""
     key = point_key(point)
     if key not in cache:
         try:

@@ -116,7 +116,7 @@ class Method(ABC):
 
     def epoch_stats(self) -> dict[str, float]:
         """Per-step means since :meth:`on_epoch_start`, JSON-serialisable."""
-        return {"addrop_epoch": 0.0, **self.stats.means()}
+        return self.stats.means()
 
     def step_stats(self) -> dict[str, float]:
         """The last training step's statistics (AD-DROP: ``dropped_frac_l<layer>``)."""

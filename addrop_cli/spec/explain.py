@@ -15,7 +15,7 @@ from addrop_cli.methods.registry import METHOD_NAMES, METHODS
 from addrop_cli.spec.schema import ExperimentSpec
 
 
-def _did_you_mean(word: str, choices: Any) -> str:
+def did_you_mean(word: str, choices: Any) -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -100,7 +100,7 @@ def _explain(error: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         owner = _model_at(loc[:-1])
         allowed = list(owner.model_fields) if owner else []
-        hint = _did_you_mean(loc[-1], allowed) or (
+        hint = did_you_mean(loc[-1], allowed) or (
             f"; allowed keys: {', '.join(allowed)}" if allowed else ""
         )
         return f"unknown key{hint}"
@@ -108,7 +108,7 @@ def _explain(error: dict[str, Any]) -> str:
         return "required key is missing; add it"
     if kind == "union_tag_invalid":
         return (
-            f"unknown method {ctx.get('tag')!r}{_did_you_mean(ctx.get('tag'), METHOD_NAMES)}"
+            f"unknown method {ctx.get('tag')!r}{did_you_mean(ctx.get('tag'), METHOD_NAMES)}"
             f" (methods: {', '.join(METHOD_NAMES)})"
         )
     if kind == "union_tag_not_found":
@@ -130,7 +130,7 @@ def _explain(error: dict[str, Any]) -> str:
     if kind == "string_pattern_mismatch":
         return f"{value!r} is not allowed: use letters, digits, '_', '-' and '.'"
     if kind == "literal_error":
-        hint = _did_you_mean(value, _literal_choices(ctx))
+        hint = did_you_mean(value, _literal_choices(ctx))
         return f"got {value!r}; expected {ctx.get('expected')}{hint}"
     if kind == "list_type" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return f"expected a list, got {value!r}; write [{value}]"
@@ -146,7 +146,7 @@ def _literal_choices(ctx: dict[str, Any]) -> list[str]:
     return re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
 
 
-def _validation_problems(err: ValidationError, source: str, overrides: list[str]) -> list[str]:
+def validation_problems(err: ValidationError, source: str, overrides: list[str]) -> list[str]:
     by_key: dict[str, list[dict[str, Any]]] = {}
     for error in err.errors():
         by_key.setdefault(_format_loc(tuple(error["loc"])), []).append(error)

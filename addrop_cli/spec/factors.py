@@ -10,9 +10,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from addrop_cli.spec.explain import _did_you_mean
+from addrop_cli.spec.explain import did_you_mean
 from addrop_cli.spec.schema import ExperimentSpec
-from addrop_cli.spec.sweeps import _point_problems
+from addrop_cli.spec.sweeps import point_problems
 
 FACTOR_ROOTS = ("model", "data", "train")
 """Top-level spec keys a factor may vary."""
@@ -48,7 +48,7 @@ def factor_problems(spec: ExperimentSpec, source: str) -> list[str]:
             )
         else:
             for value in values:
-                problems += _point_problems(
+                problems += point_problems(
                     spec, {path: value}, key, source, fix="change the factor's values"
                 )
     return list(dict.fromkeys(problems))
@@ -62,7 +62,7 @@ def _missing_key(spec: ExperimentSpec, path: str) -> str:
         if not isinstance(node, dict) or part not in node:
             where = ".".join(parts[:i]) or "the spec"
             keys = list(node) if isinstance(node, dict) else []
-            hint = _did_you_mean(part, keys)
+            hint = did_you_mean(part, keys)
             if hint:
                 return f"{where} has no setting {part!r}{hint}"
             listed = f" (its settings: {', '.join(keys)})" if keys else ""

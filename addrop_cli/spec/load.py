@@ -16,11 +16,11 @@ from addrop_cli.data.config import DataSpec
 from addrop_cli.data.sources import resolve_path
 from addrop_cli.errors import SpecError
 from addrop_cli.methods.registry import METHOD_NAMES
-from addrop_cli.spec.explain import _did_you_mean, _validation_problems
+from addrop_cli.spec.explain import did_you_mean, validation_problems
 from addrop_cli.spec.factors import factor_problems
 from addrop_cli.spec.overrides import apply_overrides, read_yaml
 from addrop_cli.spec.schema import ExperimentSpec
-from addrop_cli.spec.sweeps import _sweep_problems
+from addrop_cli.spec.sweeps import sweep_problems
 
 
 def _infer_variant_methods(raw: dict[str, Any]) -> None:
@@ -52,7 +52,7 @@ def load_spec(path: Path | str, overrides: list[str] | None = None) -> Experimen
         spec = ExperimentSpec.model_validate(raw)
     except ValidationError as err:
         # report unknown task names too, so that one round of fixes is enough
-        problems = _validation_problems(err, str(path), overrides or [])
+        problems = validation_problems(err, str(path), overrides or [])
         raise SpecError(*problems, *_raw_task_problems(raw, str(path))) from None
     problems = _semantic_problems(spec, str(path))
     if problems:
@@ -145,13 +145,13 @@ def _semantic_problems(spec: ExperimentSpec, source: str) -> list[str]:
     if spec.reference is not None and spec.reference not in spec.methods:
         problems.append(
             f"{source}: reference: no variant named {spec.reference!r}"
-            f"{_did_you_mean(spec.reference, spec.methods)} (variants: {', '.join(spec.methods)})"
+            f"{did_you_mean(spec.reference, spec.methods)} (variants: {', '.join(spec.methods)})"
         )
     problems += _identical_variants(spec, source) + _untrainable_tasks(spec, source)
     if spec.factors and not problems:
         problems += factor_problems(spec, source)
     if spec.sweep is not None and not problems:
-        problems += _sweep_problems(spec, spec.sweep, source)
+        problems += sweep_problems(spec, spec.sweep, source)
     return problems
 
 

@@ -11,7 +11,7 @@ from pydantic import (
 )
 
 from addrop_cli.errors import SpecError
-from addrop_cli.spec.explain import _did_you_mean, _validation_problems
+from addrop_cli.spec.explain import did_you_mean, validation_problems
 from addrop_cli.spec.overrides import set_path
 from addrop_cli.spec.schema import ExperimentSpec, GridRange, SweepSpec
 
@@ -25,7 +25,7 @@ SWEEPABLE_ROOTS = ("model", "data", "train", "methods")
 """Top-level spec keys a sweep may vary (seeds come from select_seeds / report_seeds)."""
 
 
-def _sweep_problems(spec: ExperimentSpec, sweep: SweepSpec, source: str) -> list[str]:
+def sweep_problems(spec: ExperimentSpec, sweep: SweepSpec, source: str) -> list[str]:
     """Sweep checks that need the whole spec: paths, seed sets, every grid value in range."""
     problems: list[str] = []
     if not sweep.grid and not sweep.random:
@@ -80,10 +80,10 @@ def _sweep_problems(spec: ExperimentSpec, sweep: SweepSpec, source: str) -> list
     grid = sweep.grid_values()
     for path, values in grid.items():
         for value in values:
-            problems += _point_problems(spec, {path: value}, f"sweep.grid.{path}", source)
+            problems += point_problems(spec, {path: value}, f"sweep.grid.{path}", source)
     for path, dist in sweep.random.items():
         for value in dist.values or [dist.low, dist.high]:
-            problems += _point_problems(spec, {path: value}, f"sweep.random.{path}", source)
+            problems += point_problems(spec, {path: value}, f"sweep.random.{path}", source)
     return list(dict.fromkeys(problems))
 
 
@@ -98,7 +98,7 @@ def _sweep_path_problems(spec: ExperimentSpec, key: str, path: str, source: str)
         if parts[1] not in spec.methods:
             return [
                 f"{source}: {key}: no method variant {parts[1]!r}"
-                f"{_did_you_mean(parts[1], spec.methods)} (variants: {', '.join(spec.methods)})"
+                f"{did_you_mean(parts[1], spec.methods)} (variants: {', '.join(spec.methods)})"
             ]
         if len(parts) < 3:
             return [f"{source}: {key}: name a parameter, e.g. methods.{parts[1]}.p"]
@@ -117,7 +117,7 @@ def apply_point(spec: ExperimentSpec, point: dict[str, Any]) -> ExperimentSpec:
     return ExperimentSpec.model_validate(raw)
 
 
-def _point_problems(
+def point_problems(
     spec: ExperimentSpec,
     point: dict[str, Any],
     key: str,
@@ -129,7 +129,7 @@ def _point_problems(
         apply_point(spec, point)
     except ValidationError as err:
         lines = []
-        for line in _validation_problems(err, source, []):
+        for line in validation_problems(err, source, []):
             where, _, what = line.removeprefix(f"{source}: ").partition(": ")
             shown = ", ".join(f"{v!r}" for v in point.values())
             target = "" if key.endswith("." + where) else f" ({where})"
