@@ -248,6 +248,10 @@ MISTAKES = [
             skip="" if importlib.util.find_spec("mlflow") else "mlflow is not installed"),
     Mistake("spec-variant-without-method", "variant name that is not a method, no method: key",
             ("run", SMOKE, "methods.mydrop.p=0.1"), 2, "say which method this variant runs"),
+    Mistake("spec-variant-train-unknown", "a variant's own train setting misspelt",
+            ("run", SMOKE, "methods.baseline.train.lrr=1e-4"), 2,
+            "methods.baseline.train.lrr (from override methods.baseline.train.lrr=1e-4): not a "
+            "train setting"),
     Mistake("spec-layer-out-of-range", "AD-DROP layer the model does not have",
             ("run", SMOKE, "methods.addrop.layers=[0,7]"), 2,
             "index 7 is out of range", ),

@@ -216,6 +216,25 @@ def test_batching_settings_at_their_default_keep_run_ids_and_change_them_when_se
         assert not {r.run_id for r in other} & set(base.values()), setting
 
 
+def test_a_variants_own_train_settings_reach_its_runs_only(tmp_path: Path) -> None:
+    """``methods.<variant>.train`` changes that variant's runs (and their ids); every other
+    variant keeps the spec's ``train`` and its run ids; equal methods with different own
+    settings are two variants, not a duplicate."""
+    path = write(tmp_path, MINIMAL)
+    base = {r.label: r for r in expand(load_spec(path), tmp_path)}
+    own = ["methods.slow.method=baseline", "methods.slow.train.lr=2e-6", "train.epochs=7"]
+    spec = load_spec(path, ["train.epochs=7"])
+    runs = {r.label: r for r in expand(load_spec(path, own), tmp_path)}
+    plain = {r.label: r.run_id for r in expand(spec, tmp_path)}
+    assert {k: v.run_id for k, v in runs.items() if "slow" not in k} == plain
+    slow = [r for r in runs.values() if r.variant == "slow"]
+    assert [(r.train.lr, r.train.epochs) for r in slow] == [(2e-6, 7)] * 2
+    assert {r.train.lr for r in runs.values() if r.variant != "slow"} == {
+        base["sst2/baseline/seed1"].train.lr
+    }
+    assert not {r.run_id for r in slow} & set(plain.values())
+
+
 def test_relative_data_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, MINIMAL + "data: {glue_dir: glue}\n"))
     assert spec.data.glue_dir == tmp_path.resolve() / "glue"

@@ -143,19 +143,23 @@ def _length_problems(model: ModelSpec, spec: ExperimentSpec, source: str | None)
     positions = max_tokens(config)
     if positions is None:
         return []
-    where, length = source or "spec", spec.train.max_length
-    if length > positions:
-        return [
-            f"{where}: train.max_length: {length} tokens, but {model.name_or_path} has "
-            f"{positions} positions; use train.max_length={positions} or less"
-        ]
-    multiple = spec.train.pad_to_multiple_of
-    widest = -(-length // multiple) * multiple if multiple else length
-    if widest <= positions:
-        return []
-    return [
-        f"{where}: train.pad_to_multiple_of: {multiple} pads the longest batch "
-        f"(train.max_length {length}) to {widest} tokens, but {model.name_or_path} has "
-        f"{positions} positions; use a multiple that divides {positions} (such as 8), or a smaller "
-        "train.max_length"
-    ]
+    where = source or "spec"
+    trains = {"train": spec.train} | {
+        f"methods.{v}.train": spec.train_of(v) for v in spec.variant_train
+    }  # each variant's own settings too
+    for key, train in trains.items():
+        length, multiple = train.max_length, train.pad_to_multiple_of
+        if length > positions:
+            return [
+                f"{where}: {key}.max_length: {length} tokens, but {model.name_or_path} has "
+                f"{positions} positions; use {key}.max_length={positions} or less"
+            ]
+        widest = -(-length // multiple) * multiple if multiple else length
+        if widest > positions:
+            return [
+                f"{where}: {key}.pad_to_multiple_of: {multiple} pads the longest batch "
+                f"({key}.max_length {length}) to {widest} tokens, but {model.name_or_path} has "
+                f"{positions} positions; use a multiple that divides {positions} (such as 8), "
+                f"or a smaller {key}.max_length"
+            ]
+    return []

@@ -154,6 +154,8 @@ def validation_problems(err: ValidationError, source: str, overrides: list[str])
     for key, errors in by_key.items():
         # a list|"all" field reports once per union member: one line saying what fits
         what = _explain(errors[0]) if len(errors) == 1 else _explain_union(errors)
+        if key == "(top level)" and re.match(r"[A-Za-z_][\w.]*: ", what):
+            key, what = what.split(": ", 1)  # a spec-wide check that names its own key
         lines.append(f"{source}: {key}{_override_note(key, overrides)}: {what}")
     return lines
 

@@ -170,8 +170,9 @@ def _identical_variants(spec: ExperimentSpec, source: str) -> list[str]:
     for name, params in spec.methods.items():
         if name in swept:
             continue
-        raw = json.dumps(params.model_dump(mode="json"), sort_keys=True)
-        key = json.dumps(params.effective(), sort_keys=True, default=str)
+        train = spec.train_of(name).model_dump(mode="json")  # a variant's own train settings
+        raw = json.dumps([params.model_dump(mode="json"), train], sort_keys=True)
+        key = json.dumps([params.effective(), train], sort_keys=True, default=str)
         if key not in first:
             first[key] = (name, raw)
             continue

@@ -352,6 +352,51 @@ class ExperimentSpec(Frozen):
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     tracking: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(default_factory=list)
     """Trackers that follow every run (or ``--track``); never part of a run's identity."""
+    variant_train: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Variant -> the training settings it changes, written as ``methods.<variant>.train``
+    (re-initialisation or layer-wise decay on one variant, for example); the rest of ``train``
+    applies to it as to every variant."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_train_settings(cls, data: Any) -> Any:
+        """``methods.<variant>.train`` is not a method parameter: keep it in ``variant_train``."""
+        methods = data.get("methods") if isinstance(data, dict) else None
+        if not isinstance(methods, dict):
+            return data
+        own = {n: v["train"] for n, v in methods.items() if isinstance(v, dict) and "train" in v}
+        if not own:
+            return data
+        methods = {
+            n: {k: x for k, x in v.items() if k != "train"} if n in own else v
+            for n, v in methods.items()
+        }
+        return {**data, "methods": methods, "variant_train": own}
+
+    @model_validator(mode="after")
+    def _own_train_settings_valid(self) -> ExperimentSpec:
+        for variant, override in self.variant_train.items():
+            if variant not in self.methods:
+                raise ValueError(f"variant_train: {variant!r} is not a variant of methods")
+            if not isinstance(override, dict):
+                raise ValueError(f"methods.{variant}.train: expected a mapping of train settings")
+            try:
+                self.train_of(variant)
+            except ValueError as err:  # pydantic's ValidationError: its first problem, one line
+                first = err.errors()[0] if hasattr(err, "errors") else {"loc": (), "msg": str(err)}
+                where = ".".join(str(x) for x in first["loc"])
+                what = first["msg"]
+                if first.get("type") == "extra_forbidden":
+                    what = f"not a train setting (they are: {', '.join(TrainSpec.model_fields)})"
+                raise ValueError(f"methods.{variant}.train.{where}: {what}") from None
+        return self
+
+    def train_of(self, variant: str) -> TrainSpec:
+        """The training settings of one variant: ``train`` with its own changes applied."""
+        override = self.variant_train.get(variant)
+        if not override:
+            return self.train
+        return TrainSpec.model_validate({**self.train.model_dump(), **override})
 
     @field_validator("results_dir", mode="before")
     @classmethod
