@@ -240,7 +240,8 @@ MISTAKES = [
             "got 'tensorbord'; expected 'tensorboard', 'mlflow' or 'wandb'"),
     Mistake("track-unknown-tracker", "--track names no tracker",
             ("run", SMOKE, "--track", "wandbb"), 2,
-            "--track: unknown tracker 'wandbb'; did you mean 'wandb'?"),
+            "--track: unknown tracker 'wandbb' (did you mean 'wandb'?); known: tensorboard, "
+            "mlflow, wandb"),
     Mistake("tracking-server-silent", "an MLflow tracking server that does not answer",
             ("run", SMOKE, *QUICK, "--track", "mlflow"), 2,
             "does not answer (no answer within 3 s); start it, point MLFLOW_TRACKING_URI at one "

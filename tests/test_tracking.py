@@ -24,6 +24,8 @@ from tracking_readers import (
 from addrop_cli.engine.loggers import Loggers, QuietLogger, StepEvent
 from addrop_cli.execution import tracking
 from addrop_cli.execution.tracking import RunInfo, Tracker, mlflow_store, start_trackers
+from addrop_cli.spec.schema import ExperimentSpec
+from addrop_cli.spec.trackers import TRACKERS
 
 pytestmark = pytest.mark.tracking
 
@@ -217,7 +219,7 @@ def test_a_run_logs_steps_and_evaluations_to_every_installed_tracker(
 ) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    names = [n for n in tracking.TRACKERS if importlib.util.find_spec(tracking.EXTRA[n])]
+    names = [n for n, t in TRACKERS.items() if importlib.util.find_spec(t.module)]
     if not names:
         pytest.skip("no tracker installed (pip install 'addrop-cli[tracking]')")
     flags = [arg for name in names for arg in ("--track", name)]
@@ -349,3 +351,18 @@ def test_a_local_store_is_not_checked(monkeypatch) -> None:
     assert tracking.silent_servers(["mlflow"], timeout=0.2) == []
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert tracking.silent_servers(["mlflow"], timeout=0.2) == []
+
+
+def test_one_registry_names_the_trackers_the_spec_accepts_and_the_classes_that_run_them() -> None:
+    """Tracker names live in spec/trackers.py only: the schema accepts exactly those, each has
+    one tracker class, and each extra is one pyproject declares."""
+    from typing import get_args
+
+    import tomllib
+
+    field = ExperimentSpec.model_fields["tracking"].annotation
+    assert get_args(get_args(field)[0]) == TRACKERS.names
+    assert tuple(tracking.BUILDERS) == TRACKERS.names
+    extras = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    declared = extras["project"]["optional-dependencies"]
+    assert {t.extra for t in TRACKERS.values()} <= set(declared)

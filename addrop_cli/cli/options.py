@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -132,15 +131,11 @@ def with_tracking(spec: ExperimentSpec, track: list[str] | None) -> ExperimentSp
     """The spec with ``--track`` trackers added to its ``tracking`` list (each once)."""
     if not track:
         return spec
-    from addrop_cli.execution.tracking import TRACKERS
+    from addrop_cli.spec.trackers import TRACKERS
 
     for name in track:
         if name not in TRACKERS:
-            close = difflib.get_close_matches(name, TRACKERS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise SpecError(
-                f"--track: unknown tracker {name!r}; {hint}choose from {', '.join(TRACKERS)}"
-            )
+            raise SpecError(f"--track: {TRACKERS.unknown(name)}")
     merged = list(dict.fromkeys([*spec.tracking, *track]))
     return spec.model_copy(update={"tracking": merged})
 

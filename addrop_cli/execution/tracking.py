@@ -31,14 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from addrop_cli.engine.loggers import QuietLogger, one_line
+from addrop_cli.spec.trackers import TRACKERS
 
 if TYPE_CHECKING:
     from addrop_cli.engine.loggers import StepEvent
     from addrop_cli.store.records import EpochRecord
 
-TRACKERS = ("tensorboard", "mlflow", "wandb")
-EXTRA = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
-"""Tracker -> the pip extra that installs it (``pip install 'addrop-cli[tensorboard]'``)."""
 SERVER_TIMEOUT_S = 3.0
 """How long an experiment waits, once before its first run, for a tracking server to answer."""
 
@@ -252,17 +250,20 @@ class WandbTracker(Tracker):
 
 
 BUILDERS: dict[str, Callable[[RunInfo], Tracker]] = {
-    "tensorboard": TensorBoardTracker,
-    "mlflow": MLflowTracker,
-    "wandb": WandbTracker,
+    cls.name: cls for cls in (TensorBoardTracker, MLflowTracker, WandbTracker)
 }
+"""One class per name of :data:`~addrop_cli.spec.trackers.TRACKERS`."""
 
 
 def _missing(name: str, err: ImportError) -> TrackerProblem:
     return TrackerProblem(
         f"tracking: {name} is not installed ({err.name or err}); "
-        f"pip install 'addrop-cli[{EXTRA[name]}]', or drop it from tracking"
+        f"{_install(name)}, or drop it from tracking"
     )
+
+
+def _install(name: str) -> str:
+    return f"pip install 'addrop-cli[{TRACKERS[name].extra}]'"
 
 
 def _slug(run: RunInfo) -> str:
@@ -296,10 +297,9 @@ def installed(names: Sequence[str]) -> tuple[list[str], list[str]]:
     once per experiment, without importing them)."""
     found, problems = [], []
     for name in dict.fromkeys(names):
-        if importlib.util.find_spec(EXTRA[name]) is None:
+        if importlib.util.find_spec(TRACKERS[name].module) is None:
             problems.append(
-                f"tracking: {name} is not installed; pip install 'addrop-cli[{EXTRA[name]}]' "
-                "(runs go on without it)"
+                f"tracking: {name} is not installed; {_install(name)} (runs go on without it)"
             )
         else:
             found.append(name)
