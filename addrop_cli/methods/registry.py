@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from addrop_cli.methods.config import (
     AddropParams,
     BaselineParams,
+    ChildtuningParams,
     DropoutParams,
     MethodConfig,
     RdropParams,
@@ -50,6 +51,9 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("dropout", DropoutParams, "addrop_cli.methods.dropout:DropoutMethod"),
         MethodInfo("addrop", AddropParams, "addrop_cli.methods.addrop:AddropMethod"),
         MethodInfo("rdrop", RdropParams, "addrop_cli.methods.rdrop:RdropMethod"),
+        MethodInfo(
+            "childtuning", ChildtuningParams, "addrop_cli.methods.childtuning:ChildtuningMethod"
+        ),
     )
 }
 METHOD_NAMES = tuple(METHODS)
