@@ -133,8 +133,10 @@ AddropConfig = AddropParams
 
 
 class ChildtuningParams(MethodConfig):
-    """Child-Tuning: only a child network of the parameters is updated (D: by Fisher
-    information, fixed; F: a fresh random mask each step)."""
+    """Child-Tuning: each step updates a child network (D: fixed by Fisher info; F: random).
+
+    D keeps the entries with the highest Fisher information, chosen once before training; F
+    draws a fresh random mask each step (docs/methods.md)."""
 
     method: Literal["childtuning"] = "childtuning"
     mode: Literal["d", "f"] = "d"
