@@ -40,12 +40,15 @@ def test_run_stores_every_run_and_skips_them_next_time(
             assert (folder / name).is_file(), name
         assert (folder / "DONE").is_file()
         metrics = json.loads((folder / "metrics.json").read_text())
-        assert metrics["status"] == "done" and metrics["format"] == 1
+        assert metrics["status"] == "done" and metrics["format"] == 2
         assert 0.0 <= metrics["best"]["dev"]["accuracy"] <= 1.0
         epochs = [json.loads(line) for line in (folder / "epochs.jsonl").read_text().splitlines()]
-        assert [e["epoch"] for e in epochs] == [0, 1]
+        assert [e["epoch"] for e in epochs] == [1, 2]  # counted from 1, as printed below
+        assert metrics["best_epoch"] in (1, 2)
         predictions = json.loads((folder / "predictions.json").read_text())["dev"]
         assert len(predictions["guids"]) == len(predictions["predictions"]) == 80
+    log = (runs["sst2/baseline/1"] / "train.log").read_text()  # the console's lines
+    assert " epoch 1: " in log and " epoch 2: " in log and " epoch 0: " not in log
     addrop_epochs = (runs["sst2/addrop/1"] / "epochs.jsonl").read_text().splitlines()
     odd = json.loads(addrop_epochs[1])["method"]  # cross-tuning: AD-DROP in epoch 1 only
     assert odd["addrop_epoch"] == 1 and 0 < odd["dropped_frac_l0"] < 0.2
@@ -66,7 +69,7 @@ def test_run_stores_every_run_and_skips_them_next_time(
     assert "1 already in" in resumed.out and "1 to run" in resumed.out
     assert (killed / "DONE").is_file()
     lines = (killed / "epochs.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
     assert (runs["sst2/baseline/1"] / "DONE").stat().st_mtime_ns == done_times["sst2/baseline/1"]
 
 
