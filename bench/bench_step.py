@@ -13,6 +13,8 @@ Variants
                 for every layer fed to the model, padding fixed to the task's length (SST-2: 120)
   ref-l0/-all   the AD-DROP step the reference's way: the above, plus the first pass's full
                 graph kept alive through the second pass, and masks made by sorting whole rows
+  <peer>        every other registered method (R-Drop, ...) at its paper defaults, on its own
+                copy of the model (a method may change the model it attaches to)
 
 Memory: on CUDA, the peak of ``torch.cuda.max_memory_allocated`` during the step minus what was
 allocated before it. On CPU (no honest allocator counter), the peak of the bytes of tensors
@@ -24,6 +26,7 @@ to; parameters, gradients, masks and attribution tensors are not in it.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import os
 import random
@@ -44,10 +47,13 @@ from addrop_cli.methods.addrop import AddropMethod  # noqa: E402
 from addrop_cli.methods.base import model_inputs, task_loss  # noqa: E402
 from addrop_cli.methods.baseline import BaselineMethod  # noqa: E402
 from addrop_cli.methods.config import AddropParams, BaselineParams  # noqa: E402
+from addrop_cli.methods.registry import METHODS, MethodInfo, build_method  # noqa: E402
 from addrop_cli.models.attention import AttentionHook, attach_attention_hook  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "experiments" / "assets" / "tiny-bert"
+PEERS = {n: info for n, info in METHODS.items() if n not in ("baseline", "dropout", "addrop")}
+"""The peer regularisers, each timed at its defaults (``dropout`` is the baseline's step)."""
 SST2_LENGTH = 120
 Batch = dict[str, torch.Tensor]
 
@@ -251,7 +257,15 @@ def variants(model, device: torch.device) -> dict[str, Callable[[Batch], None]]:
 
         return step
 
+    def peer_step(info: MethodInfo) -> Callable[[Batch], None]:
+        own = copy.deepcopy(model)
+        method = build_method(info.params(), is_regression=False, seed=0, device=device)
+        method.attach(own)
+        method.on_epoch_start(0)
+        return lambda batch: method.training_step(own, batch).loss.backward()
+
     out: dict[str, Callable[[Batch], None]] = {"baseline": plain}
+    out.update({name: peer_step(info) for name, info in PEERS.items()})
     out.update({name: ours_step(m) for name, m in ours.items()})
     out["ref-plain"] = ref([0], drop=False)
     out.update({name: ref(layers, drop=True) for name, layers in ref_hooks.items()})
@@ -323,6 +337,9 @@ def report(title: str, results: dict[str, tuple], n_batches: int) -> None:
         f"  reference way / ours: AD-DROP epoch {ref_add:.2f}x, plain epoch {ref_plain:.2f}x, "
         f"cross-tuned pair of epochs {ref_run:.2f}x (target >= 2)"
     )
+    for name in PEERS:
+        t, m = results[name]
+        print(f"  {name} step / baseline: time {t / base_t:.2f}x, memory {m / max(base_m, 1):.2f}x")
     all_ratio = results["addrop-all"][0] / base_t
     print(
         f"  AD-DROP step, all layers / baseline: {all_ratio:.2f}x; "
@@ -379,7 +396,15 @@ def main() -> None:
         )
         batches = {
             name: (fixed if name.startswith("ref") else dynamic)
-            for name in ("baseline", "addrop-l0", "addrop-all", "ref-plain", "ref-l0", "ref-all")
+            for name in (
+                "baseline",
+                "addrop-l0",
+                "addrop-all",
+                *PEERS,
+                "ref-plain",
+                "ref-l0",
+                "ref-all",
+            )
         }
         results = measure(model, batches, device, args.repeats)
         report(

@@ -234,7 +234,7 @@ MISTAKES = [
     Mistake("spec-unknown-task", "task name misspelt", ("run", SMOKE, "tasks=[sst3]"), 2,
             "unknown task 'sst3'; did you mean 'sst2'"),
     Mistake("spec-unknown-method", "unknown method", ("run", SMOKE, "methods.addrop.method=magic"),
-            2, "unknown method 'magic' (methods: baseline, dropout, addrop)"),
+            2, "unknown method 'magic' (methods: baseline, dropout, addrop, rdrop)"),
     Mistake("spec-unknown-tracker", "tracker name misspelt",
             ("run", SMOKE, "tracking=[tensorbord]"), 2,
             "got 'tensorbord'; expected 'tensorboard', 'mlflow' or 'wandb'"),
@@ -253,6 +253,9 @@ MISTAKES = [
             ("run", SMOKE, "methods.baseline.train.lrr=1e-4"), 2,
             "methods.baseline.train.lrr (from override methods.baseline.train.lrr=1e-4): not a "
             "train setting"),
+    Mistake("rdrop-negative-alpha", "an R-Drop weight below 0",
+            ("run", SMOKE, "methods.rd.method=rdrop", "methods.rd.alpha=-1"), 2,
+            "methods.rd.alpha (from override methods.rd.alpha=-1): must be >= 0.0, got -1"),
     Mistake("spec-layer-out-of-range", "AD-DROP layer the model does not have",
             ("run", SMOKE, "methods.addrop.layers=[0,7]"), 2,
             "index 7 is out of range", ),

@@ -160,3 +160,41 @@ def test_library_imports_nothing_from_spec_store_execution_engine_or_cli() -> No
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("config", [{"method": "rdrop", "alpha": 0.5}, {"method": "baseline"}])
+def test_method_trainer_and_the_cli_method_give_the_same_losses(
+    tmp_path: Path, config: dict
+) -> None:
+    """Any method in a Trainer: MethodTrainer's compute_loss and the CLI's training_step give
+    identical losses on the same batches, step after step (dropout on, reseeded alike)."""
+    from addrop_cli.methods import MethodTrainer
+    from addrop_cli.methods.registry import build_method
+    from addrop_cli.methods.trainer import method_config
+
+    ours = tiny_family_model("bert", attention_probs_dropout_prob=0.1, hidden_dropout_prob=0.1)
+    theirs = stock_twin(ours)
+    method = build_method(method_config(config), is_regression=False, seed=7, device=CPU)
+    trainer = MethodTrainer(model=theirs, args=trainer_args(tmp_path, seed=7), method=config)
+    optimisers = [torch.optim.SGD(m.parameters(), lr=0.5) for m in (ours, theirs)]
+    for i in range(3):
+        batch = labelled(ours, [9, 7, 4, 2], seed=i)
+        torch.manual_seed(100 + i)
+        cli_loss = method.training_step(ours.train(), dict(batch)).loss
+        torch.manual_seed(100 + i)
+        trainer_loss = trainer.compute_loss(theirs.train(), dict(batch))
+        assert torch.equal(cli_loss, trainer_loss), f"step {i}"
+        for loss, opt in zip((cli_loss, trainer_loss), optimisers, strict=True):
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    assert trainer.method.epoch_stats()["forward_passes"] == (2.0 if "alpha" in config else 1.0)
+
+
+def test_method_trainer_refuses_what_is_not_a_method(tmp_path: Path) -> None:
+    from addrop_cli.errors import UsageError
+    from addrop_cli.methods import MethodTrainer
+
+    model = tiny_family_model("bert")
+    with pytest.raises(UsageError, match="method must be a method's config"):
+        MethodTrainer(model=model, args=trainer_args(tmp_path), method={"method": "magic"})

@@ -82,10 +82,10 @@ def inputs_of(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def test_registry_and_build_method() -> None:
-    assert set(METHODS) == {"baseline", "dropout", "addrop"}
-    for params in (BaselineParams(), DropoutParams(), AddropParams()):
-        method = build_method(params, is_regression=False, seed=0, device=CPU)
-        assert method.name == params.method
+    assert set(METHODS) == {"baseline", "dropout", "addrop", "rdrop"}
+    for info in METHODS.values():  # each name builds its own class, from default parameters
+        method = build_method(info.params(), is_regression=False, seed=0, device=CPU)
+        assert method.name == info.name
     dropout = build_method(
         DropoutParams(hidden_dropout=0.2, attention_dropout=0.05),
         is_regression=False,

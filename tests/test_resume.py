@@ -35,9 +35,15 @@ EPOCH_TIMING = {"epoch_time_s", "train_samples_per_s"}
 pytestmark = pytest.mark.resume
 
 
+VARIANTS = {
+    "baseline": "{}",
+    "addrop": "{cross_tuning: true}",
+    "rdrop": "{alpha: 0.5}",  # two dropout draws per step from the global generator
+}
+
+
 def _only(variant: str, epochs: int) -> list[str]:
-    method = "{baseline: {}}" if variant == "baseline" else "{addrop: {cross_tuning: true}}"
-    return [*smoke_args([1], epochs), f"methods={method}"]
+    return [*smoke_args([1], epochs), f"methods={{{variant}: {VARIANTS[variant]}}}"]
 
 
 def _stored(results: Path) -> tuple[dict, list[dict], dict, Path]:
@@ -53,7 +59,7 @@ def _without(record: dict, keys: set[str]) -> dict:
     return {k: v for k, v in record.items() if k not in keys}
 
 
-@pytest.mark.parametrize("variant", ["baseline", "addrop"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_sigkill_mid_epoch_then_resume_ends_identical_to_an_uninterrupted_run(
     tmp_path: Path, variant: str
 ) -> None:

@@ -24,6 +24,7 @@ on_epoch_begin  # transformers.TrainerCallback
 control  # its signature is fixed by the Trainer
 forward  # torch.nn.Module.__call__
 DropoutMethod  # methods/registry.py names it by import path
+RdropMethod  # methods/registry.py names it by import path
 pytest_collection_modifyitems  # pytest hook (tests/conftest.py)
 pytestmark  # pytest reads it from the module
 quick_polls  # an autouse pytest fixture

@@ -3,6 +3,7 @@ AD-DROP as a library for your own training script (docs/library.md):
 
     from addrop_cli.methods import AddropConfig, attach_addrop      # any training loop
     from addrop_cli.methods import AddropTrainer                     # transformers Trainer
+    from addrop_cli.methods import MethodTrainer, RdropParams        # any method, in a Trainer
 
 The library names are loaded lazily, so importing this package (the spec does, through
 :mod:`addrop_cli.methods.registry`) never imports torch or transformers.
@@ -13,11 +14,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from addrop_cli.methods.config import AddropConfig, AddropParams
+from addrop_cli.methods.config import AddropConfig, AddropParams, RdropParams
 
 if TYPE_CHECKING:
     from addrop_cli.methods.api import AddropHandle, AddropStep, attach_addrop
-    from addrop_cli.methods.trainer import AddropCallback, AddropTrainer, AddropTrainerMixin
+    from addrop_cli.methods.trainer import (
+        AddropCallback,
+        AddropTrainer,
+        AddropTrainerMixin,
+        MethodTrainer,
+    )
 
 __all__ = [
     "AddropCallback",
@@ -27,6 +33,8 @@ __all__ = [
     "AddropStep",
     "AddropTrainer",
     "AddropTrainerMixin",
+    "MethodTrainer",
+    "RdropParams",
     "attach_addrop",
 ]
 
@@ -37,6 +45,7 @@ _LAZY = {
     "AddropCallback": "addrop_cli.methods.trainer",
     "AddropTrainer": "addrop_cli.methods.trainer",
     "AddropTrainerMixin": "addrop_cli.methods.trainer",
+    "MethodTrainer": "addrop_cli.methods.trainer",
 }
 
 

@@ -115,5 +115,18 @@ class AddropParams(MethodConfig):
         return v
 
 
+class RdropParams(MethodConfig):
+    """R-Drop: two dropout passes, their task losses and a consistency term between them."""
+
+    method: Literal["rdrop"] = "rdrop"
+    alpha: Annotated[float, Field(ge=0.0)] = 0.5
+    """Weight of the consistency term. With ``form: glue``, 0.5 is the authors' GLUE code:
+    0.5 x the mean of the two KL directions, summed over the batch (docs/methods.md)."""
+    form: Literal["glue", "readme"] = "glue"
+    """``glue``: the authors' BERT GLUE code (both task losses summed; regression compares the
+    two predictions by 2 x their mean squared difference). ``readme``: their README's snippet
+    (the mean of the two task losses; the same KL term)."""
+
+
 AddropConfig = AddropParams
 """The library's name for AD-DROP's configuration: one class for the spec and for user scripts."""

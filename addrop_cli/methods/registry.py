@@ -13,7 +13,13 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from addrop_cli.methods.config import AddropParams, BaselineParams, DropoutParams, MethodConfig
+from addrop_cli.methods.config import (
+    AddropParams,
+    BaselineParams,
+    DropoutParams,
+    MethodConfig,
+    RdropParams,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -43,6 +49,7 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("baseline", BaselineParams, "addrop_cli.methods.baseline:BaselineMethod"),
         MethodInfo("dropout", DropoutParams, "addrop_cli.methods.dropout:DropoutMethod"),
         MethodInfo("addrop", AddropParams, "addrop_cli.methods.addrop:AddropMethod"),
+        MethodInfo("rdrop", RdropParams, "addrop_cli.methods.rdrop:RdropMethod"),
     )
 }
 METHOD_NAMES = tuple(METHODS)

@@ -10,6 +10,13 @@ otherwise (evaluation, plain cross-tuning epochs, a disabled handle) it is the s
 training. The mixin's ``log`` adds the handle's per-step means (``addrop_dropped_frac_l0``, ...,
 ``addrop_epoch``) to every training log, so they reach ``log_history`` and every ``report_to``
 integration like the loss does.
+
+Any other method (R-Drop, or AD-DROP itself) runs through :class:`MethodTrainer`, which takes the
+method's configuration and calls the same :class:`~addrop_cli.methods.base.Method` step as
+``addrop run``:
+
+    trainer = MethodTrainer(model=model, args=args, train_dataset=train, ...,
+                            method=RdropParams(alpha=0.5))
 """
 
 from __future__ import annotations
@@ -21,7 +28,11 @@ from torch import nn
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from addrop_cli.errors import UsageError
 from addrop_cli.methods.api import AddropConfig, AddropHandle, attach_addrop
+from addrop_cli.methods.base import Method
+from addrop_cli.methods.config import MethodConfig
+from addrop_cli.methods.registry import METHODS, build_method
 
 
 class AddropCallback(TrainerCallback):
@@ -87,3 +98,70 @@ class AddropTrainer(AddropTrainerMixin, Trainer):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.setup_addrop(addrop)
+
+
+class MethodCallback(TrainerCallback):
+    """Tells a method which epoch starts (its statistics, AD-DROP's cross-tuning)."""
+
+    def __init__(self, method: Method) -> None:
+        self.method = method
+
+    def on_epoch_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.method.on_epoch_start(int(state.epoch or 0))
+
+
+def method_config(method: MethodConfig | dict) -> MethodConfig:
+    """A method's configuration, from itself or a dict naming it (``{"method": "rdrop", ...}``)."""
+    if isinstance(method, MethodConfig):
+        return method
+    if not isinstance(method, dict) or method.get("method") not in METHODS:
+        raise UsageError(
+            f"MethodTrainer: method must be a method's config (e.g. RdropParams(alpha=0.5)) or a "
+            f"dict with method: one of {', '.join(METHODS)}; got {method!r}"
+        )
+    return METHODS[method["method"]].params.model_validate(method)
+
+
+class MethodTrainer(Trainer):
+    """``Trainer`` whose training loss is an addrop method's step (the CLI's own code); the same
+    arguments plus ``method`` (a config such as ``RdropParams(alpha=0.5)``, or a dict)."""
+
+    def __init__(self, *args: Any, method: MethodConfig | dict, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        params = method_config(method)
+        regression = getattr(self.model.config, "num_labels", 2) == 1
+        self.method = build_method(
+            params, is_regression=regression, seed=self.args.seed, device=self.args.device
+        )
+        if self.method.config_overrides():  # dropout rates belong in the model's config
+            raise UsageError(
+                f"MethodTrainer: {params.method} sets the model's config "
+                f"({self.method.config_overrides()}); pass these to from_pretrained and use "
+                "method=BaselineParams()"
+            )
+        self.method.attach(self.model)
+        self.add_callback(MethodCallback(self.method))
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor | Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        if not (model.training and "labels" in inputs):
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        step = self.method.training_step(model, inputs)
+        if return_outputs:
+            return step.loss, SequenceClassifierOutput(loss=step.loss, logits=step.logits)
+        return step.loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "loss" in logs:  # a training log: the method's means over the epoch so far
+            stats = self.method.epoch_stats()
+            logs = {**logs, **{f"{self.method.name}_{k}": round(v, 6) for k, v in stats.items()}}
+        super().log(logs, *args, **kwargs)
