@@ -39,6 +39,8 @@ VARIANTS = {
     "baseline": "{}",
     "addrop": "{cross_tuning: true}",
     "rdrop": "{alpha: 0.5}",  # two dropout draws per step from the global generator
+    # the settings: re-drawn top layer (before the initial state) and per-layer learning rates
+    "addrop-reinit-llrd": "{method: addrop, train: {reinit_layers: 1, layer_lr_decay: 0.8}}",
 }
 
 
