@@ -42,6 +42,10 @@ VARIANTS = {
     "rdrop": "{alpha: 0.5}",  # two dropout draws per step from the global generator
     "childtuning": "{mode: d}",  # the Fisher mask: made before step 0, restored on resume
     "childtuning_f": "{method: childtuning, mode: f}",  # the mask generator's state
+    # the settings: re-drawn top layer (before the initial state) and per-layer learning rates
+    "addrop-reinit-llrd": "{method: addrop, train: {reinit_layers: 1, layer_lr_decay: 0.8}}",
+    # mask draws from the global generator; targets re-made at setup (the re-drawn layer's too)
+    "mixout-reinit": "{method: mixout, p: 0.3, train: {reinit_layers: 1}}",
 }
 
 
@@ -90,7 +94,7 @@ def test_sigkill_mid_epoch_then_resume_ends_identical_to_an_uninterrupted_run(
 
     resumed = start_addrop(results, args)
     assert resumed.finish() == 0, resumed.output()
-    assert "resuming from step 20 (epoch 1)" in resumed.output()
+    assert "resuming from step 20 (epoch 2)" in resumed.output()
 
     ref_metrics, ref_epochs, ref_predictions, _ = _stored(tmp_path / "reference")
     metrics, epochs, predictions, folder = _stored(results)
@@ -103,7 +107,7 @@ def test_sigkill_mid_epoch_then_resume_ends_identical_to_an_uninterrupted_run(
         assert [e["method"]["addrop_epoch"] for e in epochs] == [0.0, 1.0, 0.0]
     starts = RunFolder(folder).attempts()
     assert len(starts) == 2
-    assert starts[0].endswith("step=0 epoch=0") and starts[1].endswith("step=20 epoch=1")
+    assert starts[0].endswith("step=0 epoch=1") and starts[1].endswith("step=20 epoch=2")
     assert not (folder / "state").exists()  # deleted once DONE (train.keep_state is false)
 
 
@@ -171,7 +175,7 @@ def test_restart_starts_over_and_keep_state_keeps_it(
     again = run_cli(capsys, "run", SMOKE, "--plain", "--results", tmp_path, *args, "--restart")
     assert again.code == 0, again.err
     assert "resuming" not in again.out
-    assert RunFolder(folder).attempts()[-1].endswith("step=0 epoch=0")
+    assert RunFolder(folder).attempts()[-1].endswith("step=0 epoch=1")
 
 
 def test_checkpoints_load_with_from_pretrained_and_carry_a_model_card(

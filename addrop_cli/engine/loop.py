@@ -37,6 +37,7 @@ from addrop_cli.engine.resume import rng_state
 from addrop_cli.engine.stopping import EarlyStopping
 from addrop_cli.methods.base import Method
 from addrop_cli.methods.registry import build_method
+from addrop_cli.models.layerwise import reinit_top_layers
 from addrop_cli.models.loading import load_model_and_tokenizer
 from addrop_cli.models.location import located
 from addrop_cli.spec.matrix import RunSpec
@@ -140,6 +141,7 @@ def setup_run(run: RunSpec) -> Setup:
         is_regression=task.is_regression,
         config_overrides=method.config_overrides(),
     )
+    reinit_top_layers(model, train.reinit_layers)  # before attach: mixout's targets are these
     model.to(device)
     method.attach(model)
     compiled = train.compile and _compile(model, device)
@@ -343,7 +345,7 @@ class RunLoop:
         elapsed = tally.elapsed  # training time only: the evaluation below is not counted
         ev = s.evaluator(s.model)
         record = EpochRecord(
-            epoch=epoch,
+            epoch=epoch + 1,  # stored and shown counted from 1; the loop counts from 0
             step=st.global_step,
             train_loss=tally.mean_loss,
             select=ev.select,
@@ -357,12 +359,12 @@ class RunLoop:
         )
         st.epochs_log.append(record)
         self.loggers.on_eval(record)
-        st.last = Best(ev, epoch, st.global_step)
+        st.last = Best(ev, record.epoch, st.global_step)
         if st.stopping.update(ev.select[st.stopping.metric]):
             weights = None
             if self.keep_best_state:
                 weights = {k: v.detach().cpu().clone() for k, v in s.model.state_dict().items()}
-            st.best = Best(ev, epoch, st.global_step, weights)
+            st.best = Best(ev, record.epoch, st.global_step, weights)
         st.stopped = st.stopping.should_stop
         return st.stopped
 

@@ -19,6 +19,7 @@ from addrop_cli.methods.config import (
     ChildtuningParams,
     DropoutParams,
     MethodConfig,
+    MixoutParams,
     RdropParams,
 )
 
@@ -54,6 +55,7 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo(
             "childtuning", ChildtuningParams, "addrop_cli.methods.childtuning:ChildtuningMethod"
         ),
+        MethodInfo("mixout", MixoutParams, "addrop_cli.methods.mixout:MixoutMethod"),
     )
 }
 METHOD_NAMES = tuple(METHODS)
