@@ -162,12 +162,22 @@ def test_library_imports_nothing_from_spec_store_execution_engine_or_cli() -> No
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("config", [{"method": "rdrop", "alpha": 0.5}, {"method": "baseline"}])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"method": "rdrop", "alpha": 0.5},
+        {"method": "baseline"},
+        {"method": "childtuning", "mode": "d", "reserve": 0.3},
+        {"method": "childtuning", "mode": "f", "reserve": 0.3},
+    ],
+)
 def test_method_trainer_and_the_cli_method_give_the_same_losses(
     tmp_path: Path, config: dict
 ) -> None:
     """Any method in a Trainer: MethodTrainer's compute_loss and the CLI's training_step give
-    identical losses on the same batches, step after step (dropout on, reseeded alike)."""
+    identical losses on the same batches, step after step (dropout on, reseeded alike); the
+    method's preparation pass and its gradient edit run on both sides where each calls them
+    (the CLI's loop; the Trainer's train and its pre-optimiser-step callback)."""
     from addrop_cli.methods import MethodTrainer
     from addrop_cli.methods.registry import build_method
     from addrop_cli.methods.trainer import method_config
@@ -177,6 +187,12 @@ def test_method_trainer_and_the_cli_method_give_the_same_losses(
     method = build_method(method_config(config), is_regression=False, seed=7, device=CPU)
     trainer = MethodTrainer(model=theirs, args=trainer_args(tmp_path, seed=7), method=config)
     optimisers = [torch.optim.SGD(m.parameters(), lr=0.5) for m in (ours, theirs)]
+    start = {n: p.detach().clone() for n, p in theirs.named_parameters()}
+    fisher_batches = [labelled(ours, [9, 5, 3], seed=10 + i) for i in range(2)]
+    torch.manual_seed(99)
+    method.prepare(ours.train(), fisher_batches)
+    torch.manual_seed(99)
+    trainer.prepare_method(fisher_batches)
     for i in range(3):
         batch = labelled(ours, [9, 7, 4, 2], seed=i)
         torch.manual_seed(100 + i)
@@ -184,11 +200,18 @@ def test_method_trainer_and_the_cli_method_give_the_same_losses(
         torch.manual_seed(100 + i)
         trainer_loss = trainer.compute_loss(theirs.train(), dict(batch))
         assert torch.equal(cli_loss, trainer_loss), f"step {i}"
-        for loss, opt in zip((cli_loss, trainer_loss), optimisers, strict=True):
-            loss.backward()
+        cli_loss.backward()
+        method.before_optimizer_step(ours)
+        trainer_loss.backward()
+        trainer.callback_handler.on_pre_optimizer_step(trainer.args, trainer.state, trainer.control)
+        for opt in optimisers:
             opt.step()
             opt.zero_grad()
     assert trainer.method.epoch_stats()["forward_passes"] == (2.0 if "alpha" in config else 1.0)
+    if config.get("mode") == "d":  # the Trainer's callback masked: SGD left those entries alone
+        params = dict(theirs.named_parameters())
+        for name, kept in trainer.method.mask.items():
+            assert torch.equal(params[name][~kept], start[name][~kept]), name
 
 
 def test_method_trainer_refuses_what_is_not_a_method(tmp_path: Path) -> None:

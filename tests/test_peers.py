@@ -1,5 +1,7 @@
 """The peer regularisers, each by its defining property against an independent computation on a
-tiny BERT (docs/methods.md): R-Drop's loss is the authors' formula of its two passes' logits."""
+tiny BERT (docs/methods.md): R-Drop's loss is the authors' formula of its two passes' logits;
+Child-Tuning_D keeps exactly the entries at or above the Fisher threshold and leaves the others
+to weight decay alone; Child-Tuning_F's masked gradient is unbiased."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 import torch
 from test_methods import CPU, batch, tiny
 
-from addrop_cli.methods.config import RdropParams
+from addrop_cli.methods.config import ChildtuningParams, RdropParams
 from addrop_cli.methods.registry import build_method
 
 
@@ -61,3 +63,97 @@ def test_rdrop_regression_adds_the_squared_difference_of_the_two_predictions(
     y = b["labels"].float()
     expected = ((a - y) ** 2).mean() + ((second - y) ** 2).mean() + ((a - second) ** 2).mean()
     assert torch.allclose(out.loss, expected, atol=1e-6)
+
+
+def _batches() -> list[dict[str, torch.Tensor]]:
+    return [
+        batch([10, 6, 8], labels=torch.tensor([2, 1, 0])),
+        batch([4, 9], labels=torch.tensor([0, 2]), length=9),
+    ]
+
+
+def _fisher_by_hand(model: torch.nn.Module, batches: list[dict]) -> dict[str, torch.Tensor]:
+    """The authors' calculate_fisher written out: squared gradient, each tensor's gradient scaled
+    to norm <= 1 first, averaged over batches, for the parameters named like 'layer'."""
+    names = [n for n, _ in model.named_parameters() if "layer" in n]
+    total = {n: 0.0 for n in names}
+    for b in batches:
+        model.zero_grad()
+        logits = model(**{k: v for k, v in b.items() if k != "labels"}).logits
+        (-(logits.log_softmax(-1).gather(1, b["labels"][:, None])).mean()).backward()
+        for n, p in model.named_parameters():
+            if n in names:
+                g = p.grad * min(1.0, 1.0 / (float(p.grad.norm()) + 1e-6))
+                total[n] = total[n] + g**2
+    model.zero_grad()
+    return {n: t / len(batches) for n, t in total.items()}
+
+
+def test_childtuning_d_keeps_exactly_the_entries_at_or_above_the_fisher_threshold(
+    tiny_bert_dir: Path,
+) -> None:
+    model = tiny(tiny_bert_dir)  # no dropout: the Fisher pass is deterministic
+    method = build_method(ChildtuningParams(reserve=0.3), is_regression=False, seed=0, device=CPU)
+    method.prepare(model, _batches())
+    fisher = _fisher_by_hand(model, _batches())
+    values = torch.cat([f.reshape(-1) for f in fisher.values()]).double()
+    threshold = torch.quantile(values, 0.7)  # global, across every masked tensor
+    assert set(method.mask) == set(fisher)
+    assert not any("embeddings" in n or "classifier" in n for n in method.mask)
+    for name, kept in method.mask.items():
+        assert torch.equal(kept, fisher[name].double() >= threshold), name
+    kept_fraction = sum(int(m.sum()) for m in method.mask.values()) / values.numel()
+    assert abs(kept_fraction - 0.3) < 0.01
+    assert method.epoch_stats()["fisher_seconds"] > 0
+
+
+def test_childtuning_d_step_changes_masked_out_entries_by_weight_decay_only(
+    tiny_bert_dir: Path,
+) -> None:
+    from addrop_cli.engine.optim import build_optimizer
+    from addrop_cli.spec.schema import TrainSpec
+
+    model = tiny(tiny_bert_dir)
+    method = build_method(ChildtuningParams(reserve=0.3), is_regression=False, seed=0, device=CPU)
+    method.prepare(model, _batches())
+    lr, decay = 1e-2, 0.1
+    optimizer = build_optimizer(model, TrainSpec(lr=lr, weight_decay=decay))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    method.training_step(model, _batches()[0]).loss.backward()
+    method.before_optimizer_step(model)
+    optimizer.step()
+    decayed = {id(p) for p in optimizer.param_groups[0]["params"]}
+    for name, param in model.named_parameters():
+        if name not in method.mask:
+            continue
+        kept, old = method.mask[name], before[name]
+        only_decay = old * (1 - lr * decay) if id(param) in decayed else old
+        assert torch.allclose(param[~kept], only_decay[~kept], rtol=1e-6, atol=1e-9), name
+        if kept.any():  # the threshold is global: a tensor may keep nothing
+            moved = (param[kept] - only_decay[kept]).abs()
+            assert moved.max() > 1e-4, name  # the kept entries took an Adam step
+    head = dict(model.named_parameters())["classifier.weight"]
+    assert not torch.allclose(head, before["classifier.weight"] * (1 - lr * decay))
+
+
+def test_childtuning_f_masked_gradient_is_unbiased(tiny_bert_dir: Path) -> None:
+    """Mean over n masks of mask x g / reserve is g within 5 standard errors per entry; the
+    kept fraction is reserve. Without the 1/reserve rescale the mean would be reserve x g."""
+    model = tiny(tiny_bert_dir)
+    reserve, n = 0.3, 400
+    method = build_method(
+        ChildtuningParams(mode="f", reserve=reserve), is_regression=False, seed=0, device=CPU
+    )
+    method.training_step(model, _batches()[0]).loss.backward()
+    param = dict(model.named_parameters())["bert.encoder.layer.0.attention.self.query.weight"]
+    grad = param.grad.clone()
+    total, kept = torch.zeros_like(grad), 0.0
+    for _ in range(n):
+        param.grad.copy_(grad)
+        method.before_optimizer_step(model)
+        total += param.grad
+        kept += float((param.grad != 0).float().mean())
+    mean = total / n
+    error = grad.abs() * ((1 - reserve) / (reserve * n)) ** 0.5
+    assert bool(((mean - grad).abs() <= 5 * error + 1e-12).all())
+    assert abs(kept / n - reserve) < 0.01

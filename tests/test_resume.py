@@ -31,6 +31,7 @@ KILLER = Path(__file__).resolve().parent / "kill_at_step_addrop.py"
 STEPS_PER_EPOCH = 15  # the sample's 240 SST-2 sentences in batches of 16
 TIMING = {"wall_time_s", "train_time_s", "train_samples_per_s", "peak_memory_mb", "attempts"}
 EPOCH_TIMING = {"epoch_time_s", "train_samples_per_s"}
+METHOD_TIMING = {"fisher_seconds"}  # Child-Tuning_D's Fisher pass: measured wall time
 
 pytestmark = pytest.mark.resume
 
@@ -39,6 +40,8 @@ VARIANTS = {
     "baseline": "{}",
     "addrop": "{cross_tuning: true}",
     "rdrop": "{alpha: 0.5}",  # two dropout draws per step from the global generator
+    "childtuning": "{mode: d}",  # the Fisher mask: made before step 0, restored on resume
+    "childtuning_f": "{method: childtuning, mode: f}",  # the mask generator's state
     # the settings: re-drawn top layer (before the initial state) and per-layer learning rates
     "addrop-reinit-llrd": "{method: addrop, train: {reinit_layers: 1, layer_lr_decay: 0.8}}",
     # mask draws from the global generator; targets re-made at setup (the re-drawn layer's too)
@@ -60,7 +63,10 @@ def _stored(results: Path) -> tuple[dict, list[dict], dict, Path]:
 
 
 def _without(record: dict, keys: set[str]) -> dict:
-    return {k: v for k, v in record.items() if k not in keys}
+    out = {k: v for k, v in record.items() if k not in keys}
+    if isinstance(out.get("method"), dict):
+        out["method"] = _without(out["method"], METHOD_TIMING)
+    return out
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

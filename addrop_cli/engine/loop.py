@@ -240,6 +240,8 @@ class RunLoop:
 
     def run(self, started: float) -> RunOutcome:
         self.s.model.train()
+        if self.pending is None:  # a resumed run's method state already holds what this made
+            self._prepare_method()
         first = self.pending.epoch if self.pending else 0
         for epoch in range(first, self.train.epochs):
             self.train_epoch(epoch)
@@ -249,6 +251,15 @@ class RunLoop:
                 self.state.at_epoch_start(epoch + 1, self.s.order.get_state(), None)
                 self.save_state()
         return self.result(time.perf_counter() - started)
+
+    def _prepare_method(self) -> None:
+        """The method's pass over the training batches; the data-order generator is put back,
+        so the first epoch sees the batches it would have without the pass."""
+        s = self.s
+        before = s.order.get_state()
+        s.method.prepare(s.model, (to_device(b, s.device) for b in s.train_loader))
+        s.order.set_state(before)
+        s.optimizer.zero_grad(set_to_none=True)
 
     def train_epoch(self, epoch: int) -> None:
         """One pass over the training data; evaluates at its end (and every N steps)."""
@@ -309,6 +320,7 @@ class RunLoop:
         if self.train.grad_clip:
             s.scaler.unscale_(s.optimizer)
             torch.nn.utils.clip_grad_norm_(s.model.parameters(), self.train.grad_clip)
+        s.method.before_optimizer_step(s.model)
         s.scaler.step(s.optimizer)
         s.scaler.update()
         s.schedule.step()

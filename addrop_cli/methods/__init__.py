@@ -4,6 +4,7 @@ AD-DROP as a library for your own training script (docs/library.md):
     from addrop_cli.methods import AddropConfig, attach_addrop      # any training loop
     from addrop_cli.methods import AddropTrainer                     # transformers Trainer
     from addrop_cli.methods import MethodTrainer, RdropParams        # any method, in a Trainer
+    from addrop_cli.methods import ChildtuningParams                 # e.g. Child-Tuning_D
 
 The library names are loaded lazily, so importing this package (the spec does, through
 :mod:`addrop_cli.methods.registry`) never imports torch or transformers.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from addrop_cli.methods.config import AddropConfig, AddropParams, RdropParams
+from addrop_cli.methods.config import AddropConfig, AddropParams, ChildtuningParams, RdropParams
 
 if TYPE_CHECKING:
     from addrop_cli.methods.api import AddropHandle, AddropStep, attach_addrop
@@ -33,6 +34,7 @@ __all__ = [
     "AddropStep",
     "AddropTrainer",
     "AddropTrainerMixin",
+    "ChildtuningParams",
     "MethodTrainer",
     "RdropParams",
     "attach_addrop",

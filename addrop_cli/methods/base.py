@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -95,6 +96,17 @@ class Method(ABC):
 
     def attach(self, model: nn.Module) -> None:  # noqa: B027 - optional hook, no-op by default
         """Install whatever the method needs inside the model; nothing by default."""
+
+    def prepare(  # noqa: B027 - optional hook, no-op by default
+        self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
+    ) -> None:
+        """One pass over the training batches before the first step (Child-Tuning_D's Fisher
+        information); nothing by default. A resumed run skips it: keep its result in
+        :meth:`state_dict`."""
+
+    def before_optimizer_step(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
+        """Between backward (and gradient clipping) and the optimiser step: a method may edit
+        the accumulated gradients here (Child-Tuning's masks); nothing by default."""
 
     def on_epoch_start(self, epoch: int) -> None:
         """Start a new 0-based epoch: statistics restart here."""

@@ -140,3 +140,18 @@ class MixoutParams(MethodConfig):
 
 AddropConfig = AddropParams
 """The library's name for AD-DROP's configuration: one class for the spec and for user scripts."""
+
+
+class ChildtuningParams(MethodConfig):
+    """Child-Tuning: each step updates a child network (D: fixed by Fisher info; F: random).
+
+    D keeps the entries with the highest Fisher information, chosen once before training; F
+    draws a fresh random mask each step (docs/methods.md)."""
+
+    method: Literal["childtuning"] = "childtuning"
+    mode: Literal["d", "f"] = "d"
+    """``d``: Child-Tuning_D, the top ``reserve`` fraction of the encoder layers' entries by
+    Fisher information (one pass over the training data before training). ``f``:
+    Child-Tuning_F, a Bernoulli(``reserve``) mask on every gradient each step, times 1/reserve."""
+    reserve: Probability = 0.3
+    """The fraction of entries updated: the authors' run.sh (``REVERSE_P=0.3``)."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from addrop_cli.methods.config import (
     AddropParams,
     BaselineParams,
+    ChildtuningParams,
     DropoutParams,
     MethodConfig,
     MixoutParams,
@@ -51,6 +52,9 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("dropout", DropoutParams, "addrop_cli.methods.dropout:DropoutMethod"),
         MethodInfo("addrop", AddropParams, "addrop_cli.methods.addrop:AddropMethod"),
         MethodInfo("rdrop", RdropParams, "addrop_cli.methods.rdrop:RdropMethod"),
+        MethodInfo(
+            "childtuning", ChildtuningParams, "addrop_cli.methods.childtuning:ChildtuningMethod"
+        ),
         MethodInfo("mixout", MixoutParams, "addrop_cli.methods.mixout:MixoutMethod"),
     )
 }

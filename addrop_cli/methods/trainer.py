@@ -11,9 +11,10 @@ training. The mixin's ``log`` adds the handle's per-step means (``addrop_dropped
 ``addrop_epoch``) to every training log, so they reach ``log_history`` and every ``report_to``
 integration like the loss does.
 
-Any other method (R-Drop, or AD-DROP itself) runs through :class:`MethodTrainer`, which takes the
-method's configuration and calls the same :class:`~addrop_cli.methods.base.Method` step as
-``addrop run``:
+Any other method (R-Drop, Child-Tuning, or AD-DROP itself) runs through :class:`MethodTrainer`,
+which takes the method's configuration and calls the same :class:`~addrop_cli.methods.base.Method`
+step and hooks as ``addrop run``: its pass over the training data before training (Child-Tuning_D's
+Fisher information) and its gradient edit after clipping, before the optimiser step:
 
     trainer = MethodTrainer(model=model, args=args, train_dataset=train, ...,
                             method=RdropParams(alpha=0.5))
@@ -21,6 +22,7 @@ method's configuration and calls the same :class:`~addrop_cli.methods.base.Metho
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -101,7 +103,8 @@ class AddropTrainer(AddropTrainerMixin, Trainer):
 
 
 class MethodCallback(TrainerCallback):
-    """Tells a method which epoch starts (its statistics, AD-DROP's cross-tuning)."""
+    """Tells a method which epoch starts (its statistics, AD-DROP's cross-tuning), and lets it
+    edit the gradients after clipping, before the optimiser step (Child-Tuning's masks)."""
 
     def __init__(self, method: Method) -> None:
         self.method = method
@@ -110,6 +113,11 @@ class MethodCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self.method.on_epoch_start(int(state.epoch or 0))
+
+    def on_pre_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.method.before_optimizer_step(kwargs["model"])
 
 
 def method_config(method: MethodConfig | dict) -> MethodConfig:
@@ -143,6 +151,19 @@ class MethodTrainer(Trainer):
             )
         self.method.attach(self.model)
         self.add_callback(MethodCallback(self.method))
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """The stock ``train``, after the method's pass over the training data (a Trainer
+        checkpoint does not carry the method's state, so a resumed ``train`` repeats it)."""
+        self.prepare_method()
+        return super().train(*args, **kwargs)
+
+    def prepare_method(self, batches: Iterable[dict[str, torch.Tensor]] | None = None) -> None:
+        """The method's pass over ``batches``, by default the Trainer's own training batches."""
+        if batches is None:
+            batches = (self._prepare_inputs(b) for b in self.get_train_dataloader())
+        self.method.prepare(self.model, batches)
+        self.model.zero_grad(set_to_none=True)
 
     def compute_loss(
         self,
