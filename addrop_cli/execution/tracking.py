@@ -19,6 +19,7 @@ import importlib.util
 import json
 import logging
 import os
+import secrets
 import shutil
 import ssl
 import time
@@ -32,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from addrop_cli.engine.loggers import QuietLogger, one_line
 from addrop_cli.spec.trackers import TRACKERS
+from addrop_cli.store.atomic import atomic_write_json
+from addrop_cli.store.folders import TRACKER_IDS
 
 if TYPE_CHECKING:
     from addrop_cli.engine.loggers import StepEvent
@@ -57,6 +60,9 @@ class RunInfo:
     """results/<experiment>: trackers keep their files under ``tracking/`` there."""
     config: Mapping[str, Any]
     """The resolved run config (run.json), logged as hyperparameters."""
+    resume_step: int | None = None
+    """The last optimiser step before this attempt when it resumes a run (None: a fresh start);
+    each tracker then continues the run it followed before (ids kept in the run folder)."""
 
     @property
     def label(self) -> str:
@@ -104,6 +110,23 @@ class Tracker(QuietLogger):
         raise NotImplementedError
 
 
+def remembered(run: RunInfo, name: str) -> str | None:
+    """The id ``name`` gave this run in an earlier attempt, when this attempt resumes it."""
+    if run.resume_step is None:
+        return None
+    try:
+        return str(json.loads((run.folder / TRACKER_IDS).read_text(encoding="utf-8"))[name])
+    except (OSError, KeyError):  # an attempt that did not follow the run with this tracker
+        return None
+
+
+def remember(run: RunInfo, name: str, ident: str) -> None:
+    """Keep ``name``'s id of this run for a later attempt that resumes it."""
+    path = run.folder / TRACKER_IDS
+    known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    atomic_write_json(path, known | {name: ident})
+
+
 class TrackerProblem(Exception):
     """A tracker that cannot start: the message is the one line shown to the user."""
 
@@ -130,7 +153,9 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 class TensorBoardTracker(Tracker):
     """Event files under ``tracking/tensorboard/<task>_<variant>_seed<seed>_<run_id>/``: one
     folder per run, so ``tensorboard --logdir results/<experiment>/tracking/tensorboard`` lists
-    the runs by name. The config is an ``hparams`` entry and a text summary."""
+    the runs by name. The config is an ``hparams`` entry and a text summary. A resumed attempt
+    appends to the same folder from the step after the state it resumes (``purge_step``: what
+    the interrupted attempt logged after that state is dropped by TensorBoard's readers)."""
 
     name = "tensorboard"
 
@@ -141,13 +166,16 @@ class TensorBoardTracker(Tracker):
         except ImportError as err:
             raise _missing(self.name, err) from err
         folder = run.experiment_dir / "tracking" / "tensorboard" / _slug(run)
-        shutil.rmtree(folder, ignore_errors=True)  # a retried run starts its curves afresh
+        self.folder = folder
+        if run.resume_step is not None:
+            self.writer = SummaryWriter(log_dir=str(folder), purge_step=run.resume_step + 1)
+            return
+        shutil.rmtree(folder, ignore_errors=True)  # a run started over starts its curves afresh
         self.writer = SummaryWriter(log_dir=str(folder))
         params = {k: _hparam(v) for k, v in flatten(run.config).items()} | run.tags
         for event in hparams(params, {}):
             self.writer.file_writer.add_summary(event)
         self.writer.add_text("config", f"```\n{json.dumps(run.config, indent=2)}\n```")
-        self.folder = folder
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         for key, value in metrics.items():
@@ -162,7 +190,9 @@ class MLflowTracker(Tracker):
     """One MLflow run per addrop run, in the experiment named after the spec. Without
     ``MLFLOW_TRACKING_URI`` the store is the local SQLite file ``tracking/mlflow.db`` (MLflow 3
     retired its folder store): ``mlflow ui --backend-store-uri
-    sqlite:///results/<experiment>/tracking/mlflow.db``."""
+    sqlite:///results/<experiment>/tracking/mlflow.db``. A resumed attempt reopens the run the
+    interrupted one created (its id is kept in the run folder) and skips the steps that run
+    already holds (the resumed attempt redoes the steps after its training state)."""
 
     name = "mlflow"
 
@@ -186,17 +216,33 @@ class MLflowTracker(Tracker):
                 if experiment is not None
                 else self.client.create_experiment(run.experiment)
             )
+        self._metric = Metric
+        self.logged: dict[str, int] = {}
+        """The last step each metric holds in a reopened run."""
+        earlier = remembered(run, self.name)
+        if earlier is not None:
+            self.run_id = earlier
+            self.client.update_run(earlier, status="RUNNING")
+            for key in self.client.get_run(earlier).data.metrics:
+                history = self.client.get_metric_history(earlier, key)
+                self.logged[key] = max(m.step for m in history)
+            return
         tags = run.tags | {"mlflow.runName": run.label}
         self.run_id = self.client.create_run(experiment_id, tags=tags).info.run_id
+        remember(run, self.name, self.run_id)
         params = [Param(k[:250], str(v)[:6000]) for k, v in flatten(run.config).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params a call
             self.client.log_batch(self.run_id, params=params[start : start + 100])
-        self._metric = Metric
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
-        batch = [self._metric(k, float(v), now, step) for k, v in metrics.items()]
-        self.client.log_batch(self.run_id, metrics=batch)
+        batch = [
+            self._metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if step > self.logged.get(k, -1)
+        ]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
 
     def finish(self, status: str) -> None:
         self.client.set_terminated(self.run_id, "FINISHED" if status == "done" else "FAILED")
@@ -212,7 +258,9 @@ def mlflow_store(experiment_dir: Path) -> str:
 class WandbTracker(Tracker):
     """A W&B run, offline unless ``WANDB_MODE`` says otherwise: its files go under
     ``tracking/wandb/`` (``wandb sync results/<experiment>/tracking/wandb/offline-run-*`` uploads
-    them later). Project = the experiment, group = task/variant, tags = task, variant, method."""
+    them later). Project = the experiment, group = task/variant, tags = task, variant, method.
+    A resumed attempt resumes the W&B run of the interrupted one (same id, kept in the run
+    folder); offline, each attempt is its own ``offline-run-*`` folder of that run."""
 
     name = "wandb"
 
@@ -223,7 +271,11 @@ class WandbTracker(Tracker):
             raise _missing(self.name, err) from err
         folder = run.experiment_dir / "tracking"
         folder.mkdir(parents=True, exist_ok=True)
+        ident = remembered(run, self.name) or secrets.token_hex(4)  # W&B ids: [a-z0-9]
+        remember(run, self.name, ident)
         self.run = wandb.init(
+            id=ident,
+            resume="allow",
             project=os.environ.get("WANDB_PROJECT") or run.experiment,
             name=run.label,
             group=f"{run.task}/{run.variant}",
