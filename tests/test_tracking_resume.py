@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KILLER = Path(__file__).resolve().parent / "kill_at_step_addrop.py"
 STEPS_PER_EPOCH = 15  # the sample's 240 SST-2 sentences in batches of 16
 ARGS = [*smoke_args([1], 2), "methods={baseline: {}}", "train.checkpoint_every_steps=4"]
+ARGS += ["tracking.log_every_steps=1"]  # every step, to see that none is logged twice
 TRACKED = ("tensorboard", "mlflow", "wandb")
 
 

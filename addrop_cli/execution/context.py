@@ -14,6 +14,7 @@ from rich.console import Console
 from addrop_cli.errors import StoreError
 from addrop_cli.execution.display import INTERRUPTED, PlainProgress
 from addrop_cli.spec.matrix import RunSpec
+from addrop_cli.spec.trackers import LOG_EVERY_STEPS
 from addrop_cli.store.folders import ExperimentStore, RunFolder
 from addrop_cli.store.records import FailedMetrics, RunConfig
 from addrop_cli.store.status import AttemptStatus
@@ -75,6 +76,8 @@ class RunContext:
     process (or an earlier job of this one) and is not attempted again."""
     tracking: tuple[str, ...] = ()
     """Trackers that follow each run (spec ``tracking``, ``--track``)."""
+    track_every: int = LOG_EVERY_STEPS
+    """Training metrics go to them every this many steps (``tracking.log_every_steps``)."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,8 @@ def _execute(
     at = (loaded.step, loaded.epoch) if loaded else None
     folder.start(config, resume_at=at, epochs=epochs_of(loaded.payload) if loaded else None)
     resume_step = at[0] if at is not None else None
-    loggers = follow(run, folder, config, context.tracking, progress, index, resume_step)
+    tracking = (context.tracking, context.track_every)
+    loggers = follow(run, folder, config, tracking, progress, index, resume_step)
     if at is not None:  # to the console and train.log
         loggers.on_note("resuming from step {} (epoch {})".format(*at))
     clock = AttemptClock(folder)

@@ -39,7 +39,7 @@ def open_context(
 
     base_dir = spec_path.parent.resolve()
     problems = preflight(spec, base_dir, str(spec_path))
-    tracking, missing = installed(spec.tracking)
+    tracking, missing = installed(spec.tracking.to)
     problems = problems or silent_servers(tracking)  # seconds now, not minutes in every run
     if problems:
         raise SpecError(*problems)
@@ -47,7 +47,8 @@ def open_context(
     store.open_for_writing(spec.name, spec_hash, spec_to_yaml(spec))
     for line in missing:
         (console or Console(stderr=True)).print(f"warning: {line}", highlight=False, markup=False)
-    return RunContext(store, spec_hash, base_dir, tracking=tuple(tracking))
+    every = spec.tracking.log_every_steps
+    return RunContext(store, spec_hash, base_dir, tracking=tuple(tracking), track_every=every)
 
 
 def print_plan(

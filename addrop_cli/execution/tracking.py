@@ -63,6 +63,9 @@ class RunInfo:
     resume_step: int | None = None
     """The last optimiser step before this attempt when it resumes a run (None: a fresh start);
     each tracker then continues the run it followed before (ids kept in the run folder)."""
+    log_every_steps: int = 1
+    """Training metrics go to the trackers every this many optimiser steps (the spec's
+    ``tracking.log_every_steps``); evaluations always do."""
 
     @property
     def label(self) -> str:
@@ -88,8 +91,12 @@ class Tracker(QuietLogger):
     name = "tracker"
     wants_method_stats = True
 
+    every = 1
+    """Training metrics are logged at the steps that are a multiple of this."""
+
     def on_step(self, event: StepEvent) -> None:
-        self.log_numbers(step_metrics(event), event.global_step)
+        if event.global_step % self.every == 0:
+            self.log_numbers(step_metrics(event), event.global_step)
 
     def on_eval(self, record: EpochRecord) -> None:
         self.log_numbers(eval_metrics(record), record.step)
@@ -336,7 +343,9 @@ def start_trackers(
     started: list[Tracker] = []
     for name in dict.fromkeys(names):
         try:
-            started.append(BUILDERS[name](run))
+            tracker = BUILDERS[name](run)
+            tracker.every = run.log_every_steps
+            started.append(tracker)
         except TrackerProblem as err:
             warn(str(err))
         except Exception as err:  # noqa: BLE001 - a tracker never fails the run

@@ -29,7 +29,7 @@ def follow(
     run: RunSpec,
     folder: RunFolder,
     config: RunConfig,
-    tracking: tuple[str, ...],
+    tracking: tuple[tuple[str, ...], int],
     progress: PlainProgress,
     index: int,
     resume_step: int | None = None,
@@ -37,7 +37,8 @@ def follow(
     """The run's loggers, opened once its folder is started (a restart wipes it): required,
     the store, the display and train.log; optional, the trackers (one that does not start is a
     note on the display and in train.log). The caller adds a search run's trial judge and ends
-    them with the run's status (:meth:`Loggers.on_end`). ``resume_step``: the training state's
+    them with the run's status (:meth:`Loggers.on_end`). ``tracking``: the trackers' names and
+    every how many steps they get the training metrics; ``resume_step``: the training state's
     step when the attempt resumes one (the trackers continue their runs from it)."""
     train_log = TrainLog(folder.path / "train.log", run, index, progress.total)
     shown = RunDisplay(progress, run)
@@ -53,8 +54,9 @@ def follow(
         experiment_dir=folder.path.parent.parent,
         config=config.model_dump(mode="json"),
         resume_step=resume_step,
+        log_every_steps=tracking[1],
     )
-    loggers.optional = list(start_trackers(tracking, info, loggers.on_note))
+    loggers.optional = list(start_trackers(tracking[0], info, loggers.on_note))
     return loggers
 
 
