@@ -138,3 +138,16 @@ def wandb_run_ids(folder: Path) -> list[str]:
     names its transaction log (``run-<id>.wandb``: a killed attempt's log may end before its
     run record)."""
     return [log.stem.removeprefix("run-") for log in folder.glob("offline-run-*/run-*.wandb")]
+
+
+def tensorboard_hparam_metrics(folder: Path) -> list[str]:
+    """The metric tags of the ``hparams`` plugin's experiment (what the HParams dashboard
+    shows as columns beside the hyperparameters)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/experiment"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    return [info.name.tag for info in experiment.metric_infos]

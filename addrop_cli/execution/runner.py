@@ -13,7 +13,8 @@ from addrop_cli.errors import SpecError
 from addrop_cli.execution.context import EXIT_OK, Backend, RunContext, Summary
 from addrop_cli.execution.local import PoolBackend, SerialBackend
 from addrop_cli.execution.placement import plan_pool, spec_run_bytes, visible_gpus
-from addrop_cli.execution.tracking import installed, silent_servers
+from addrop_cli.execution.tracker_servers import silent_servers
+from addrop_cli.execution.tracking import installed
 from addrop_cli.spec.load import resolve_path, spec_to_yaml
 from addrop_cli.spec.matrix import RunSpec, expand, spec_version
 from addrop_cli.spec.schema import ExperimentSpec

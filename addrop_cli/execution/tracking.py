@@ -14,18 +14,13 @@ one that fails mid-run is reported once and dropped by the fan-out.
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import json
 import logging
 import os
 import secrets
 import shutil
-import ssl
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +34,6 @@ from addrop_cli.store.folders import TRACKER_IDS
 if TYPE_CHECKING:
     from addrop_cli.engine.loggers import StepEvent
     from addrop_cli.store.records import EpochRecord
-
-SERVER_TIMEOUT_S = 3.0
-"""How long an experiment waits, once before its first run, for a tracking server to answer."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +58,11 @@ class RunInfo:
     log_every_steps: int = 1
     """Training metrics go to the trackers every this many optimiser steps (the spec's
     ``tracking.log_every_steps``); evaluations always do."""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The config as hyperparameters: without ``identity``, which repeats its settings."""
+        return {k: v for k, v in self.config.items() if k != "identity"}
 
     @property
     def label(self) -> str:
@@ -160,7 +157,9 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 class TensorBoardTracker(Tracker):
     """Event files under ``tracking/tensorboard/<task>_<variant>_seed<seed>_<run_id>/``: one
     folder per run, so ``tensorboard --logdir results/<experiment>/tracking/tensorboard`` lists
-    the runs by name. The config is an ``hparams`` entry and a text summary. A resumed attempt
+    the runs by name. The config is an ``hparams`` entry and a text summary; a finished run adds
+    its best dev metrics (``best_dev/<metric>``, from metrics.json) to that entry, so that the
+    HParams dashboard compares runs by dev score. A resumed attempt
     appends to the same folder from the step after the state it resumes (``purge_step``: what
     the interrupted attempt logged after that state is dropped by TensorBoard's readers)."""
 
@@ -173,15 +172,16 @@ class TensorBoardTracker(Tracker):
         except ImportError as err:
             raise _missing(self.name, err) from err
         folder = run.experiment_dir / "tracking" / "tensorboard" / _slug(run)
-        self.folder = folder
+        self.folder, self.metrics_file, self._hparams = folder, run.folder / "metrics.json", hparams
+        self.params = {k: _hparam(v) for k, v in flatten(run.params).items()} | run.tags
         if run.resume_step is not None:
             self.writer = SummaryWriter(log_dir=str(folder), purge_step=run.resume_step + 1)
             return
         shutil.rmtree(folder, ignore_errors=True)  # a run started over starts its curves afresh
         self.writer = SummaryWriter(log_dir=str(folder))
-        params = {k: _hparam(v) for k, v in flatten(run.config).items()} | run.tags
-        for event in hparams(params, {}):
-            self.writer.file_writer.add_summary(event)
+        # the session's start now; the experiment (its metric columns) once the run has them:
+        # TensorBoard's readers keep the first experiment entry they see
+        self.writer.file_writer.add_summary(hparams(self.params, {})[1])
         self.writer.add_text("config", f"```\n{json.dumps(run.config, indent=2)}\n```")
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
@@ -190,6 +190,17 @@ class TensorBoardTracker(Tracker):
 
     def finish(self, status: str) -> None:
         self.writer.add_text("status", status)
+        scores: dict[str, float] = {}
+        # a done run's metrics.json is written before its end reaches the trackers
+        if status == "done" and self.metrics_file.exists():
+            metrics = json.loads(self.metrics_file.read_text(encoding="utf-8"))
+            best = metrics["best"]["dev"]
+            scores = {f"best_dev/{k}": v for k, v in best.items() if _is_number(v)}
+            for key, value in scores.items():
+                self.writer.add_scalar(key, value, metrics.get("best_step", 0))
+        experiment, _, end = self._hparams(self.params, scores)
+        for event in (experiment, end):
+            self.writer.file_writer.add_summary(event)
         self.writer.close()
 
 
@@ -237,7 +248,7 @@ class MLflowTracker(Tracker):
         tags = run.tags | {"mlflow.runName": run.label}
         self.run_id = self.client.create_run(experiment_id, tags=tags).info.run_id
         remember(run, self.name, self.run_id)
-        params = [Param(k[:250], str(v)[:6000]) for k, v in flatten(run.config).items()]
+        params = [Param(k[:250], str(v)[:6000]) for k, v in flatten(run.params).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params a call
             self.client.log_batch(self.run_id, params=params[start : start + 100])
 
@@ -287,8 +298,8 @@ class WandbTracker(Tracker):
             name=run.label,
             group=f"{run.task}/{run.variant}",
             job_type=run.method,
-            tags=[run.task, run.variant, run.method, f"seed{run.seed}"],
-            config=dict(run.config) | {"tags": run.tags},
+            tags=list(dict.fromkeys([run.task, run.variant, run.method, f"seed{run.seed}"])),
+            config=dict(run.params) | {"tags": run.tags},
             dir=str(folder),
             mode=os.environ.get("WANDB_MODE") or "offline",
             reinit="create_new",
@@ -367,46 +378,6 @@ def installed(names: Sequence[str]) -> tuple[list[str], list[str]]:
     return found, problems
 
 
-def silent_servers(names: Sequence[str], timeout: float = SERVER_TIMEOUT_S) -> list[str]:
-    """One line for each tracker whose server gives no answer within ``timeout`` seconds.
-
-    Checked once per experiment before its first run: MLflow's client retries with back-off
-    for minutes on every run before it gives up. Only MLflow is asked (at an http(s)
-    ``MLFLOW_TRACKING_URI``); W&B runs offline unless told otherwise.
-    """
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if "mlflow" not in names or not uri.lower().startswith(("http://", "https://")):
-        return []
-    parts = urllib.parse.urlsplit(uri)
-    address = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # no password
-    why = no_answer(address, timeout)
-    if not why:
-        return []
-    return [
-        f"tracking: the MLflow server at MLFLOW_TRACKING_URI={address} does not answer ({why}); "
-        "start it, point MLFLOW_TRACKING_URI at one that answers, or drop mlflow from tracking"
-    ]
-
-
-def no_answer(url: str, timeout: float) -> str:
-    """Why ``url`` gives no HTTP answer within ``timeout`` seconds; empty when it answers with
-    any status (a 404 or a login page is a server that is there)."""
-    try:
-        urllib.request.urlopen(url, timeout=timeout).close()
-        return ""
-    except urllib.error.HTTPError:
-        return ""
-    except urllib.error.URLError as err:
-        reason = err.reason
-    except (OSError, http.client.HTTPException) as err:  # a read that times out; a bad port
-        reason = err
-    if isinstance(reason, TimeoutError):
-        return f"no answer within {timeout:g} s"
-    if isinstance(reason, ssl.SSLError):
-        return ""  # it answered; its certificate is MLflow's to judge (..._INSECURE_TLS)
-    return str(reason) or type(reason).__name__
-
-
 # ---------------------------------------------------------------------------------------------
 # What the trackers log
 # ---------------------------------------------------------------------------------------------
@@ -432,7 +403,7 @@ def eval_metrics(record: EpochRecord) -> dict[str, float]:
         | {f"select/{k}": v for k, v in record.select.items()}
         | {f"select_loss/{k}": v for k, v in record.select_loss.items()}
         | {"eval/train_loss": record.train_loss, "eval/epoch": float(record.epoch)}
-        | {"eval/samples_per_s": record.train_samples_per_s}
+        | {"eval/train_samples_per_s": record.train_samples_per_s}
     )
 
 
