@@ -242,6 +242,9 @@ def test_a_run_logs_steps_and_evaluations_to_every_installed_tracker(
     flags = [arg for name in names for arg in ("--track", name)]
     result, folder, epochs = _run(capsys, tmp_path, *flags, f"tracking.log_every_steps={every}")
     assert "tracking:" not in result.out  # no tracker problem
+    (where,) = [line for line in result.out.splitlines() if line.startswith("trackers: ")]
+    for name in names:  # once per experiment, each tracker with its place
+        assert f"{name} -> {tmp_path / 'smoke' / 'tracking'}" in where
     steps = epochs[-1]["step"]
     dev = {e["step"]: e["dev"]["accuracy"] for e in epochs}
     tags = {"run_id": folder.name, "task": "sst2", "variant": "addrop", "seed": "1"}

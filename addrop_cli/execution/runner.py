@@ -14,7 +14,7 @@ from addrop_cli.execution.context import EXIT_OK, Backend, RunContext, Summary
 from addrop_cli.execution.local import PoolBackend, SerialBackend
 from addrop_cli.execution.placement import plan_pool, spec_run_bytes, visible_gpus
 from addrop_cli.execution.tracker_servers import silent_servers
-from addrop_cli.execution.tracking import installed
+from addrop_cli.execution.tracking import installed, where_files_go
 from addrop_cli.spec.load import resolve_path, spec_to_yaml
 from addrop_cli.spec.matrix import RunSpec, expand, spec_version
 from addrop_cli.spec.schema import ExperimentSpec
@@ -48,6 +48,9 @@ def open_context(
     store.open_for_writing(spec.name, spec_hash, spec_to_yaml(spec))
     for line in missing:
         (console or Console(stderr=True)).print(f"warning: {line}", highlight=False, markup=False)
+    if tracking:
+        line = where_files_go(tracking, store.root)
+        (console or Console()).print(line, highlight=False, markup=False, soft_wrap=True)
     every = spec.tracking.log_every_steps
     return RunContext(store, spec_hash, base_dir, tracking=tuple(tracking), track_every=every)
 

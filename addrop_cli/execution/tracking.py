@@ -364,6 +364,18 @@ def start_trackers(
     return started
 
 
+def where_files_go(names: Sequence[str], experiment_dir: Path) -> str:
+    """One line saying where each tracker's files (or runs) go, shown once per experiment."""
+    folder = experiment_dir / "tracking"
+    places = {
+        "tensorboard": f"{folder / 'tensorboard'} (tensorboard --logdir {folder / 'tensorboard'})",
+        "mlflow": os.environ.get("MLFLOW_TRACKING_URI") or f"{folder / 'mlflow.db'}",
+        "wandb": f"{folder / 'wandb'}"
+        + (" (offline)" if (os.environ.get("WANDB_MODE") or "offline") == "offline" else ""),
+    }
+    return "trackers: " + "; ".join(f"{n} -> {places[n]}" for n in dict.fromkeys(names))
+
+
 def installed(names: Sequence[str]) -> tuple[list[str], list[str]]:
     """The trackers whose package is installed, and one line for each that is not (checked
     once per experiment, without importing them)."""
