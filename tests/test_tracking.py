@@ -7,6 +7,7 @@ skipped with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -424,3 +425,20 @@ def test_one_name_per_quantity(tmp_path: Path, monkeypatch) -> None:
                          train_samples_per_s=80.0)  # fmt: skip
     logged = tracking.eval_metrics(record)
     assert logged["eval/train_samples_per_s"] == 80.0 and "eval/samples_per_s" not in logged
+
+
+def test_method_statistics_are_read_only_for_the_steps_a_tracker_logs(
+    run: RunInfo, monkeypatch
+) -> None:
+    """Reading them is a device copy per step: a tracker logging every 4 steps asks for them
+    before steps 4 and 8 only (after a resume from step 5, before 8)."""
+    monkeypatch.setitem(tracking.BUILDERS, "steady", _Steady)
+    for resume, asked in [(None, [4, 8]), (5, [8])]:
+        every4 = dataclasses.replace(run, log_every_steps=4, resume_step=resume)
+        (tracker,) = start_trackers(["steady"], every4, print)
+        wanted = []
+        for step in range((resume or 0) + 1, 9):
+            if tracker.wants_method_stats:
+                wanted.append(step)
+            tracker.on_step(_step(step))
+        assert wanted == asked and tracker.seen == asked

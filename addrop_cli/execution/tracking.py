@@ -86,12 +86,18 @@ class Tracker(QuietLogger):
     status through :meth:`finish`."""
 
     name = "tracker"
-    wants_method_stats = True
-
     every = 1
     """Training metrics are logged at the steps that are a multiple of this."""
+    last_step = 0
+
+    @property
+    def wants_method_stats(self) -> bool:
+        """The method's statistics only for a step that is logged (reading them costs a device
+        copy, a synchronisation on a GPU)."""
+        return (self.last_step + 1) % self.every == 0
 
     def on_step(self, event: StepEvent) -> None:
+        self.last_step = event.global_step
         if event.global_step % self.every == 0:
             self.log_numbers(step_metrics(event), event.global_step)
 
@@ -355,7 +361,7 @@ def start_trackers(
     for name in dict.fromkeys(names):
         try:
             tracker = BUILDERS[name](run)
-            tracker.every = run.log_every_steps
+            tracker.every, tracker.last_step = run.log_every_steps, run.resume_step or 0
             started.append(tracker)
         except TrackerProblem as err:
             warn(str(err))
