@@ -205,9 +205,8 @@ def _execute(
     loaded = folder.state.load() if folder.status == "unfinished" else None
     at = (loaded.step, loaded.epoch) if loaded else None
     folder.start(config, resume_at=at, epochs=epochs_of(loaded.payload) if loaded else None)
-    resume_step = at[0] if at is not None else None
     tracking = (context.tracking, context.track_every)
-    loggers = follow(run, folder, config, tracking, progress, index, resume_step)
+    loggers = follow(run, folder, config, tracking, progress, index, at)
     if at is not None:  # to the console and train.log
         loggers.on_note("resuming from step {} (epoch {})".format(*at))
     clock = AttemptClock(folder)

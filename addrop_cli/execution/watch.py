@@ -32,14 +32,14 @@ def follow(
     tracking: tuple[tuple[str, ...], int],
     progress: PlainProgress,
     index: int,
-    resume_step: int | None = None,
+    resume_at: tuple[int, int] | None = None,
 ) -> Loggers:
     """The run's loggers, opened once its folder is started (a restart wipes it): required,
     the store, the display and train.log; optional, the trackers (one that does not start is a
     note on the display and in train.log). The caller adds a search run's trial judge and ends
     them with the run's status (:meth:`Loggers.on_end`). ``tracking``: the trackers' names and
-    every how many steps they get the training metrics; ``resume_step``: the training state's
-    step when the attempt resumes one (the trackers continue their runs from it)."""
+    every how many steps they get the training metrics; ``resume_at``: the training state's
+    (step, epoch) when the attempt resumes one (the trackers continue their runs from it)."""
     train_log = TrainLog(folder.path / "train.log", run, index, progress.total)
     shown = RunDisplay(progress, run)
     loggers = Loggers(required=[EpochFileLogger(folder), shown, train_log])
@@ -53,7 +53,7 @@ def follow(
         folder=folder.path,
         experiment_dir=folder.path.parent.parent,
         config=config.model_dump(mode="json"),
-        resume_step=resume_step,
+        resume_step=resume_at[0] if resume_at is not None else None,
         log_every_steps=tracking[1],
     )
     loggers.optional = list(start_trackers(tracking[0], info, loggers.on_note))
