@@ -81,7 +81,7 @@ def run_search(folder: Path, search: str, args: argparse.Namespace) -> Path:
     spec = folder / f"{search}.yaml"
     spec.write_text(text)
     command = [sys.executable, "-m", "addrop_cli", "sweep", str(spec), "--results", str(folder)]
-    command += ["--workers", "1", "--plain", "--no-report"]
+    command += ["--workers", "1", "--threads", str(args.threads), "--plain", "--no-report"]
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return folder / f"bench-search-{search}"
 
@@ -122,6 +122,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4, help="MiniLM barely moves at 1e-5")
     parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (one: a shared machine's other "
+        "processes make spinning threads a hundred times slower)",
+    )
     parser.add_argument(
         "--folder", type=Path, help="keep the sweeps here; a second call resumes them (the store)"
     )

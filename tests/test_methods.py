@@ -82,7 +82,7 @@ def inputs_of(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def test_registry_and_build_method() -> None:
-    assert set(METHODS) == {"baseline", "dropout", "addrop", "rdrop"}
+    assert set(METHODS) == {"baseline", "dropout", "addrop", "rdrop", "mixout"}
     for info in METHODS.values():  # each name builds its own class, from default parameters
         method = build_method(info.params(), is_regression=False, seed=0, device=CPU)
         assert method.name == info.name

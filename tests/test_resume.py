@@ -39,6 +39,10 @@ VARIANTS = {
     "baseline": "{}",
     "addrop": "{cross_tuning: true}",
     "rdrop": "{alpha: 0.5}",  # two dropout draws per step from the global generator
+    # the settings: re-drawn top layer (before the initial state) and per-layer learning rates
+    "addrop-reinit-llrd": "{method: addrop, train: {reinit_layers: 1, layer_lr_decay: 0.8}}",
+    # mask draws from the global generator; targets re-made at setup (the re-drawn layer's too)
+    "mixout-reinit": "{method: mixout, p: 0.3, train: {reinit_layers: 1}}",
 }
 
 

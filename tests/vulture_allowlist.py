@@ -25,6 +25,7 @@ control  # its signature is fixed by the Trainer
 forward  # torch.nn.Module.__call__
 DropoutMethod  # methods/registry.py names it by import path
 RdropMethod  # methods/registry.py names it by import path
+MixoutMethod  # methods/registry.py names it by import path
 pytest_collection_modifyitems  # pytest hook (tests/conftest.py)
 pytestmark  # pytest reads it from the module
 quick_polls  # an autouse pytest fixture

@@ -37,6 +37,7 @@ from addrop_cli.engine.resume import rng_state
 from addrop_cli.engine.stopping import EarlyStopping
 from addrop_cli.methods.base import Method
 from addrop_cli.methods.registry import build_method
+from addrop_cli.models.layerwise import reinit_top_layers
 from addrop_cli.models.loading import load_model_and_tokenizer
 from addrop_cli.models.location import located
 from addrop_cli.spec.matrix import RunSpec
@@ -140,6 +141,7 @@ def setup_run(run: RunSpec) -> Setup:
         is_regression=task.is_regression,
         config_overrides=method.config_overrides(),
     )
+    reinit_top_layers(model, train.reinit_layers)  # before attach: mixout's targets are these
     model.to(device)
     method.attach(model)
     compiled = train.compile and _compile(model, device)

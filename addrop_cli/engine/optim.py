@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import torch
 
+from addrop_cli.models.layerwise import parameter_depths
 from addrop_cli.spec.schema import TrainSpec
 
 
+def _decays(name: str, param: torch.nn.Parameter) -> bool:
+    """Biases and LayerNorm weights are not decayed (the usual no-decay group)."""
+    lowered = name.lower()
+    return not (param.ndim < 2 or "layernorm" in lowered or "layer_norm" in lowered)
+
+
 def build_optimizer(model: torch.nn.Module, train: TrainSpec) -> torch.optim.AdamW:
-    """AdamW with the usual no-decay group: biases and LayerNorm weights are not decayed."""
-    decay, no_decay = [], []
+    """AdamW with the usual no-decay group. With ``train.layer_lr_decay`` below 1 each depth
+    (head and pooler, every layer, the embeddings) has its own pair of groups at
+    lr x decay^depth (:func:`~addrop_cli.models.layerwise.parameter_depths`), head first."""
+    depths = parameter_depths(model) if train.layer_lr_decay != 1.0 else {}
+    grouped: dict[tuple[int, bool], list[torch.nn.Parameter]] = {(0, True): [], (0, False): []}
     for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        lowered = name.lower()
-        if param.ndim < 2 or "layernorm" in lowered or "layer_norm" in lowered:
-            no_decay.append(param)
-        else:
-            decay.append(param)
+        if param.requires_grad:
+            grouped.setdefault((depths.get(name, 0), _decays(name, param)), []).append(param)
     groups = [
-        {"params": decay, "weight_decay": train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {
+            "params": params,
+            "weight_decay": train.weight_decay if decays else 0.0,
+            "lr": train.lr * train.layer_lr_decay**depth,
+        }
+        for (depth, decays), params in sorted(grouped.items(), key=lambda g: (g[0][0], not g[0][1]))
     ]
     # the fused kernel (one op for all parameters) is what transformers' Trainer uses by default;
     # it exists for CPU and CUDA tensors

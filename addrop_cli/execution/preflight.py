@@ -13,7 +13,7 @@ from pathlib import Path
 from addrop_cli.methods.config import AddropParams
 from addrop_cli.models.config import ModelSpec
 from addrop_cli.models.location import located
-from addrop_cli.spec.schema import ExperimentSpec
+from addrop_cli.spec.schema import ExperimentSpec, TrainSpec
 
 
 def preflight(
@@ -119,6 +119,7 @@ def _model_problems(
             )
         return []
     problems = check_model(model, None) + _length_problems(model, spec, source)
+    problems += _depth_problems(model, spec, source)
     for variant, params in spec.methods.items():
         if not isinstance(params, AddropParams):
             continue
@@ -128,6 +129,13 @@ def _model_problems(
             key = f"methods.{variant}."
             problems.append(f"{source}: {key}{line}" if source else f"{key}{line}")
     return problems
+
+
+def _trains(spec: ExperimentSpec) -> dict[str, TrainSpec]:
+    """Spec key -> the training settings found there: ``train`` and each variant's own."""
+    return {"train": spec.train} | {
+        f"methods.{v}.train": spec.train_of(v) for v in spec.variant_train
+    }
 
 
 def _length_problems(model: ModelSpec, spec: ExperimentSpec, source: str | None) -> list[str]:
@@ -144,10 +152,7 @@ def _length_problems(model: ModelSpec, spec: ExperimentSpec, source: str | None)
     if positions is None:
         return []
     where = source or "spec"
-    trains = {"train": spec.train} | {
-        f"methods.{v}.train": spec.train_of(v) for v in spec.variant_train
-    }  # each variant's own settings too
-    for key, train in trains.items():
+    for key, train in _trains(spec).items():
         length, multiple = train.max_length, train.pad_to_multiple_of
         if length > positions:
             return [
@@ -163,3 +168,21 @@ def _length_problems(model: ModelSpec, spec: ExperimentSpec, source: str | None)
                 f"or a smaller {key}.max_length"
             ]
     return []
+
+
+def _depth_problems(model: ModelSpec, spec: ExperimentSpec, source: str | None) -> list[str]:
+    """train.reinit_layers beyond the model's layers: there is nothing above layer 0 to re-draw."""
+    from addrop_cli.errors import AddropError
+    from addrop_cli.models.layerwise import layer_count
+    from addrop_cli.models.loading import load_config
+
+    try:
+        depth = layer_count(load_config(model))
+    except AddropError:
+        return []  # check_model reports it
+    return [
+        f"{source or 'spec'}: {key}.reinit_layers: {train.reinit_layers}, but "
+        f"{model.name_or_path} has {depth} layers; use {key}.reinit_layers={depth} or less"
+        for key, train in _trains(spec).items()
+        if train.reinit_layers > depth
+    ]

@@ -128,5 +128,15 @@ class RdropParams(MethodConfig):
     (the mean of the two task losses; the same KL term)."""
 
 
+class MixoutParams(MethodConfig):
+    """Mixout: linear layers mix their weights with the pre-trained ones, dropout off."""
+
+    method: Literal["mixout"] = "mixout"
+    p: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    """Mix probability: each input column of a weight matrix is replaced by its pre-trained
+    value with probability p (rescaled by 1 / (1 - p)); 0 leaves the model as it is. 0.1 is the
+    BERT GLUE recipe's (revisit-bert-finetuning's ``--mixout 0.1``)."""
+
+
 AddropConfig = AddropParams
 """The library's name for AD-DROP's configuration: one class for the spec and for user scripts."""

@@ -18,6 +18,7 @@ from addrop_cli.methods.config import (
     BaselineParams,
     DropoutParams,
     MethodConfig,
+    MixoutParams,
     RdropParams,
 )
 
@@ -50,6 +51,7 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("dropout", DropoutParams, "addrop_cli.methods.dropout:DropoutMethod"),
         MethodInfo("addrop", AddropParams, "addrop_cli.methods.addrop:AddropMethod"),
         MethodInfo("rdrop", RdropParams, "addrop_cli.methods.rdrop:RdropMethod"),
+        MethodInfo("mixout", MixoutParams, "addrop_cli.methods.mixout:MixoutMethod"),
     )
 }
 METHOD_NAMES = tuple(METHODS)

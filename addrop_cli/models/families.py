@@ -42,6 +42,10 @@ def _all_layers(config: Any) -> list[int]:
     return list(range(config.num_hidden_layers))
 
 
+def _layer_count(config: Any) -> int:
+    return config.num_hidden_layers
+
+
 def _global_layers(config: Any) -> list[int]:
     """ModernBERT's full-attention layers."""
     return [i for i, kind in enumerate(config.layer_types) if kind == "full_attention"]
@@ -71,6 +75,10 @@ class Family:
     """The dropout method's BERT-named rates -> this family's config keys."""
     position_offset: int = 0
     """Position ids taken before the first token (RoBERTa's start after the padding index)."""
+    layer_path: str = "encoder.layer"
+    """Where the encoder's list of layers lives, under the base model (``model.bert``)."""
+    layer_count: Callable[[Any], int] = _layer_count
+    """How many distinct layers (weights of their own) the model's config gives it."""
     compilable: bool = False
     """``train.compile`` compiles its dense blocks, matching the eager step (tests/test_methods)."""
     note: str = ""
@@ -111,6 +119,7 @@ FAMILIES: dict[str, Family] = {
             "DistilBERT",
             "attention-function",
             "DistilBertSelfAttention",
+            layer_path="transformer.layer",
             dropout_names={
                 "hidden_dropout_prob": ("dropout",),
                 "attention_probs_dropout_prob": ("attention_dropout",),
@@ -122,6 +131,8 @@ FAMILIES: dict[str, Family] = {
             "attention-function",
             "AlbertAttention",
             shared_layers=True,
+            layer_path="encoder.albert_layer_groups",
+            layer_count=lambda config: config.num_hidden_groups,
             note="layers share weights: layer index = call order",
         ),
         Family(
@@ -130,6 +141,7 @@ FAMILIES: dict[str, Family] = {
             "attention-function",
             "ModernBertAttention",
             targetable=_global_layers,
+            layer_path="layers",
             dropout_names={
                 "hidden_dropout_prob": ("mlp_dropout", "embedding_dropout"),
                 "attention_probs_dropout_prob": ("attention_dropout",),

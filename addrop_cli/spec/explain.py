@@ -45,6 +45,17 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
+def _interval(loc: tuple[Any, ...]) -> str | None:
+    """The field's bounds as an interval, "(0, 1]" or "[0, 1)"; None unless it has both ends."""
+    owner = _model_at(loc[:-1])
+    field = owner.model_fields.get(loc[-1]) if owner else None
+    ends = {k: getattr(m, k) for m in (field.metadata if field else ()) for k in
+            ("gt", "ge", "lt", "le") if getattr(m, k, None) is not None}  # fmt: skip
+    low = f"[{ends['ge']:g}" if "ge" in ends else f"({ends['gt']:g}" if "gt" in ends else None
+    high = f"{ends['le']:g}]" if "le" in ends else f"{ends['lt']:g})" if "lt" in ends else None
+    return f"{low}, {high}" if low and high else None
+
+
 def _format_loc(loc: tuple[Any, ...]) -> str:
     # Drop the discriminator tag pydantic puts after a variant: methods.a.addrop.p -> methods.a.p
     parts = list(loc)
@@ -120,8 +131,8 @@ def _explain(error: dict[str, Any]) -> str:
         "less_than_equal": "<= {le}",
     }
     if kind in bounds:
-        if loc[-1] in ("p", "q"):
-            return f"must be in (0, 1], got {value}"
+        if loc[-1] in ("p", "q") and _interval(loc):  # probabilities: both ends at once
+            return f"must be in {_interval(loc)}, got {value}"
         return f"must be {bounds[kind].format(**ctx)}, got {value}"
     if kind == "too_short":
         return "must not be empty; give at least one item"

@@ -84,6 +84,12 @@ class TrainSpec(Frozen):
     pad_to_multiple_of: Annotated[int, Field(ge=1)] | None = None
     """Round each batch's width up to a multiple of this (8 suits tensor cores under mixed
     precision on GPUs; on CPU it only adds padding)."""
+    reinit_layers: Annotated[int, Field(ge=0)] = 0
+    """Re-initialise the top k encoder layers and the pooler with the model's own initialiser
+    before training (Zhang et al., ICLR 2021); 0 keeps every pre-trained layer."""
+    layer_lr_decay: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """Layer-wise learning-rate decay: the head at lr, the top layer at lr x this, each layer
+    below one more factor, the embeddings lowest (Zhang et al.); 1.0 is one rate for all."""
     compile: bool = False
     """torch.compile the encoder's dense blocks (attention stays eager, through the AD-DROP hook).
     The same results up to float rounding, so not part of the run id; pays off on GPUs, after
