@@ -68,6 +68,7 @@ bench: install
 	$(PY) bench/bench_trainer.py
 	$(PY) bench/bench_sweep.py
 	$(PY) bench/bench_families.py
+	$(PY) bench/bench_tracking.py
 
 clean:
 	rm -rf results/smoke .pytest_cache .ruff_cache build site *.egg-info

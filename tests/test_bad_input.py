@@ -239,6 +239,13 @@ MISTAKES = [
     Mistake("spec-unknown-tracker", "tracker name misspelt",
             ("run", SMOKE, "tracking=[tensorbord]"), 2,
             "got 'tensorbord'; expected 'tensorboard', 'mlflow' or 'wandb'"),
+    Mistake("tracking-interval-zero", "trackers asked to log every 0 steps",
+            ("run", SMOKE, "tracking.log_every_steps=0"), 2,
+            "tracking.log_every_steps (from override tracking.log_every_steps=0): must be >= 1"),
+    Mistake("track-export-unknown-tracker", "addrop track --to names no tracker",
+            ("track", "results/smoke", "--to", "mlfow"), 2,
+            "--to: unknown tracker 'mlfow' (did you mean 'mlflow'?); known: tensorboard, "
+            "mlflow, wandb"),
     Mistake("track-unknown-tracker", "--track names no tracker",
             ("run", SMOKE, "--track", "wandbb"), 2,
             "--track: unknown tracker 'wandbb' (did you mean 'wandb'?); known: tensorboard, "

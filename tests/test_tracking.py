@@ -7,6 +7,7 @@ skipped with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -16,16 +17,17 @@ import pytest
 from cli_helpers import run_cli
 from tracking_readers import (
     mlflow_runs,
+    tensorboard_hparam_metrics,
     tensorboard_hparams,
     tensorboard_scalars,
     wandb_offline_run,
 )
 
 from addrop_cli.engine.loggers import Loggers, QuietLogger, StepEvent
-from addrop_cli.execution import tracking
+from addrop_cli.execution import tracker_servers, tracking
 from addrop_cli.execution.tracking import RunInfo, Tracker, mlflow_store, start_trackers
 from addrop_cli.spec.schema import ExperimentSpec
-from addrop_cli.spec.trackers import TRACKERS
+from addrop_cli.spec.trackers import TRACKERS, TrackingSpec
 
 pytestmark = pytest.mark.tracking
 
@@ -94,6 +96,20 @@ def test_tensorboard_scalars_and_hparams_read_back(run: RunInfo) -> None:
     assert hparams["train.learning_rate"] == pytest.approx(2e-5)
     assert hparams["method_params.layers"] == "[0, 1]"
     assert (hparams["task"], hparams["variant"], hparams["seed"]) == ("rte", "addrop-ga", "3")
+
+
+def test_tensorboard_hparams_hold_the_best_dev_metrics_of_a_done_run(run: RunInfo) -> None:
+    """The HParams dashboard compares runs by dev score: metrics.json's best dev metrics."""
+    pytest.importorskip("tensorboard", reason="tensorboard not installed (extra: tensorboard)")
+    run.folder.mkdir(parents=True)
+    best = {"best": {"dev": {"accuracy": 0.75, "f1": 0.5}}, "best_step": 4}
+    (run.folder / "metrics.json").write_text(json.dumps(best))
+    assert _log_everything(run, ["tensorboard"]) == []
+    (folder,) = (run.experiment_dir / "tracking" / "tensorboard").iterdir()
+    assert tensorboard_hparam_metrics(folder) == ["best_dev/accuracy", "best_dev/f1"]
+    scalars = tensorboard_scalars(folder)
+    assert (scalars["best_dev/accuracy"], scalars["best_dev/f1"]) == ({4: 0.75}, {4: 0.5})
+    assert tensorboard_hparams(folder)["train.learning_rate"] == pytest.approx(2e-5)
 
 
 def test_mlflow_params_tags_and_histories_read_back(run: RunInfo, monkeypatch) -> None:
@@ -214,17 +230,22 @@ def _run(capsys, results: Path, *args: str):
     return result, folder, epochs
 
 
+@pytest.mark.parametrize("every", [1, 4])
 def test_a_run_logs_steps_and_evaluations_to_every_installed_tracker(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch, every: int
 ) -> None:
+    """Training metrics every ``tracking.log_every_steps`` steps, evaluations always."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     names = [n for n, t in TRACKERS.items() if importlib.util.find_spec(t.module)]
     if not names:
         pytest.skip("no tracker installed (pip install 'addrop-cli[tracking]')")
     flags = [arg for name in names for arg in ("--track", name)]
-    result, folder, epochs = _run(capsys, tmp_path, *flags)
+    result, folder, epochs = _run(capsys, tmp_path, *flags, f"tracking.log_every_steps={every}")
     assert "tracking:" not in result.out  # no tracker problem
+    (where,) = [line for line in result.out.splitlines() if line.startswith("trackers: ")]
+    for name in names:  # once per experiment, each tracker with its place
+        assert f"{name} -> {tmp_path / 'smoke' / 'tracking'}" in where
     steps = epochs[-1]["step"]
     dev = {e["step"]: e["dev"]["accuracy"] for e in epochs}
     tags = {"run_id": folder.name, "task": "sst2", "variant": "addrop", "seed": "1"}
@@ -234,6 +255,7 @@ def test_a_run_logs_steps_and_evaluations_to_every_installed_tracker(
         (events,) = (tracked / "tensorboard").iterdir()
         logged["tensorboard"] = tensorboard_scalars(events)
         assert tags.items() <= tensorboard_hparams(events).items()
+        assert "best_dev/accuracy" in tensorboard_hparam_metrics(events)
     if "mlflow" in names:
         (found,) = mlflow_runs(mlflow_store(tmp_path / "smoke"), "smoke")
         logged["mlflow"] = found["metrics"]
@@ -248,10 +270,11 @@ def test_a_run_logs_steps_and_evaluations_to_every_installed_tracker(
     for name, metrics in logged.items():
         # per step: loss, learning rate, samples/s; dropped fraction per layer in AD-DROP epochs
         for key in ("train/loss", "train/lr", "train/samples_per_s"):
-            assert sorted(metrics[key]) == list(range(1, steps + 1)), (name, key)
+            assert sorted(metrics[key]) == list(range(every, steps + 1, every)), (name, key)
         for layer in (0, 1):  # the tiny BERT's two layers; epoch 1 is the AD-DROP epoch
             fractions = metrics[f"train/dropped_frac_l{layer}"]
-            assert sorted(fractions) == list(range(epochs[0]["step"] + 1, steps + 1)), name
+            logged = [s for s in range(epochs[0]["step"] + 1, steps + 1) if s % every == 0]
+            assert sorted(fractions) == logged, name
             assert all(0 < f < 1 for f in fractions.values()), name
         # per evaluation: every dev metric, at the evaluation's step, as stored in epochs.jsonl
         assert metrics["dev/accuracy"] == pytest.approx(dev, rel=1e-6), name
@@ -305,10 +328,10 @@ def test_a_silent_server_is_one_line_in_the_timeout(monkeypatch) -> None:
 
     address = silent_address()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", address.replace("//", "//user:secret@"))
-    (line,) = tracking.silent_servers(["tensorboard", "mlflow"], timeout=0.2)
+    (line,) = tracker_servers.silent_servers(["tensorboard", "mlflow"], timeout=0.2)
     assert f"MLFLOW_TRACKING_URI={address} does not answer (no answer within 0.2 s)" in line
     assert "secret" not in line
-    assert tracking.silent_servers(["tensorboard"], timeout=0.2) == []  # mlflow not tracked
+    assert tracker_servers.silent_servers(["tensorboard"], timeout=0.2) == []  # mlflow not tracked
 
 
 @pytest.mark.usefixtures("local_only")
@@ -324,7 +347,7 @@ def test_a_server_that_answers_with_any_status_passes(monkeypatch, tmp_path: Pat
         for path in ("/", "/missing"):  # 200, and 404: both an answer
             address = f"http://127.0.0.1:{server.server_port}{path}"
             monkeypatch.setenv("MLFLOW_TRACKING_URI", address)
-            assert tracking.silent_servers(["mlflow"], timeout=2) == []
+            assert tracker_servers.silent_servers(["mlflow"], timeout=2) == []
     finally:
         server.shutdown()
         server.server_close()
@@ -342,15 +365,15 @@ def test_a_refused_or_malformed_address_is_one_line(monkeypatch) -> None:
         ("http://127.0.0.1:notaport", "port"),
     ]:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", address)
-        (line,) = tracking.silent_servers(["mlflow"], timeout=1)
+        (line,) = tracker_servers.silent_servers(["mlflow"], timeout=1)
         assert f"{address} does not answer (" in line and why in line.lower(), line
 
 
 def test_a_local_store_is_not_checked(monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////nonexistent/mlflow.db")
-    assert tracking.silent_servers(["mlflow"], timeout=0.2) == []
+    assert tracker_servers.silent_servers(["mlflow"], timeout=0.2) == []
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert tracking.silent_servers(["mlflow"], timeout=0.2) == []
+    assert tracker_servers.silent_servers(["mlflow"], timeout=0.2) == []
 
 
 def test_one_registry_names_the_trackers_the_spec_accepts_and_the_classes_that_run_them() -> None:
@@ -360,9 +383,62 @@ def test_one_registry_names_the_trackers_the_spec_accepts_and_the_classes_that_r
 
     import tomllib
 
-    field = ExperimentSpec.model_fields["tracking"].annotation
+    field = TrackingSpec.model_fields["to"].annotation
     assert get_args(get_args(field)[0]) == TRACKERS.names
+    assert ExperimentSpec.model_fields["tracking"].annotation is TrackingSpec
     assert tuple(tracking.BUILDERS) == TRACKERS.names
     extras = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     declared = extras["project"]["optional-dependencies"]
     assert {t.extra for t in TRACKERS.values()} <= set(declared)
+
+
+def test_one_name_per_quantity(tmp_path: Path, monkeypatch) -> None:
+    """The run's identity block (a repeat of its settings) is not logged as parameters again;
+    W&B's tags hold each word once (a baseline's variant and method are both "baseline"); the
+    epoch's training throughput is named for what it is."""
+    from addrop_cli.store.records import EpochRecord
+
+    names = [n for n in ("mlflow", "wandb") if importlib.util.find_spec(n)]
+    if not names:
+        pytest.skip("neither mlflow nor wandb installed")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    exp = tmp_path / "exp"
+    config = CONFIG | {"identity": {"task": "rte", "train": {"learning_rate": 2e-5}}}
+    run = RunInfo("r1", "exp", "rte", "baseline", "baseline", 1, exp / "runs/r1", exp, config)
+    run.folder.mkdir(parents=True)
+    trackers = start_trackers(names, run, print)
+    assert [t.name for t in trackers] == names
+    for tracker in trackers:
+        tracker.on_end("done", "")
+    if "mlflow" in names:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=mlflow_store(exp))
+        (found,) = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+        assert not [k for k in found.data.params if k.startswith("identity.")]
+        assert found.data.params["train.learning_rate"] == "2e-05"
+    if "wandb" in names:
+        tags = wandb_offline_run(exp / "tracking" / "wandb")["tags"]
+        assert sorted(tags) == ["baseline", "rte", "seed1"]
+    record = EpochRecord(epoch=0, step=4, dev={"accuracy": 0.5}, select={}, train_loss=0.7,
+                         train_samples_per_s=80.0)  # fmt: skip
+    logged = tracking.eval_metrics(record)
+    assert logged["eval/train_samples_per_s"] == 80.0 and "eval/samples_per_s" not in logged
+
+
+def test_method_statistics_are_read_only_for_the_steps_a_tracker_logs(
+    run: RunInfo, monkeypatch
+) -> None:
+    """Reading them is a device copy per step: a tracker logging every 4 steps asks for them
+    before steps 4 and 8 only (after a resume from step 5, before 8)."""
+    monkeypatch.setitem(tracking.BUILDERS, "steady", _Steady)
+    for resume, asked in [(None, [4, 8]), (5, [8])]:
+        every4 = dataclasses.replace(run, log_every_steps=4, resume_step=resume)
+        (tracker,) = start_trackers(["steady"], every4, print)
+        wanted = []
+        for step in range((resume or 0) + 1, 9):
+            if tracker.wants_method_stats:
+                wanted.append(step)
+            tracker.on_step(_step(step))
+        assert wanted == asked and tracker.seen == asked

@@ -121,3 +121,33 @@ def wandb_offline_run(folder: Path) -> dict[str, Any]:
 def _key(item: Any) -> str:
     """W&B stores ``train/loss`` as the nested key (train, loss)."""
     return item.key or "/".join(item.nested_key)
+
+
+def tensorboard_steps(folder: Path, tag: str) -> list[int]:
+    """The steps of ``tag``'s scalars as TensorBoard shows them, in order (a repeated step
+    would appear twice; what a resumed writer's ``purge_step`` drops does not appear)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every one
+    events.Reload()
+    return [e.step for e in events.Scalars(tag)]
+
+
+def wandb_run_ids(folder: Path) -> list[str]:
+    """The W&B run id of each offline run folder under ``folder`` (one per attempt), as W&B
+    names its transaction log (``run-<id>.wandb``: a killed attempt's log may end before its
+    run record)."""
+    return [log.stem.removeprefix("run-") for log in folder.glob("offline-run-*/run-*.wandb")]
+
+
+def tensorboard_hparam_metrics(folder: Path) -> list[str]:
+    """The metric tags of the ``hparams`` plugin's experiment (what the HParams dashboard
+    shows as columns beside the hyperparameters)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/experiment"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    return [info.name.tag for info in experiment.metric_infos]

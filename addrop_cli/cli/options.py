@@ -128,7 +128,7 @@ def executor_overrides(options: dict[str, object]) -> list[str]:
 
 
 def with_tracking(spec: ExperimentSpec, track: list[str] | None) -> ExperimentSpec:
-    """The spec with ``--track`` trackers added to its ``tracking`` list (each once)."""
+    """The spec with ``--track`` trackers added to its ``tracking`` (each once)."""
     if not track:
         return spec
     from addrop_cli.spec.trackers import TRACKERS
@@ -136,8 +136,8 @@ def with_tracking(spec: ExperimentSpec, track: list[str] | None) -> ExperimentSp
     for name in track:
         if name not in TRACKERS:
             raise SpecError(f"--track: {TRACKERS.unknown(name)}")
-    merged = list(dict.fromkeys([*spec.tracking, *track]))
-    return spec.model_copy(update={"tracking": merged})
+    merged = list(dict.fromkeys([*spec.tracking.to, *track]))
+    return spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"to": merged})})
 
 
 def grid_overrides(axes: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Commands that read the results store: ``status``, ``report``, ``predict``."""
+"""Commands that read the results store: ``status``, ``report``, ``predict``, ``track``."""
 
 from __future__ import annotations
 
@@ -160,3 +160,22 @@ def predict(
         spec, path, out=out, variant=variant, results_root=results, console=console
     )
     raise typer.Exit(code)
+
+
+@app.command()
+def track(
+    path: Annotated[Path, typer.Argument(help="results/<name>: an experiment folder.")],
+    to: Annotated[str, typer.Option("--to", help="tensorboard, mlflow or wandb.")],
+) -> None:
+    """Send the finished runs of a results folder to a tracker, from the store's records.
+
+    Each done run becomes a tracker run: its config, tags and every evaluation (not the
+    per-step training curves, which the store does not keep).
+
+    [bold]Examples[/bold]
+
+      addrop track results/smoke --to mlflow
+    """
+    from addrop_cli.execution.export import export_runs
+
+    raise typer.Exit(export_runs(path, to, console))

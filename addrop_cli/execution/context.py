@@ -14,6 +14,7 @@ from rich.console import Console
 from addrop_cli.errors import StoreError
 from addrop_cli.execution.display import INTERRUPTED, PlainProgress
 from addrop_cli.spec.matrix import RunSpec
+from addrop_cli.spec.trackers import LOG_EVERY_STEPS
 from addrop_cli.store.folders import ExperimentStore, RunFolder
 from addrop_cli.store.records import FailedMetrics, RunConfig
 from addrop_cli.store.status import AttemptStatus
@@ -75,6 +76,8 @@ class RunContext:
     process (or an earlier job of this one) and is not attempted again."""
     tracking: tuple[str, ...] = ()
     """Trackers that follow each run (spec ``tracking``, ``--track``)."""
+    track_every: int = LOG_EVERY_STEPS
+    """Training metrics go to them every this many steps (``tracking.log_every_steps``)."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,8 @@ def _execute(
     loaded = folder.state.load() if folder.status == "unfinished" else None
     at = (loaded.step, loaded.epoch) if loaded else None
     folder.start(config, resume_at=at, epochs=epochs_of(loaded.payload) if loaded else None)
-    loggers = follow(run, folder, config, context.tracking, progress, index)
+    tracking = (context.tracking, context.track_every)
+    loggers = follow(run, folder, config, tracking, progress, index, at)
     if at is not None:  # to the console and train.log
         loggers.on_note(f"resuming from step {at[0]} (epoch {at[1] + 1})")  # epochs from 1
     clock = AttemptClock(folder)

@@ -13,7 +13,8 @@ from addrop_cli.errors import SpecError
 from addrop_cli.execution.context import EXIT_OK, Backend, RunContext, Summary
 from addrop_cli.execution.local import PoolBackend, SerialBackend
 from addrop_cli.execution.placement import plan_pool, spec_run_bytes, visible_gpus
-from addrop_cli.execution.tracking import installed, silent_servers
+from addrop_cli.execution.tracker_servers import silent_servers
+from addrop_cli.execution.tracking import installed, where_files_go
 from addrop_cli.spec.load import resolve_path, spec_to_yaml
 from addrop_cli.spec.matrix import RunSpec, expand, spec_version
 from addrop_cli.spec.schema import ExperimentSpec
@@ -39,7 +40,7 @@ def open_context(
 
     base_dir = spec_path.parent.resolve()
     problems = preflight(spec, base_dir, str(spec_path))
-    tracking, missing = installed(spec.tracking)
+    tracking, missing = installed(spec.tracking.to)
     problems = problems or silent_servers(tracking)  # seconds now, not minutes in every run
     if problems:
         raise SpecError(*problems)
@@ -47,7 +48,11 @@ def open_context(
     store.open_for_writing(spec.name, spec_hash, spec_to_yaml(spec))
     for line in missing:
         (console or Console(stderr=True)).print(f"warning: {line}", highlight=False, markup=False)
-    return RunContext(store, spec_hash, base_dir, tracking=tuple(tracking))
+    if tracking:
+        line = where_files_go(tracking, store.root)
+        (console or Console()).print(line, highlight=False, markup=False, soft_wrap=True)
+    every = spec.tracking.log_every_steps
+    return RunContext(store, spec_hash, base_dir, tracking=tuple(tracking), track_every=every)
 
 
 def print_plan(

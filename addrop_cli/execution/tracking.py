@@ -14,17 +14,13 @@ one that fails mid-run is reported once and dropped by the fan-out.
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import json
 import logging
 import os
+import secrets
 import shutil
-import ssl
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from addrop_cli.engine.loggers import QuietLogger, one_line
 from addrop_cli.spec.trackers import TRACKERS
+from addrop_cli.store.atomic import atomic_write_json
+from addrop_cli.store.folders import TRACKER_IDS
 
 if TYPE_CHECKING:
     from addrop_cli.engine.loggers import StepEvent
     from addrop_cli.store.records import EpochRecord
-
-SERVER_TIMEOUT_S = 3.0
-"""How long an experiment waits, once before its first run, for a tracking server to answer."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +52,17 @@ class RunInfo:
     """results/<experiment>: trackers keep their files under ``tracking/`` there."""
     config: Mapping[str, Any]
     """The resolved run config (run.json), logged as hyperparameters."""
+    resume_step: int | None = None
+    """The last optimiser step before this attempt when it resumes a run (None: a fresh start);
+    each tracker then continues the run it followed before (ids kept in the run folder)."""
+    log_every_steps: int = 1
+    """Training metrics go to the trackers every this many optimiser steps (the spec's
+    ``tracking.log_every_steps``); evaluations always do."""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The config as hyperparameters: without ``identity``, which repeats its settings."""
+        return {k: v for k, v in self.config.items() if k != "identity"}
 
     @property
     def label(self) -> str:
@@ -80,10 +86,20 @@ class Tracker(QuietLogger):
     status through :meth:`finish`."""
 
     name = "tracker"
-    wants_method_stats = True
+    every = 1
+    """Training metrics are logged at the steps that are a multiple of this."""
+    last_step = 0
+
+    @property
+    def wants_method_stats(self) -> bool:
+        """The method's statistics only for a step that is logged (reading them costs a device
+        copy, a synchronisation on a GPU)."""
+        return (self.last_step + 1) % self.every == 0
 
     def on_step(self, event: StepEvent) -> None:
-        self.log_numbers(step_metrics(event), event.global_step)
+        self.last_step = event.global_step
+        if event.global_step % self.every == 0:
+            self.log_numbers(step_metrics(event), event.global_step)
 
     def on_eval(self, record: EpochRecord) -> None:
         self.log_numbers(eval_metrics(record), record.step)
@@ -102,6 +118,23 @@ class Tracker(QuietLogger):
 
     def finish(self, status: str) -> None:
         raise NotImplementedError
+
+
+def remembered(run: RunInfo, name: str) -> str | None:
+    """The id ``name`` gave this run in an earlier attempt, when this attempt resumes it."""
+    if run.resume_step is None:
+        return None
+    try:
+        return str(json.loads((run.folder / TRACKER_IDS).read_text(encoding="utf-8"))[name])
+    except (OSError, KeyError):  # an attempt that did not follow the run with this tracker
+        return None
+
+
+def remember(run: RunInfo, name: str, ident: str) -> None:
+    """Keep ``name``'s id of this run for a later attempt that resumes it."""
+    path = run.folder / TRACKER_IDS
+    known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    atomic_write_json(path, known | {name: ident})
 
 
 class TrackerProblem(Exception):
@@ -130,7 +163,11 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 class TensorBoardTracker(Tracker):
     """Event files under ``tracking/tensorboard/<task>_<variant>_seed<seed>_<run_id>/``: one
     folder per run, so ``tensorboard --logdir results/<experiment>/tracking/tensorboard`` lists
-    the runs by name. The config is an ``hparams`` entry and a text summary."""
+    the runs by name. The config is an ``hparams`` entry and a text summary; a finished run adds
+    its best dev metrics (``best_dev/<metric>``, from metrics.json) to that entry, so that the
+    HParams dashboard compares runs by dev score. A resumed attempt
+    appends to the same folder from the step after the state it resumes (``purge_step``: what
+    the interrupted attempt logged after that state is dropped by TensorBoard's readers)."""
 
     name = "tensorboard"
 
@@ -141,13 +178,17 @@ class TensorBoardTracker(Tracker):
         except ImportError as err:
             raise _missing(self.name, err) from err
         folder = run.experiment_dir / "tracking" / "tensorboard" / _slug(run)
-        shutil.rmtree(folder, ignore_errors=True)  # a retried run starts its curves afresh
+        self.folder, self.metrics_file, self._hparams = folder, run.folder / "metrics.json", hparams
+        self.params = {k: _hparam(v) for k, v in flatten(run.params).items()} | run.tags
+        if run.resume_step is not None:
+            self.writer = SummaryWriter(log_dir=str(folder), purge_step=run.resume_step + 1)
+            return
+        shutil.rmtree(folder, ignore_errors=True)  # a run started over starts its curves afresh
         self.writer = SummaryWriter(log_dir=str(folder))
-        params = {k: _hparam(v) for k, v in flatten(run.config).items()} | run.tags
-        for event in hparams(params, {}):
-            self.writer.file_writer.add_summary(event)
+        # the session's start now; the experiment (its metric columns) once the run has them:
+        # TensorBoard's readers keep the first experiment entry they see
+        self.writer.file_writer.add_summary(hparams(self.params, {})[1])
         self.writer.add_text("config", f"```\n{json.dumps(run.config, indent=2)}\n```")
-        self.folder = folder
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         for key, value in metrics.items():
@@ -155,6 +196,17 @@ class TensorBoardTracker(Tracker):
 
     def finish(self, status: str) -> None:
         self.writer.add_text("status", status)
+        scores: dict[str, float] = {}
+        # a done run's metrics.json is written before its end reaches the trackers
+        if status == "done" and self.metrics_file.exists():
+            metrics = json.loads(self.metrics_file.read_text(encoding="utf-8"))
+            best = metrics["best"]["dev"]
+            scores = {f"best_dev/{k}": v for k, v in best.items() if _is_number(v)}
+            for key, value in scores.items():
+                self.writer.add_scalar(key, value, metrics.get("best_step", 0))
+        experiment, _, end = self._hparams(self.params, scores)
+        for event in (experiment, end):
+            self.writer.file_writer.add_summary(event)
         self.writer.close()
 
 
@@ -162,7 +214,9 @@ class MLflowTracker(Tracker):
     """One MLflow run per addrop run, in the experiment named after the spec. Without
     ``MLFLOW_TRACKING_URI`` the store is the local SQLite file ``tracking/mlflow.db`` (MLflow 3
     retired its folder store): ``mlflow ui --backend-store-uri
-    sqlite:///results/<experiment>/tracking/mlflow.db``."""
+    sqlite:///results/<experiment>/tracking/mlflow.db``. A resumed attempt reopens the run the
+    interrupted one created (its id is kept in the run folder) and skips the steps that run
+    already holds (the resumed attempt redoes the steps after its training state)."""
 
     name = "mlflow"
 
@@ -186,17 +240,33 @@ class MLflowTracker(Tracker):
                 if experiment is not None
                 else self.client.create_experiment(run.experiment)
             )
+        self._metric = Metric
+        self.logged: dict[str, int] = {}
+        """The last step each metric holds in a reopened run."""
+        earlier = remembered(run, self.name)
+        if earlier is not None:
+            self.run_id = earlier
+            self.client.update_run(earlier, status="RUNNING")
+            for key in self.client.get_run(earlier).data.metrics:
+                history = self.client.get_metric_history(earlier, key)
+                self.logged[key] = max(m.step for m in history)
+            return
         tags = run.tags | {"mlflow.runName": run.label}
         self.run_id = self.client.create_run(experiment_id, tags=tags).info.run_id
-        params = [Param(k[:250], str(v)[:6000]) for k, v in flatten(run.config).items()]
+        remember(run, self.name, self.run_id)
+        params = [Param(k[:250], str(v)[:6000]) for k, v in flatten(run.params).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params a call
             self.client.log_batch(self.run_id, params=params[start : start + 100])
-        self._metric = Metric
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
-        batch = [self._metric(k, float(v), now, step) for k, v in metrics.items()]
-        self.client.log_batch(self.run_id, metrics=batch)
+        batch = [
+            self._metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if step > self.logged.get(k, -1)
+        ]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
 
     def finish(self, status: str) -> None:
         self.client.set_terminated(self.run_id, "FINISHED" if status == "done" else "FAILED")
@@ -212,7 +282,9 @@ def mlflow_store(experiment_dir: Path) -> str:
 class WandbTracker(Tracker):
     """A W&B run, offline unless ``WANDB_MODE`` says otherwise: its files go under
     ``tracking/wandb/`` (``wandb sync results/<experiment>/tracking/wandb/offline-run-*`` uploads
-    them later). Project = the experiment, group = task/variant, tags = task, variant, method."""
+    them later). Project = the experiment, group = task/variant, tags = task, variant, method.
+    A resumed attempt resumes the W&B run of the interrupted one (same id, kept in the run
+    folder); offline, each attempt is its own ``offline-run-*`` folder of that run."""
 
     name = "wandb"
 
@@ -223,13 +295,17 @@ class WandbTracker(Tracker):
             raise _missing(self.name, err) from err
         folder = run.experiment_dir / "tracking"
         folder.mkdir(parents=True, exist_ok=True)
+        ident = remembered(run, self.name) or secrets.token_hex(4)  # W&B ids: [a-z0-9]
+        remember(run, self.name, ident)
         self.run = wandb.init(
+            id=ident,
+            resume="allow",
             project=os.environ.get("WANDB_PROJECT") or run.experiment,
             name=run.label,
             group=f"{run.task}/{run.variant}",
             job_type=run.method,
-            tags=[run.task, run.variant, run.method, f"seed{run.seed}"],
-            config=dict(run.config) | {"tags": run.tags},
+            tags=list(dict.fromkeys([run.task, run.variant, run.method, f"seed{run.seed}"])),
+            config=dict(run.params) | {"tags": run.tags},
             dir=str(folder),
             mode=os.environ.get("WANDB_MODE") or "offline",
             reinit="create_new",
@@ -284,12 +360,26 @@ def start_trackers(
     started: list[Tracker] = []
     for name in dict.fromkeys(names):
         try:
-            started.append(BUILDERS[name](run))
+            tracker = BUILDERS[name](run)
+            tracker.every, tracker.last_step = run.log_every_steps, run.resume_step or 0
+            started.append(tracker)
         except TrackerProblem as err:
             warn(str(err))
         except Exception as err:  # noqa: BLE001 - a tracker never fails the run
             warn(f"tracking: {name} did not start ({one_line(err)}); the run goes on without it")
     return started
+
+
+def where_files_go(names: Sequence[str], experiment_dir: Path) -> str:
+    """One line saying where each tracker's files (or runs) go, shown once per experiment."""
+    folder = experiment_dir / "tracking"
+    places = {
+        "tensorboard": f"{folder / 'tensorboard'} (tensorboard --logdir {folder / 'tensorboard'})",
+        "mlflow": os.environ.get("MLFLOW_TRACKING_URI") or f"{folder / 'mlflow.db'}",
+        "wandb": f"{folder / 'wandb'}"
+        + (" (offline)" if (os.environ.get("WANDB_MODE") or "offline") == "offline" else ""),
+    }
+    return "trackers: " + "; ".join(f"{n} -> {places[n]}" for n in dict.fromkeys(names))
 
 
 def installed(names: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -304,46 +394,6 @@ def installed(names: Sequence[str]) -> tuple[list[str], list[str]]:
         else:
             found.append(name)
     return found, problems
-
-
-def silent_servers(names: Sequence[str], timeout: float = SERVER_TIMEOUT_S) -> list[str]:
-    """One line for each tracker whose server gives no answer within ``timeout`` seconds.
-
-    Checked once per experiment before its first run: MLflow's client retries with back-off
-    for minutes on every run before it gives up. Only MLflow is asked (at an http(s)
-    ``MLFLOW_TRACKING_URI``); W&B runs offline unless told otherwise.
-    """
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if "mlflow" not in names or not uri.lower().startswith(("http://", "https://")):
-        return []
-    parts = urllib.parse.urlsplit(uri)
-    address = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # no password
-    why = no_answer(address, timeout)
-    if not why:
-        return []
-    return [
-        f"tracking: the MLflow server at MLFLOW_TRACKING_URI={address} does not answer ({why}); "
-        "start it, point MLFLOW_TRACKING_URI at one that answers, or drop mlflow from tracking"
-    ]
-
-
-def no_answer(url: str, timeout: float) -> str:
-    """Why ``url`` gives no HTTP answer within ``timeout`` seconds; empty when it answers with
-    any status (a 404 or a login page is a server that is there)."""
-    try:
-        urllib.request.urlopen(url, timeout=timeout).close()
-        return ""
-    except urllib.error.HTTPError:
-        return ""
-    except urllib.error.URLError as err:
-        reason = err.reason
-    except (OSError, http.client.HTTPException) as err:  # a read that times out; a bad port
-        reason = err
-    if isinstance(reason, TimeoutError):
-        return f"no answer within {timeout:g} s"
-    if isinstance(reason, ssl.SSLError):
-        return ""  # it answered; its certificate is MLflow's to judge (..._INSECURE_TLS)
-    return str(reason) or type(reason).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,7 +421,7 @@ def eval_metrics(record: EpochRecord) -> dict[str, float]:
         | {f"select/{k}": v for k, v in record.select.items()}
         | {f"select_loss/{k}": v for k, v in record.select_loss.items()}
         | {"eval/train_loss": record.train_loss, "eval/epoch": float(record.epoch)}
-        | {"eval/samples_per_s": record.train_samples_per_s}
+        | {"eval/train_samples_per_s": record.train_samples_per_s}
     )
 
 

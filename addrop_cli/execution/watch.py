@@ -29,14 +29,17 @@ def follow(
     run: RunSpec,
     folder: RunFolder,
     config: RunConfig,
-    tracking: tuple[str, ...],
+    tracking: tuple[tuple[str, ...], int],
     progress: PlainProgress,
     index: int,
+    resume_at: tuple[int, int] | None = None,
 ) -> Loggers:
     """The run's loggers, opened once its folder is started (a restart wipes it): required,
     the store, the display and train.log; optional, the trackers (one that does not start is a
     note on the display and in train.log). The caller adds a search run's trial judge and ends
-    them with the run's status (:meth:`Loggers.on_end`)."""
+    them with the run's status (:meth:`Loggers.on_end`). ``tracking``: the trackers' names and
+    every how many steps they get the training metrics; ``resume_at``: the training state's
+    (step, epoch) when the attempt resumes one (the trackers continue their runs from it)."""
     train_log = TrainLog(folder.path / "train.log", run, index, progress.total)
     shown = RunDisplay(progress, run)
     loggers = Loggers(required=[EpochFileLogger(folder), shown, train_log])
@@ -50,8 +53,10 @@ def follow(
         folder=folder.path,
         experiment_dir=folder.path.parent.parent,
         config=config.model_dump(mode="json"),
+        resume_step=resume_at[0] if resume_at is not None else None,
+        log_every_steps=tracking[1],
     )
-    loggers.optional = list(start_trackers(tracking, info, loggers.on_note))
+    loggers.optional = list(start_trackers(tracking[0], info, loggers.on_note))
     return loggers
 
 

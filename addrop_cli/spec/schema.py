@@ -18,7 +18,7 @@ from addrop_cli.data.config import DataSpec
 from addrop_cli.methods.registry import METHODS
 from addrop_cli.models.config import ModelSpec
 from addrop_cli.settings import Frozen, check_names
-from addrop_cli.spec.trackers import TrackerName
+from addrop_cli.spec.trackers import TrackingSpec
 
 MethodParams = Annotated[
     Union[tuple(info.params for info in METHODS.values())],  # noqa: UP007
@@ -357,7 +357,7 @@ class ExperimentSpec(Frozen):
     sweep: SweepSpec | None = None
     """A hyperparameter search (``addrop sweep``); ``addrop run`` ignores it."""
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
-    tracking: list[TrackerName] = Field(default_factory=list)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     """Trackers that follow every run (or ``--track``); never part of a run's identity."""
     variant_train: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Variant -> the training settings it changes, written as ``methods.<variant>.train``

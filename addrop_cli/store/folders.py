@@ -69,7 +69,10 @@ from addrop_cli.store.records import (
 from addrop_cli.store.state import TrainingStateFiles
 from addrop_cli.store.status import RunStatus
 
-_STATE_NAMES = ("state", ".state.previous", "attempt_times.jsonl")
+TRACKER_IDS = "tracking.json"
+"""Each tracker's id of the run it follows (written by the trackers), so a resumed attempt
+continues that tracker run."""
+_STATE_NAMES = ("state", ".state.previous", "attempt_times.jsonl", TRACKER_IDS)
 """What a resumed attempt keeps of the folder (besides what it rewrites)."""
 _HISTORY_NAMES = ("train.log",)
 """What every attempt keeps, resumed or started over: each attempt's log follows the last."""
