@@ -169,9 +169,9 @@ def check_store(experiment: Path, epochs: int) -> dict[str, DoneRun]:
             for name in JSON_FILES:
                 json.loads((folder / name).read_text())
             metrics = json.loads((folder / "metrics.json").read_text())
-            assert metrics["status"] == "done" and metrics["format"] == 1
+            assert metrics["status"] == "done" and metrics["format"] == 2
             lines = (folder / "epochs.jsonl").read_text().splitlines()
-            assert [json.loads(line)["epoch"] for line in lines] == list(range(epochs))
+            assert [json.loads(line)["epoch"] for line in lines] == list(range(1, epochs + 1))
             assert json.loads((folder / "run.json").read_text())["run_id"] == folder.name
             done[folder.name] = DoneRun(
                 (folder / "DONE").read_bytes(),

@@ -188,3 +188,22 @@ def test_nested_subsets_are_the_old_ones_for_two_classes() -> None:
     for n in range(1, 200):
         old = stratified_sample(examples, n, _rng(3, 3), regression=False)
         assert nested_sample(examples, n, _rng(3, 3), regression=False) == old
+
+
+def test_two_seed_curve_band_stays_within_the_metric_range(tmp_path: Path) -> None:
+    from addrop_cli.report.curves import band_frame, factor_curves
+
+    exp = tmp_path / "sizes"
+    for size in (100, 1000):
+        for seed, acc in ((1, 0.99), (2, 0.75)):  # one degree of freedom: +-12.7 std errors
+            config = make_store.run_config(
+                "sizes", task="rte", variant="baseline", params=make_store.BASELINE, seed=seed,
+                data={"train_size": size},
+            )  # fmt: skip
+            config["factors"] = {"data.train_size": size}
+            make_store.write_run(exp, config, {"accuracy": acc})
+    report = build_report([exp], resamples=10)
+    bands = band_frame(report.table, factor_curves(report.table)[0])
+    assert len(bands) == 2 and (bands["n"] == 2).all()
+    assert (bands["low"] >= 0).all() and (bands["high"] <= 1).all()
+    assert (bands["high"] == 1).all()  # clipped, not dropped

@@ -143,7 +143,7 @@ def _observed_run_time(lines: list[tuple[float, str]]) -> float | None:
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     if gaps:
         return sum(gaps) / len(gaps)
-    epochs = [t for t, line in lines if " epoch 0: " in line]
+    epochs = [t for t, line in lines if " epoch 1: " in line]
     return EPOCHS * (epochs[0] - starts[0]) if starts and epochs else None
 
 

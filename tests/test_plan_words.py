@@ -91,3 +91,18 @@ def test_no_previous_state_to_fall_back_to_is_not_announced(
         assert states.load() is None
     assert "training state discarded" in caplog.text
     assert "previous state" not in caplog.text and "a clean start" in caplog.text
+
+
+def test_status_says_where_a_run_resumes_and_why_an_old_state_does_not(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    states = TrainingStateFiles(one_run_dir(tmp_path))
+    states.write({"x": torch.arange(4)}, step=6, epoch=1)  # the loop's position: second epoch
+    store = experiment_store(load_spec(SMOKE, list(ONE)), tmp_path).root
+    assert "resumes from step 6 (epoch 2) of its training state" in run_cli(
+        capsys, "status", store
+    ).out.replace("\n", "")
+    manifest = states.current / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"format": 2', '"format": 1'))
+    old = run_cli(capsys, "status", store).out
+    assert "resumes from" not in old and "unusable training state" in old

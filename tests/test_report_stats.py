@@ -178,3 +178,28 @@ def test_last_epoch_reports_skip_the_best_epoch_bootstrap() -> None:
     comparisons = compare(table, resamples=50, min_seeds=2)
     assert all(c.bootstrap is None for c in comparisons)
     assert all(c.seeds.t_p is not None for c in comparisons)
+
+
+def test_one_seed_report_shows_no_p_value_and_claims_no_spread(tmp_path: Path) -> None:
+    store = tmp_path / "glue-small"
+    shutil.copytree(GLUE_SMALL, store)
+    for run in (store / "runs").iterdir():  # seed 1 only
+        if json.loads((run / "run.json").read_text())["seed"] != 1:
+            shutil.rmtree(run)
+    report = build_report([store], resamples=20)
+    stats_table = next(g for g in grids(report) if g.title == "Statistics")
+    p_columns = ["paired t p", "Wilcoxon p", "Welch p"]
+    assert set(stats_table.text[p_columns].to_numpy().ravel()) == {"—"}
+    assert set(stats_table.text["Holm p"]) == {NOT_ENOUGH_SEEDS}
+    assert not any("std" in line for line in report.protocol)
+
+
+def test_the_same_run_in_two_reported_folders_is_warned_about(tmp_path: Path) -> None:
+    for copy in ("a", "b"):
+        shutil.copytree(GLUE_SMALL, tmp_path / copy / "glue-small")
+    report = build_report([tmp_path / "a", tmp_path / "b"], resamples=20)
+    alone = build_report([GLUE_SMALL], resamples=20)
+    assert report.table.cell("rte", "addrop").n == alone.table.cell("rte", "addrop").n
+    duplicates = [w for w in report.warnings if "the same run in 2 places" in w]
+    assert duplicates and len(duplicates) == sum(c.n for c in alone.table.cells.values())
+    assert str(tmp_path / "b") in duplicates[0]

@@ -88,7 +88,7 @@ def test_sigkill_mid_epoch_then_resume_ends_identical_to_an_uninterrupted_run(
 
     resumed = start_addrop(results, args)
     assert resumed.finish() == 0, resumed.output()
-    assert "resuming from step 20 (epoch 1)" in resumed.output()
+    assert "resuming from step 20 (epoch 2)" in resumed.output()
 
     ref_metrics, ref_epochs, ref_predictions, _ = _stored(tmp_path / "reference")
     metrics, epochs, predictions, folder = _stored(results)
@@ -101,7 +101,7 @@ def test_sigkill_mid_epoch_then_resume_ends_identical_to_an_uninterrupted_run(
         assert [e["method"]["addrop_epoch"] for e in epochs] == [0.0, 1.0, 0.0]
     starts = RunFolder(folder).attempts()
     assert len(starts) == 2
-    assert starts[0].endswith("step=0 epoch=0") and starts[1].endswith("step=20 epoch=1")
+    assert starts[0].endswith("step=0 epoch=1") and starts[1].endswith("step=20 epoch=2")
     assert not (folder / "state").exists()  # deleted once DONE (train.keep_state is false)
 
 
@@ -169,7 +169,7 @@ def test_restart_starts_over_and_keep_state_keeps_it(
     again = run_cli(capsys, "run", SMOKE, "--plain", "--results", tmp_path, *args, "--restart")
     assert again.code == 0, again.err
     assert "resuming" not in again.out
-    assert RunFolder(folder).attempts()[-1].endswith("step=0 epoch=0")
+    assert RunFolder(folder).attempts()[-1].endswith("step=0 epoch=1")
 
 
 def test_checkpoints_load_with_from_pretrained_and_carry_a_model_card(

@@ -11,8 +11,10 @@ from cli_helpers import run_cli
 
 from addrop_cli.data.tasks import get_task
 from addrop_cli.engine.loop import run_one
+from addrop_cli.report.frame import curve_frame
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.matrix import expand
+from addrop_cli.store.reader import load_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "experiments" / "smoke.yaml"
@@ -40,12 +42,19 @@ def test_run_stores_every_run_and_skips_them_next_time(
             assert (folder / name).is_file(), name
         assert (folder / "DONE").is_file()
         metrics = json.loads((folder / "metrics.json").read_text())
-        assert metrics["status"] == "done" and metrics["format"] == 1
+        assert metrics["status"] == "done" and metrics["format"] == 2
         assert 0.0 <= metrics["best"]["dev"]["accuracy"] <= 1.0
         epochs = [json.loads(line) for line in (folder / "epochs.jsonl").read_text().splitlines()]
-        assert [e["epoch"] for e in epochs] == [0, 1]
+        assert [e["epoch"] for e in epochs] == [1, 2]  # counted from 1, as printed below
+        assert metrics["best_epoch"] in (1, 2)
         predictions = json.loads((folder / "predictions.json").read_text())["dev"]
         assert len(predictions["guids"]) == len(predictions["predictions"]) == 80
+    log = (runs["sst2/baseline/1"] / "train.log").read_text()  # the console's lines
+    assert " epoch 1: " in log and " epoch 2: " in log and " epoch 0: " not in log
+    baseline = [
+        r for r in load_runs(tmp_path / "smoke") if r.path.name == runs["sst2/baseline/1"].name
+    ]
+    assert list(curve_frame(baseline)["x"]) == [1.0, 2.0]  # the plots' epoch axis
     addrop_epochs = (runs["sst2/addrop/1"] / "epochs.jsonl").read_text().splitlines()
     odd = json.loads(addrop_epochs[1])["method"]  # cross-tuning: AD-DROP in epoch 1 only
     assert odd["addrop_epoch"] == 1 and 0 < odd["dropped_frac_l0"] < 0.2
@@ -66,7 +75,7 @@ def test_run_stores_every_run_and_skips_them_next_time(
     assert "1 already in" in resumed.out and "1 to run" in resumed.out
     assert (killed / "DONE").is_file()
     lines = (killed / "epochs.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
     assert (runs["sst2/baseline/1"] / "DONE").stat().st_mtime_ns == done_times["sst2/baseline/1"]
 
 

@@ -63,7 +63,7 @@ def test_the_search_space_is_the_sweeps_paths_and_trial_params_map_back_to_grid_
     assert point == {"methods.addrop.p": 0.3, "methods.addrop.q": 0.5}
 
 
-def _record(epoch: int, accuracy: float) -> EpochRecord:
+def _record(epoch: int, accuracy: float) -> EpochRecord:  # epoch counted from 1
     return EpochRecord(
         epoch=epoch, step=epoch, train_loss=0.5, select={"accuracy": accuracy}, dev={}
     )
@@ -85,13 +85,13 @@ def test_a_judge_reports_every_epoch_and_stops_a_trial_below_the_median(tmp_path
         )
         return TrialJudge(link, "accuracy")
 
-    judge(good, 0).on_eval(_record(0, 0.95))  # above the median: goes on
+    judge(good, 0).on_eval(_record(1, 0.95))  # above the median: goes on
     with pytest.raises(RunPruned) as info:
-        judge(bad, 2).on_eval(_record(0, 0.5))  # the trial's second seed starts at step 2
+        judge(bad, 2).on_eval(_record(1, 0.5))  # the trial's second seed starts at step 2
     assert info.value.epochs_run == 1 and "median pruner after epoch 1" in info.value.reason
     # its first seed's run stops at its next evaluation, whatever it scores
     with pytest.raises(RunPruned, match="on another seed"):
-        judge(bad, 0).on_eval(_record(0, 0.99))
+        judge(bad, 0).on_eval(_record(1, 0.99))
     frozen = {t.number: t for t in study.get_trials()}
     assert frozen[good.number].intermediate_values == {0: 0.95}
     assert frozen[bad.number].intermediate_values == {2: 0.5, 0: 0.99}
@@ -109,7 +109,7 @@ def test_a_pruned_run_is_stored_as_pruned_never_retried_and_never_a_result(
     runs = [r.model_copy(update={"sweep": {"point": point, "stage": "select"}}) for r in runs]
 
     def pruned_at_first_epoch(run, *, loggers, **_):  # type: ignore[no-untyped-def]
-        raise RunPruned(0, "median pruner after epoch 1: accuracy 0.5000")
+        raise RunPruned(1, "median pruner after epoch 1: accuracy 0.5000")
 
     monkeypatch.setattr("addrop_cli.engine.loop.run_one", pruned_at_first_epoch)
     context = RunContext(store=store, spec_hash="hash", base_dir=SMOKE.parent)

@@ -166,10 +166,10 @@ def test_a_run_longer_than_the_time_limit_finishes_after_requeues(tmp_path: Path
     assert proc.returncode == 0, out
     (record,) = load_runs(tmp_path / "smoke")
     assert record.status == "done"
-    assert [e.epoch for e in record.epochs()] == list(range(60))
+    assert [e.epoch for e in record.epochs()] == list(range(1, 61))
     starts = RunFolder(record.path).attempts()
     assert len(starts) >= 2, starts  # the run outlived one job
-    assert starts[0].endswith(" step=0 epoch=0")
+    assert starts[0].endswith(" step=0 epoch=1")
     assert all(" step=0 " not in line for line in starts[1:]), starts
 
 

@@ -74,9 +74,9 @@ def test_attempts_log_survives_restarts(tmp_path: Path) -> None:
     lines = folder.attempts()
     assert len(lines) == 3 and all(f"pid={os.getpid()} host=" in line for line in lines)
     assert [line.rsplit(" ", 2)[1:] for line in lines] == [
-        ["step=0", "epoch=0"],
-        ["step=0", "epoch=0"],
-        ["step=7", "epoch=1"],
+        ["step=0", "epoch=1"],
+        ["step=0", "epoch=1"],
+        ["step=7", "epoch=2"],  # the loop's position 1 is the second epoch
     ]
     assert folder.attempts_log == tmp_path / "exp" / "attempts" / "abc123def456.log"
 
@@ -259,3 +259,14 @@ def test_attempt_times_keep_each_attempts_latest_and_skip_a_torn_line(tmp_path: 
     with open(folder.path / "attempt_times.jsonl", "a") as f:
         f.write('{"attempt": 2, "seco')  # a kill in the middle of a line
     assert folder.attempt_times() == {1: 5.5, 2: 1.25}
+
+
+def test_format_1_stores_are_read_with_epochs_counted_from_1() -> None:
+    """Format 1 counted epochs from 0 in epochs.jsonl and metrics.json; they read as format 2's."""
+    fixture = Path(__file__).resolve().parent / "fixtures" / "store" / "glue-small"
+    (run,) = [r for r in load_runs(fixture) if r.run_id == "1f8a7836a17d"]
+    stored = json.loads((run.path / "metrics.json").read_text())
+    on_disk = [json.loads(line)["epoch"] for line in (run.path / "epochs.jsonl").open()]
+    assert stored["format"] == 1 and on_disk[0] == 0
+    assert [e.epoch for e in run.epochs()] == [e + 1 for e in on_disk]
+    assert run.metrics is not None and run.metrics.best_epoch == stored["best_epoch"] + 1

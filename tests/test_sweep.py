@@ -353,7 +353,8 @@ def test_status_tells_running_from_interrupted_and_not_started(
     from_folder = run_cli(capsys, "status", experiment)
     assert "3 runs: 0 queued, 0 running, 1 done, 0 failed, 2 interrupted" in from_folder.out
     details = {s.run_id: s.detail for s in collect(ExperimentStore(experiment))}
-    assert details[runs[2].run_id] == "not running; resumes from step 7 of its training state"
+    resumes = "not running; resumes from step 7 (epoch 1) of its training state"
+    assert details[runs[2].run_id] == resumes
     assert details[runs[1].run_id] == "not running; no training state: starts again from step 0"
 
 

@@ -333,7 +333,7 @@ class RunLoop:
         elapsed = tally.elapsed  # training time only: the evaluation below is not counted
         ev = s.evaluator(s.model)
         record = EpochRecord(
-            epoch=epoch,
+            epoch=epoch + 1,  # stored and shown counted from 1; the loop counts from 0
             step=st.global_step,
             train_loss=tally.mean_loss,
             select=ev.select,
@@ -347,12 +347,12 @@ class RunLoop:
         )
         st.epochs_log.append(record)
         self.loggers.on_eval(record)
-        st.last = Best(ev, epoch, st.global_step)
+        st.last = Best(ev, record.epoch, st.global_step)
         if st.stopping.update(ev.select[st.stopping.metric]):
             weights = None
             if self.keep_best_state:
                 weights = {k: v.detach().cpu().clone() for k, v in s.model.state_dict().items()}
-            st.best = Best(ev, epoch, st.global_step, weights)
+            st.best = Best(ev, record.epoch, st.global_step, weights)
         st.stopped = st.stopping.should_stop
         return st.stopped
 

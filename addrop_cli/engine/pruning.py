@@ -9,7 +9,8 @@ from __future__ import annotations
 
 
 class RunPruned(Exception):
-    """Stop this run after the evaluation of ``epoch`` (0-based): it is not worth finishing."""
+    """Stop this run after the evaluation of ``epoch`` (counted from 1): it is not worth
+    finishing."""
 
     def __init__(self, epoch: int, reason: str) -> None:
         super().__init__(reason)
@@ -18,4 +19,4 @@ class RunPruned(Exception):
 
     @property
     def epochs_run(self) -> int:
-        return self.epoch + 1
+        return self.epoch

@@ -204,7 +204,7 @@ def _execute(
     folder.start(config, resume_at=at, epochs=epochs_of(loaded.payload) if loaded else None)
     loggers = follow(run, folder, config, context.tracking, progress, index)
     if at is not None:  # to the console and train.log
-        loggers.on_note("resuming from step {} (epoch {})".format(*at))
+        loggers.on_note(f"resuming from step {at[0]} (epoch {at[1] + 1})")  # epochs from 1
     clock = AttemptClock(folder)
     loggers.required.append(clock)
     try:

@@ -144,7 +144,7 @@ class RichProgress(PlainProgress):
         super().evaluated(run, record)
         if self.epoch_bar is not None:
             self.bars.update(
-                self.epoch_bar, completed=record.epoch + 1, info=format_metrics(record.dev)
+                self.epoch_bar, completed=record.epoch, info=format_metrics(record.dev)
             )
 
     def run_end(self, run: RunSpec, status: str, detail: str) -> None:

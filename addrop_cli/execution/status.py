@@ -109,10 +109,15 @@ def collect(store: ExperimentStore, runs: Sequence[RunSpec] | None = None) -> li
 
 def _resume_point(run_dir: Path) -> str:
     """Where an interrupted run goes on: the step of its training state, or from the start."""
-    manifest = TrainingStateFiles(run_dir).valid_manifest()  # what a run would resume from
+    states = TrainingStateFiles(run_dir)
+    manifest = states.valid_manifest()  # what a run would resume from
+    if manifest is None and states.exists():  # damaged, or of an older addrop's format
+        return "not running; unusable training state: starts again from step 0"
     if manifest is None:
         return "not running; no training state: starts again from step 0"
-    return f"not running; resumes from step {manifest.get('step')} of its training state"
+    step, epoch = manifest.get("step"), manifest.get("epoch")
+    at = f"step {step} (epoch {epoch + 1})" if isinstance(epoch, int) else f"step {step}"
+    return f"not running; resumes from {at} of its training state"  # epochs counted from 1
 
 
 def _label(label: str, sweep: dict | None) -> str:

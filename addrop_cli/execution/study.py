@@ -184,7 +184,7 @@ class TrialJudge(QuietLogger):
         from addrop_cli.engine.pruning import RunPruned
 
         value = float(record.select[self.metric])
-        step = self.link["offset"] + record.epoch
+        step = self.link["offset"] + record.epoch - 1  # the trial's steps count from 0
         with warnings.catch_warnings():  # a resumed run reports its last epoch again: ignored
             warnings.simplefilter("ignore")
             self.trial.report(value, step)
@@ -196,7 +196,7 @@ class TrialJudge(QuietLogger):
             self.trial.set_user_attr(PRUNED_MARK, step)
             raise RunPruned(
                 record.epoch,
-                f"{self.link['pruner']} pruner after epoch {record.epoch + 1}: "
+                f"{self.link['pruner']} pruner after epoch {record.epoch}: "
                 f"{self.metric} {value:.4f}",
             )
 

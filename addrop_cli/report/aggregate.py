@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,7 @@ from addrop_cli.report.frame import (
     task_rows,
     variant_keys,
 )
-from addrop_cli.store.reader import SELECT_STAGE, RunRecord
+from addrop_cli.store.reader import SELECT_STAGE, RunRecord, StoreWarning
 
 __all__ = ["Cell", "Epoch", "GlueCell", "Table", "TaskRow", "aggregate", "variant_keys"]
 
@@ -153,6 +154,7 @@ def aggregate(
     runs = frame[frame["evaluation"] == epoch]
     chosen, protocols = _reported_runs(runs, rows, agg)
     done = chosen[chosen["status"] == "done"].sort_values("seed", kind="stable")
+    _warn_duplicates(done)
     done = done.drop_duplicates([*CELL, "seed"])
     frame["counted"] = frame["run_id"].isin(done["run_id"]) & frame["path"].isin(done["path"])
     summary = _summary(done, rows, ref, agg)
@@ -164,6 +166,21 @@ def aggregate(
     tasks = tuple(rows[t] for t in _order_tasks(rows))
     glue = _glue(summary, tasks, variants, ref)
     return Table(tasks, variants, ref, cells, glue, epoch, agg, info, frame, summary)
+
+
+def _warn_duplicates(done: pd.DataFrame) -> None:
+    """Say which runs are not counted because another finished run has their task, variant and
+    seed (the same run in two reported folders, or a run made twice)."""
+    twice = done[done.duplicated([*CELL, "seed"], keep=False)]
+    for (task, variant, seed), group in twice.groupby([*CELL, "seed"], sort=False):
+        paths = list(dict.fromkeys(group["path"]))
+        what = "the same run" if group["run_id"].nunique() == 1 else "finished runs"
+        warnings.warn(
+            f"{variant} on {task}, seed {seed}: {what} in {len(paths)} places "
+            f"({', '.join(paths)}); counting {paths[0]} only",
+            StoreWarning,
+            stacklevel=3,
+        )
 
 
 # ---------------------------------------------------------------------------------------------

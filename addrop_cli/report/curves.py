@@ -4,7 +4,8 @@ each variant at every factor value, and each variant's paired difference from th
 The table keeps every factor point as a row of its own (:func:`frame.row_key`); a curve strings
 the rows of one task along one numeric factor (the other factors held at one point each).
 
-* **Bands**: mean over seeds and a 95% t-interval of that mean, per variant and value.
+* **Bands**: mean over seeds and a 95% t-interval of that mean, per variant and value, clipped
+  to the values the metric can take (two seeds' interval is wide enough to leave them).
 * **Differences**: per value, the variant minus the reference on the main metric, paired by
   seed; the paired t-test's p-value Holm-corrected over the curve's factor values, and the
   paired bootstrap interval over dev examples of :mod:`addrop_cli.report.stats`.
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from addrop_cli.data.metrics import score_bounds
 from addrop_cli.report.aggregate import Table, TaskRow
 from addrop_cli.report.build import Report
 from addrop_cli.report.stats import holm, seed_tests
@@ -81,9 +83,10 @@ def band_frame(table: Table, curve: Curve) -> pd.DataFrame:
                 continue
             scores = list(values.values())
             mean, half = float(np.mean(scores)), t_halfwidth(scores)
+            floor, ceiling = score_bounds([row.main_metric])
             out.append(
                 {"variant": variant, "x": x, "n": len(scores), "mean": mean}
-                | {"low": mean - half, "high": mean + half}
+                | {"low": max(floor, mean - half), "high": min(ceiling, mean + half)}
             )
     return pd.DataFrame(out, columns=["variant", "x", "n", "mean", "low", "high"])
 

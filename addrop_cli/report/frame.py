@@ -197,7 +197,7 @@ def curve_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
         for i, row in enumerate(rows):
             out.append(
                 {"run_id": r.run_id, "path": str(r.path)}
-                | {"x": float(row.epoch) + 1 if by_epoch else float(i + 1)}
+                | {"x": float(row.epoch) if by_epoch else float(i + 1)}
                 | {"train_loss": _number(row.train_loss)}
                 | {DEV + k: _number(v) for k, v in row.dev.items()}
                 | {DEV_LOSS + k: _number(v) for k, v in row.dev_loss.items()}

@@ -308,7 +308,8 @@ def _heatmap_figure(task: TaskRow, variant: str, grid: pd.DataFrame, epoch: str)
     ax.set_xticks(range(len(qs)), [f"{q:g}" for q in qs])
     ax.set_yticks(range(len(ps)), [f"{p:g}" for p in ps])
     ax.set(xlabel="q (drop probability)", ylabel="p (candidate region)")
-    ax.set_title(f"{task.display}, {variant}: mean ± std over seeds")
+    spread = "mean ± std over seeds" if std.notna().any().any() else "one seed: no spread"
+    ax.set_title(f"{task.display}, {variant}: {spread}")
     return fig
 
 

@@ -16,8 +16,10 @@ def describe_protocol(table: Table) -> list[str]:
         if table.epoch == "best"
         else "last epoch"
     )
+    most = max((c.n for c in table.cells.values()), default=0)
+    spread = "± sample std over seeds" if most > 1 else "one seed per cell, so no spread"
     lines = [
-        f"Dev-set scores x100 at the {epoch}; {table.agg} ± sample std over seeds; "
+        f"Dev-set scores x100 at the {epoch}; {table.agg} {spread}; "
         f"n=k/N: k finished seeds of the N the experiment ran; Δ against {table.reference}."
     ]
     runs = table.frame[table.frame["evaluation"] == table.epoch]

@@ -3,7 +3,7 @@
 Layout (format version 1; docs/store.md documents it, reports read it)::
 
     results/<experiment>/
-      experiment.json          {"format": 1, "name": ..., "spec_hashes": [...]}
+      experiment.json          {"format": N, "name": ..., "spec_hashes": [...]}
       spec.yaml                the last resolved spec that ran here
       runs/<run_id>/
         run.json               resolved run config (written first)
@@ -22,6 +22,7 @@ Layout (format version 1; docs/store.md documents it, reports read it)::
       runs/.<run_id>.lock      the run's lock file (an OS lock; the file itself means nothing)
       attempts/<run_id>.log    one line per start of the run, appended, never wiped:
                                "<UTC time> pid=<pid> host=<hostname> step=<n> epoch=<e>"
+                               (the epoch it starts in, counted from 1)
 
 A run folder without DONE or FAILED is an interrupted run: it goes on from its training state
 (epochs.jsonl rewritten to the state's evaluations), or is wiped and started again without one.
@@ -126,7 +127,8 @@ class RunFolder:
         """Begin (or begin again) a run: wipe what an interrupted attempt left, write run.json.
 
         Each start appends one line to the attempts log first, with the optimiser step and epoch
-        it starts from, so "each run ran exactly once" and "no requeue started over" can be
+        it starts from (the epoch counted from 1; ``resume_at`` holds the loop's 0-based position),
+        so "each run ran exactly once" and "no requeue started over" can be
         checked after the fact, and a header line to train.log, which every attempt appends to
         (the log of a job that timed out stays above the requeued job's). With ``resume_at``
         (step, epoch) the training state is kept and epochs.jsonl is rewritten to hold exactly
@@ -135,7 +137,7 @@ class RunFolder:
         """
         host = socket.gethostname()
         step, epoch = resume_at or (0, 0)
-        started = f"{now_iso()} pid={os.getpid()} host={host} step={step} epoch={epoch}"
+        started = f"{now_iso()} pid={os.getpid()} host={host} step={step} epoch={epoch + 1}"
         append_line(self.attempts_log, started)
         with writing(self.path):
             if self.path.exists():
@@ -274,10 +276,12 @@ class ExperimentStore:
         if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
             raise StoreError(
                 f"{path}: unreadable (not the experiment.json layout: expected "
-                '{"format": 1, "name": ..., "spec_hashes": [...]}); delete the file to let addrop '
+                '{"format": N, "name": ..., "spec_hashes": [...]}); delete the file to let addrop '
                 "rewrite it"
             )
-        if meta.get("format") != FORMAT_VERSION:
+        # an older format's runs are read as they are (each run records its format), so new
+        # runs may join them; a newer format's may hold what this addrop would misread
+        if not isinstance(meta.get("format"), int) or meta["format"] > FORMAT_VERSION:
             raise StoreError(
                 f"{path}: results format {meta.get('format')!r}, this addrop reads format "
                 f"{FORMAT_VERSION}; use a matching addrop version or another results folder"

@@ -29,6 +29,7 @@ from addrop_cli.store.records import (
     RunConfig,
     RunMetrics,
     SplitPredictions,
+    epochs_from_one,
 )
 from addrop_cli.store.status import RunStatus
 
@@ -124,9 +125,13 @@ class RunRecord:
             if not line.strip():
                 continue
             try:
-                rows.append(EpochRecord.model_validate(json.loads(line)))
+                row = EpochRecord.model_validate(json.loads(line))
             except ValueError as err:  # not JSON, or not an evaluation record
                 _warn(f"{path}:{number}: {_why(err)}; line skipped")
+                continue
+            rows.append(
+                row.model_copy(update={"epoch": epochs_from_one(self.config.format, row.epoch)})
+            )
         return rows
 
     def predictions(self) -> dict[str, SplitPredictions] | None:
@@ -281,6 +286,8 @@ def read_run(run_dir: Path) -> RunRecord | None:
     try:
         metrics = RunMetrics.model_validate(_json(path))
         _check_metrics(metrics)
+        best_epoch = epochs_from_one(metrics.format, metrics.best_epoch)
+        metrics = metrics.model_copy(update={"best_epoch": best_epoch, "format": FORMAT_VERSION})
     except (OSError, ValueError) as err:
         _warn(f"{path}: unreadable ({_why(err)}); run skipped{_redo(run_dir)}")
         return RunRecord(run_dir, config, "corrupt", f"metrics.json unreadable: {_why(err)}")

@@ -14,9 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from addrop_cli.store.identity import run_identity, variant_identity
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """The store format written and understood here. Additions with defaults keep the version;
-anything an older reader would misread bumps it."""
+anything an older reader would misread bumps it. Format 2 counts epochs from 1, as the Trainer's
+users do (``EpochRecord.epoch``, ``RunMetrics.best_epoch``); format 1 counted them from 0 and is
+read by adding 1 (:func:`epochs_from_one`)."""
+
+EPOCHS_FROM_ONE = 2
+"""The first store format whose epochs are counted from 1."""
+
+
+def epochs_from_one(format_version: int, epoch: int) -> int:
+    """A stored epoch number counted from 1, whichever format stored it."""
+    return epoch if format_version >= EPOCHS_FROM_ONE else epoch + 1
 
 
 class Record(BaseModel):
@@ -70,6 +80,8 @@ class EpochRecord(Record):
     """One line of ``epochs.jsonl``: one evaluation (after an epoch, or every N steps)."""
 
     epoch: int
+    """The epoch this evaluation falls in, counted from 1 (an end-of-epoch evaluation's epoch
+    is the number of epochs trained)."""
     step: int
     train_loss: float
     select: dict[str, float]
@@ -101,6 +113,7 @@ class RunMetrics(Record):
     seed: int
     main_metric: str
     best_epoch: int
+    """Counted from 1, as ``EpochRecord.epoch``."""
     best_step: int = 0
     epochs_run: int = 0
     stopped_early: bool = False

@@ -31,7 +31,7 @@ from addrop_cli.store.atomic import fsync_dir, now_iso, signals_deferred, writin
 
 log = logging.getLogger(__name__)
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 """Bumped when the payload's layout changes; a state of another format is discarded."""
 _CHUNK = 1 << 22
 
