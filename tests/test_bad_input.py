@@ -626,6 +626,10 @@ MISTAKES = [
     Mistake("probe-slurm-runs-per-gpu", "runs per GPU with the Slurm back-end",
             ("run", SMOKE, "executor.backend=slurm", "executor.runs_per_gpu=2"), 2,
             "executor.runs_per_gpu: 2 applies to the local pool"),
+    Mistake("probe-runs-per-gpu-zero", "0 runs per GPU (auto is spelled auto)",
+            ("run", SMOKE, "--dry-run", "executor.runs_per_gpu=0"), 2,
+            "executor.runs_per_gpu (from override executor.runs_per_gpu=0): 0 runs per GPU "
+            "cannot run: write auto"),
     Mistake("probe-bool-as-number", "a yes/no setting written as 1",
             ("run", SMOKE, "train.save_checkpoint=1"), 2, "expected true or false, got 1"),
     Mistake("report-out-not-writable", "report --out folder not writable",

@@ -85,3 +85,20 @@ def test_the_learning_rate_is_the_trainers_at_every_step(schedule: str) -> None:
     if schedule == "linear":
         after = [(total - step) / (total - warmup) for step in range(warmup, total)]
     assert seen == pytest.approx([step / warmup for step in range(warmup)] + after)
+
+
+def test_a_warning_during_a_run_reaches_its_train_log(tmp_path: Path) -> None:
+    """The thread-count warning of a resume (and any library warning while the run goes) is
+    written to the run's train.log, not only to the console; none after the run's end."""
+    from addrop_cli.execution.display import TrainLog
+
+    path = tmp_path / "run" / "train.log"
+    path.parent.mkdir()
+    train_log = TrainLog(path, _baseline(), 1, 1)
+    warn = logging.getLogger("addrop_cli.engine.loopstate").warning
+    warn("resuming with 2 torch threads where the state was written with 1")
+    train_log.on_end("done", "")
+    warn("after the run")
+    text = path.read_text()
+    assert "warning: resuming with 2 torch threads" in text
+    assert "after the run" not in text

@@ -177,13 +177,22 @@ def test_a_pool_sharing_one_gpu_fails_only_the_run_out_of_memory(
 
 def test_runs_per_gpu_in_the_spec_and_on_the_command_line() -> None:
     assert load_spec(SMOKE).executor.runs_per_gpu == 1
-    assert load_spec(SMOKE, ["executor.runs_per_gpu=auto"]).executor.runs_per_gpu == 0
+    assert load_spec(SMOKE, ["executor.runs_per_gpu=auto"]).executor.runs_per_gpu == "auto"
     assert load_spec(SMOKE, ["executor.runs_per_gpu=4"]).executor.runs_per_gpu == 4
     from addrop_cli.cli.options import executor_overrides
     from addrop_cli.errors import SpecError
 
     overrides = executor_overrides({"runs_per_gpu": "auto", "workers": None})
-    assert load_spec(SMOKE, overrides).executor.runs_per_gpu == 0
-    for bad in ("-1", "65", "many"):
+    assert load_spec(SMOKE, overrides).executor.runs_per_gpu == "auto"
+    for bad in ("-1", "0", "65", "many"):
         with pytest.raises(SpecError, match="runs_per_gpu"):
             load_spec(SMOKE, [f"executor.runs_per_gpu={bad}"])
+
+
+def test_runs_per_gpu_auto_stays_auto_when_validated_again() -> None:
+    """auto is stored as the word, so a spec dumped and read back (a sweep point) keeps it and
+    a literal 0 can be refused."""
+    executor = ExecutorSpec(runs_per_gpu="auto")
+    assert ExecutorSpec.model_validate(executor.model_dump(mode="json")).runs_per_gpu == "auto"
+    with pytest.raises(ValueError, match="write auto"):
+        ExecutorSpec(runs_per_gpu=0)

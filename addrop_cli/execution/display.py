@@ -190,6 +190,12 @@ class TrainLog(QuietLogger):
         self.handler = logging.FileHandler(path, encoding="utf-8")
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         self.logger.addHandler(self.handler)
+        # the library's warnings during the run (a resume with another thread count, ...) reach
+        # the file too, not only the console; runs in one process are sequential
+        self.warnings = logging.FileHandler(path, encoding="utf-8")
+        self.warnings.setLevel(logging.WARNING)
+        self.warnings.setFormatter(logging.Formatter("%(asctime)s warning: %(message)s"))
+        logging.getLogger("addrop_cli").addHandler(self.warnings)
         self.logger.info(start_line(run, index, total))
 
     def on_eval(self, record: EpochRecord) -> None:
@@ -202,6 +208,8 @@ class TrainLog(QuietLogger):
         self.logger.info(end_line(self.run, status, detail))
         self.logger.removeHandler(self.handler)
         self.handler.close()
+        logging.getLogger("addrop_cli").removeHandler(self.warnings)
+        self.warnings.close()
 
 
 def make_progress(console: Console, plain: bool) -> PlainProgress:

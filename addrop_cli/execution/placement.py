@@ -115,7 +115,7 @@ def plan_pool(
     """The pool ``executor`` asks for on this machine.
 
     On CPU, ``workers`` sets the pool (runs_per_gpu does not apply). With GPUs, runs_per_gpu K
-    (other than 1) puts K workers on each GPU; ``auto`` (0) picks K from ``run_bytes()`` (one
+    (other than 1) puts K workers on each GPU; ``auto`` picks K from ``run_bytes()`` (one
     run's estimated memory) and each GPU's free memory.
     """
     cpus = cpus or os.cpu_count() or 1
@@ -128,7 +128,7 @@ def plan_pool(
     elif k == 1:
         workers = executor.workers or len(gpus)
     else:
-        if k == 0:
+        if k == "auto":
             need, free_now = run_bytes(), free(gpus)
             k = auto_runs_per_gpu(need, free_now, cpus)
             note = (

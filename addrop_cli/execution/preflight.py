@@ -60,10 +60,10 @@ def _executor_problems(spec: ExperimentSpec, source: str | None) -> list[str]:
     executor = spec.executor
     if executor.backend != "slurm" or executor.runs_per_gpu == 1:
         return []
-    given = "auto" if executor.runs_per_gpu == 0 else executor.runs_per_gpu
     return [
-        f"{source or 'spec'}: executor.runs_per_gpu: {given} applies to the local pool; the Slurm "
-        "back-end runs one job per run on its own GPU; remove it (or use --backend local)"
+        f"{source or 'spec'}: executor.runs_per_gpu: {executor.runs_per_gpu} applies to the local "
+        "pool; the Slurm back-end runs one job per run on its own GPU; remove it "
+        "(or use --backend local)"
     ]
 
 

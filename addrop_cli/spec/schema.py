@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from addrop_cli.data.config import DataSpec
 from addrop_cli.methods.registry import METHODS
@@ -322,19 +322,25 @@ class ExecutorSpec(Frozen):
     backend: Literal["local", "slurm"] = "local"
     workers: Annotated[int, Field(ge=0, le=1024)] = 1
     """Local worker processes; 0 or ``auto``: one per visible GPU (one on a CPU machine)."""
-    runs_per_gpu: Annotated[int, Field(ge=0, le=64)] = 1
-    """Local workers per visible GPU (the pool then has K x GPUs workers); 0 or ``auto``: as
-    many as fit in the GPU's free memory (at most 8). CPU machines: ``workers`` sets the pool."""
+    runs_per_gpu: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = 1
+    """Local workers per visible GPU (the pool then has K x GPUs workers); ``auto``: as many as
+    fit in the GPU's free memory (at most 8). CPU machines: ``workers`` sets the pool. 0 is
+    refused: it used to mean auto, which is now spelled out."""
     threads: Annotated[int, Field(ge=1, le=4096)] | None = None
     """torch threads per local worker (default: the cores divided among workers)."""
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
 
     @field_validator("workers", "runs_per_gpu", mode="before")
     @classmethod
-    def _auto(cls, v: Any) -> Any:
+    def _auto(cls, v: Any, info: ValidationInfo) -> Any:
         if isinstance(v, str) and v.strip() != "auto" and not v.strip().isdigit():
             raise ValueError(f"expected a whole number or auto, got {v!r}")
-        return 0 if v == "auto" else v
+        auto = isinstance(v, str) and v.strip() == "auto"
+        if info.field_name == "workers":
+            return 0 if auto else v
+        if not auto and str(v).strip() == "0":  # once auto's stored form: name the word to use
+            raise ValueError("0 runs per GPU cannot run: write auto (as many as fit) or 1")
+        return "auto" if auto else v
 
 
 class ExperimentSpec(Frozen):
