@@ -70,8 +70,8 @@ def test_every_attempts_train_log_survives_with_a_header_each(resumed: Path) -> 
     assert "attempt 2:" in headers[1] and "resuming from step 40" in headers[1]
     first, second = log.split(headers[1])
     assert "epoch 1: loss" in first, log  # the killed attempt's own lines
-    assert "resuming from step 40 (epoch 2)" in second, log  # the note reaches the file too
-    assert "epoch 2: loss" in second and ": done best" in second, log
+    assert "resuming from step 40 (epoch 3)" in second, log  # the note reaches the file too
+    assert "epoch 3: loss" in second and ": done best" in second, log
 
 
 def _span_s(lines: list[str]) -> float:
