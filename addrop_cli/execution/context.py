@@ -205,10 +205,9 @@ def _execute(
     loaded = folder.state.load() if folder.status == "unfinished" else None
     at = (loaded.step, loaded.epoch) if loaded else None
     folder.start(config, resume_at=at, epochs=epochs_of(loaded.payload) if loaded else None)
-    tracking = (context.tracking, context.track_every)
-    loggers = follow(run, folder, config, tracking, progress, index, at)
-    if at is not None:  # to the console and train.log
-        loggers.on_note(f"resuming from step {at[0]} (epoch {at[1] + 1})")  # epochs from 1
+    loggers = follow(
+        run, folder, config, context.tracking, progress, index, at, context.track_every
+    )
     clock = AttemptClock(folder)
     loggers.required.append(clock)
     try:

@@ -40,18 +40,16 @@ def export_runs(path: Path, to: str, console: Console) -> int:
 
 
 def _info(record: RunRecord) -> RunInfo:
-    config = record.config
-    experiment_dir = record.path.parent.parent
     return RunInfo(
-        run_id=config.run_id,
-        experiment=config.experiment or experiment_dir.name,
-        task=config.task,
-        variant=config.variant,
-        method=config.method or str(config.method_params.get("method", "")),
-        seed=config.seed,
+        run_id=record.run_id,
+        experiment=record.experiment,
+        task=record.task,
+        variant=record.variant,
+        method=record.method,
+        seed=record.seed,
         folder=record.path,
-        experiment_dir=experiment_dir,
-        config=config.model_dump(mode="json"),
+        experiment_dir=record.path.parent.parent,
+        config=record.config.model_dump(mode="json"),
     )
 
 

@@ -29,17 +29,18 @@ def follow(
     run: RunSpec,
     folder: RunFolder,
     config: RunConfig,
-    tracking: tuple[tuple[str, ...], int],
+    trackers: tuple[str, ...],
     progress: PlainProgress,
     index: int,
     resume_at: tuple[int, int] | None = None,
+    track_every: int = 1,
 ) -> Loggers:
     """The run's loggers, opened once its folder is started (a restart wipes it): required,
     the store, the display and train.log; optional, the trackers (one that does not start is a
     note on the display and in train.log). The caller adds a search run's trial judge and ends
-    them with the run's status (:meth:`Loggers.on_end`). ``tracking``: the trackers' names and
-    every how many steps they get the training metrics; ``resume_at``: the training state's
-    (step, epoch) when the attempt resumes one (the trackers continue their runs from it)."""
+    them with the run's status (:meth:`Loggers.on_end`). ``resume_at``: the training state's
+    (step, epoch) when the attempt resumes one (the trackers continue their runs from it);
+    ``track_every``: every how many steps the trackers get the training metrics."""
     train_log = TrainLog(folder.path / "train.log", run, index, progress.total)
     shown = RunDisplay(progress, run)
     loggers = Loggers(required=[EpochFileLogger(folder), shown, train_log])
@@ -54,9 +55,11 @@ def follow(
         experiment_dir=folder.path.parent.parent,
         config=config.model_dump(mode="json"),
         resume_step=resume_at[0] if resume_at is not None else None,
-        log_every_steps=tracking[1],
+        log_every_steps=track_every,
     )
-    loggers.optional = list(start_trackers(tracking[0], info, loggers.on_note))
+    loggers.optional = list(start_trackers(trackers, info, loggers.on_note))
+    if resume_at is not None:  # to the console and train.log
+        loggers.on_note(f"resuming from step {resume_at[0]} (epoch {resume_at[1] + 1})")
     return loggers
 
 

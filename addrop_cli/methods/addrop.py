@@ -28,8 +28,7 @@ class AddropMethod(Method):
         super().__init__(is_regression=is_regression)
         self.params = params
         self.seed = seed
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed)
+        self.generator = self.own_generator(seed, device)
         self.handle: AddropHandle | None = None
 
     def attach(self, model: nn.Module) -> None:
@@ -51,13 +50,6 @@ class AddropMethod(Method):
     def epoch_stats(self) -> dict[str, float]:
         active = ops.is_addrop_epoch(self.epoch, self.params.cross_tuning)
         return {**super().epoch_stats(), "addrop_epoch": float(active)}
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.generator.set_state(state["generator"])
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
         step = self.handle_for(model).step(batch)

@@ -84,6 +84,8 @@ class Method(ABC):
     """A fine-tuning method: how one batch becomes a loss."""
 
     name: str
+    generator: torch.Generator | None = None
+    """Set by :meth:`own_generator` in methods that draw their own random numbers."""
 
     def __init__(self, *, is_regression: bool) -> None:
         self.is_regression = is_regression
@@ -113,14 +115,25 @@ class Method(ABC):
         self.epoch = epoch
         self.stats = EpochStats()
 
+    def own_generator(self, seed: int, device: torch.device) -> torch.Generator:
+        """A generator of this method's own on ``device``, seeded from the run's seed: its draws
+        (masks) neither disturb nor depend on data order and dropout, and its state is saved
+        with the method's (:meth:`state_dict`)."""
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+        return self.generator
+
     def state_dict(self) -> dict:
         """What a resumed run needs to continue mid-epoch exactly: the epoch's statistics (and,
         in methods that draw random numbers, their generator's state)."""
-        return {"stats": self.stats.state_dict()}
+        own = {"generator": self.generator.get_state()} if self.generator is not None else {}
+        return {"stats": self.stats.state_dict(), **own}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`, after :meth:`on_epoch_start` of the resumed epoch."""
         self.stats.load_state_dict(state["stats"])
+        if self.generator is not None:
+            self.generator.set_state(state["generator"])
 
     @abstractmethod
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:

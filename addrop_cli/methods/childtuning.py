@@ -77,8 +77,7 @@ class ChildtuningMethod(Method):
     ) -> None:
         super().__init__(is_regression=is_regression)
         self.params = params
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed)
+        self.generator = self.own_generator(seed, device)
         self.mask: dict[str, torch.Tensor] | None = None
         self.fisher_seconds = 0.0
 
@@ -119,12 +118,10 @@ class ChildtuningMethod(Method):
     def state_dict(self) -> dict:
         return {
             **super().state_dict(),
-            "generator": self.generator.get_state(),
             "mask": self.mask,
             "fisher_seconds": self.fisher_seconds,
         }
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.generator.set_state(state["generator"])
         self.mask, self.fisher_seconds = state["mask"], state["fisher_seconds"]
