@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fault_points import faults  # noqa: F401  (the fixture, for every test)
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_BERT = ROOT / "experiments" / "assets" / "tiny-bert"

@@ -20,6 +20,9 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from fault_points import fault_env
 
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.matrix import expand
@@ -28,7 +31,7 @@ from addrop_cli.store.reader import StoreWarning, load_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "experiments" / "smoke.yaml"
-SLOW_WRITES = Path(__file__).resolve().parent / "slow_writes_addrop.py"
+_CHILD_ENV = {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
 JSON_FILES = ("run.json", "metrics.json", "predictions.json", "env.json")
 DONE_FILES = (*JSON_FILES, "epochs.jsonl")
 
@@ -95,26 +98,17 @@ class AddropProcess:
 
 
 def start_addrop(
-    results: Path,
-    overrides: Sequence[str],
-    *,
-    slow_writes: bool = False,
-    max_pause: float = 0.03,
-    env: dict[str, str] | None = None,
+    results: Path, overrides: Sequence[str], *, faults: dict[str, Any] | None = None
 ) -> AddropProcess:
     """Start ``addrop run experiments/smoke.yaml OVERRIDES --results RESULTS --plain``.
 
-    With ``slow_writes`` the process runs through :mod:`slow_writes_addrop`, which only widens
-    the store's write windows (so that random kills land inside writes more often), by pauses
-    of up to ``max_pause`` seconds. ``env``: variables added to the process's environment.
+    ``faults``: fault points (tests/fault_points.py) installed in the process and its workers,
+    ``{"slow_writes": 0.03}`` for example, which only widens the store's write windows so that
+    random kills land inside writes more often.
     """
-    entry = [str(SLOW_WRITES)] if slow_writes else ["-m", "addrop_cli"]
-    command = [sys.executable, *entry, "run", str(SMOKE), *overrides]
+    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides]
     command += ["--results", str(results), "--plain"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200"} | (
-        env or {}
-    )
-    env["ADDROP_TEST_MAX_PAUSE"] = str(max_pause)
+    env = fault_env(os.environ | _CHILD_ENV, **(faults or {}))
     proc = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -130,6 +124,18 @@ def start_addrop(
     process._reader = threading.Thread(target=process._read, daemon=True)
     process._reader.start()
     return process
+
+
+def run_until_killed(results: Path, overrides: Sequence[str], **faults: Any) -> Path:
+    """Run ``addrop run experiments/smoke.yaml OVERRIDES`` until its ``kill_at`` fault point
+    SIGKILLs it (tests/fault_points.py); returns the folder of the run it was in."""
+    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides]
+    command += ["--results", str(results), "--plain"]
+    env = fault_env(os.environ | _CHILD_ENV, **faults)
+    killed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
+    (folder,) = [p for p in (results / "smoke" / "runs").iterdir() if p.is_dir()]
+    return folder
 
 
 @dataclass(frozen=True)

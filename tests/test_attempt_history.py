@@ -1,38 +1,19 @@
 """What a resumed run keeps of its earlier attempts: their train.log lines and (issue 23) their
-cost. One real `addrop run` is killed with SIGKILL late in its run (tests/kill_at_step_addrop.py)
+cost. One real `addrop run` is killed with SIGKILL late in its run (the kill_at fault point)
 and a plain `addrop run` resumes it; every optimiser step is made 0.1 s slower, so that most of
 the run's time is spent before the kill."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from fault_helpers import ROOT, SMOKE, smoke_args, start_addrop
+from fault_helpers import run_until_killed, smoke_args, start_addrop
 
 from addrop_cli.store.folders import RunFolder
 
-KILLER = Path(__file__).resolve().parent / "kill_at_step_addrop.py"
-SLOW_STEPS = """
-import time
-
-from addrop_cli.engine import loop
-
-_step = loop.RunLoop._optimizer_step
-
-
-def _slow_step(self):
-    _step(self)
-    time.sleep(0.1)
-
-
-loop.RunLoop._optimizer_step = _slow_step
-"""
 ARGS = [*smoke_args([1], epochs=3), "methods={baseline: {}}", "train.checkpoint_every_steps=4"]
 KILL_AT = 42  # of 45 steps; the last state is at step 40
 
@@ -43,21 +24,10 @@ pytestmark = pytest.mark.resume
 def resumed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder of a run killed at step 42 of 45, then resumed to DONE."""
     results = tmp_path_factory.mktemp("attempts")
-    site = results / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SLOW_STEPS)
-    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, str(KILLER), "run", str(SMOKE), *ARGS, "--results", str(results)]
-    killed = subprocess.run(
-        [*command, "--plain"],
-        cwd=ROOT,
-        env={**os.environ, **env, "ADDROP_KILL_AT": f"baseline:{KILL_AT}", "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-    )
-    assert killed.returncode == -9, killed.stdout.decode()[-2000:]
-    resumed = start_addrop(results, ARGS, env=env)
+    slow = {"slow_steps": 0.1}
+    folder = run_until_killed(results, ARGS, kill_at=f"baseline:{KILL_AT}", **slow)
+    resumed = start_addrop(results, ARGS, faults=slow)
     assert resumed.finish() == 0, resumed.output()
-    (folder,) = [p for p in (results / "smoke" / "runs").iterdir() if p.is_dir()]
     assert (folder / "DONE").is_file()
     return folder
 

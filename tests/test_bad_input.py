@@ -13,7 +13,6 @@ goes on with a warning.
 from __future__ import annotations
 
 import contextlib
-import errno
 import importlib.util
 import io
 import json
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fault_points import install
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -204,10 +204,7 @@ def _cuda() -> bool:
 
 
 def _disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fsync(fd: int) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    install({"disk_full": "*"}, monkeypatch.setattr)
 
 
 # --------------------------------------------------------------------------- the table

@@ -126,7 +126,7 @@ def test_two_processes_never_attempt_a_failed_run_twice(tmp_path: Path, retry: s
     fast. (With retries on, the second may retry a run that failed before it began, once.)
     """
     overrides = [*smoke_args([1, 2, 3], epochs=1), "model.pretrained=true", retry]
-    first = start_addrop(tmp_path, overrides, slow_writes=True, max_pause=2.0)
+    first = start_addrop(tmp_path, overrides, faults={"slow_writes": 2.0})
     assert first.wait_for(") started"), first.output()
     second = start_addrop(tmp_path, overrides)
     codes = (first.finish(), second.finish())

@@ -8,7 +8,6 @@ is seeded from ``ADDROP_FAULT_SEED`` when set, else from the clock (printed, to 
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import random
@@ -16,6 +15,7 @@ import re
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,7 +53,7 @@ def test_random_sigkills_leave_a_consistent_store(tmp_path: Path) -> None:
     training state every 3 steps, so most kills land mid-epoch after a state: the next attempt
     must start from exactly that state, and every run that resumed must end with the same
     losses, metrics and predictions as an uninterrupted run. Every other process slows its file
-    writes (tests/slow_writes_addrop.py) so that kills also land inside writes.
+    writes (the slow_writes fault point) so that kills also land inside writes.
     """
     seed = int(os.environ.get("ADDROP_FAULT_SEED") or time.time_ns() % 2**32)
     print(f"ADDROP_FAULT_SEED={seed}")
@@ -64,7 +64,11 @@ def test_random_sigkills_leave_a_consistent_store(tmp_path: Path) -> None:
     per_run_s = 0.6  # refined from what the processes print
     expected_starts: dict[tuple[str, int], int] = {}  # (run id, attempt index) -> its first step
     for kill in range(1, KILLS + 1):
-        process = start_addrop(tmp_path, _args(range(1, kill + 1)), slow_writes=kill % 2 == 0)
+        process = start_addrop(
+            tmp_path,
+            _args(range(1, kill + 1)),
+            faults={"slow_writes": 0.03} if kill % 2 == 0 else None,
+        )
         if rng.random() < EARLY_KILL_P:
             time.sleep(rng.uniform(0.0, 4.0))
         elif process.wait_for(" to run") and process.wait_for(" started"):
@@ -236,24 +240,6 @@ def _run_in_process(cli, args: list[str]) -> int:  # type: ignore[no-untyped-def
     return 0
 
 
-class DiskFull:
-    """``os.fsync`` that fails with ENOSPC from the first write of ``target`` on, like a disk
-    that filled up then. Every store write (atomic or appended) fsyncs before it counts."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.full = False
-        self.real_fsync = os.fsync
-
-    def __call__(self, fd: int) -> None:
-        name = Path(os.readlink(f"/proc/self/fd/{fd}")).name
-        if name == self.target or name.startswith(f".{self.target}."):
-            self.full = True
-        if self.full and not os.path.isdir(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.real_fsync(fd)
-
-
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name open files")
 @pytest.mark.parametrize(
     "target",
@@ -273,6 +259,7 @@ def test_full_disk_leaves_no_partial_file_and_says_so(
     monkeypatch: pytest.MonkeyPatch,
     finished_store: Path,
     target: str,
+    faults: Callable[..., None],
 ) -> None:
     results = tmp_path / "results"
     shutil.copytree(finished_store, results)
@@ -280,11 +267,9 @@ def test_full_disk_leaves_no_partial_file_and_says_so(
     before = check_store(experiment, 2)
     assert len(before) == 2
     args = smoke_args([1, 2], epochs=2)
-    disk = DiskFull(target)
-    monkeypatch.setattr(os, "fsync", disk)
+    faults(disk_full=target)
     result = run_cli(capsys, "run", SMOKE, "--plain", "--results", results, *args)
     monkeypatch.undo()
-    assert disk.full
     assert result.code == 2, result.out + result.err
     errors = result.err.strip().splitlines()
     assert len(errors) == 1 and "Traceback" not in result.err

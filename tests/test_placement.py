@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -122,34 +123,16 @@ def test_out_of_memory_advice_names_fewer_runs_per_gpu_only_when_shared() -> Non
 
 # ------------------------------------------------------------------ a real pool
 
-OOM_SITECUSTOMIZE = """
-import os
-
-if os.environ.get("ADDROP_TEST_OOM_SEED"):
-    import torch
-    from addrop_cli.methods.addrop import AddropMethod
-
-    _step = AddropMethod.training_step
-
-    def _out_of_memory(self, model, batch):
-        if self.generator.initial_seed() == int(os.environ["ADDROP_TEST_OOM_SEED"]):
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return _step(self, model, batch)
-
-    AddropMethod.training_step = _out_of_memory
-"""
-
 
 def test_a_pool_sharing_one_gpu_fails_only_the_run_out_of_memory(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    faults: Callable[..., None],
 ) -> None:
     """Two workers on (mocked) GPU 0; every AD-DROP step of seed 1 runs out of memory in its
     worker process. That run fails with advice; its neighbours finish."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(OOM_SITECUSTOMIZE)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("ADDROP_TEST_OOM_SEED", "1")
+    faults(oom_at="addrop:1:*")
     monkeypatch.setattr(runner, "visible_gpus", lambda: ["0"])
     args = ["tasks=[sst2]", "seeds=[1,2]", "train.epochs=2", "train.device=auto"]
     result = run_cli(

@@ -18,30 +18,6 @@ from addrop_cli.store.reader import load_runs
 
 pytestmark = pytest.mark.faults
 
-# Every optimiser step takes 0.1 s more (a run lasts seconds, long enough to be killed in), and
-# ADDROP_TEST_OOM_AT=<variant>:<seed>:<step> raises the out-of-memory error of a full GPU there.
-WORKER_FAULTS = """
-import os, time
-
-import torch
-
-from addrop_cli.engine import loop
-
-_step = loop.RunLoop._optimizer_step
-
-
-def _faulty_step(self):
-    _step(self)
-    time.sleep(0.1)
-    variant, seed, step = os.environ["ADDROP_TEST_OOM_AT"].split(":")
-    run = self.s.run
-    if (run.variant, run.seed, self.state.global_step) == (variant, int(seed), int(step)):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-
-loop.RunLoop._optimizer_step = _faulty_step
-"""
-
 
 def _workers(parent: int) -> list[int]:
     """The pool's worker processes among ``parent``'s children (not multiprocessing's helper)."""
@@ -70,14 +46,10 @@ def test_a_killed_worker_fails_its_run_and_the_rest_of_the_experiment_goes_on(
     overrides = smoke_args([1, 2, 3])
     runs = expand(load_spec(SMOKE, overrides), SMOKE.parent)
     oom = runs[-1]  # queued last: it starts after the kill, on a worker that survives
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(WORKER_FAULTS)
-    env = {
-        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-        "ADDROP_TEST_OOM_AT": f"{oom.variant}:{oom.seed}:5",
-    }
-    process = start_addrop(tmp_path, [*overrides, "--workers", "2"], env=env)
+    # every step 0.1 s slower (a run lasts long enough to be killed in); the last run's fifth
+    # step runs out of memory, as on a full GPU
+    faults = {"slow_steps": 0.1, "oom_at": f"{oom.variant}:{oom.seed}:5"}
+    process = start_addrop(tmp_path, [*overrides, "--workers", "2"], faults=faults)
     experiment = tmp_path / "smoke" / "runs"
     try:
         # both workers are inside a run (its folder started), then one of them is killed

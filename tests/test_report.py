@@ -312,6 +312,33 @@ def test_default_out_folder_and_bad_format(tmp_path: Path) -> None:
         report_command([exp], formats=["latx"])
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name open files")
+def test_a_full_disk_in_the_report_keeps_the_previous_files_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults
+) -> None:
+    """The disk fills up while the report writes its tables: one line naming the file, and
+    every file keeps its previous version, whole (none half-written, no temporary left)."""
+    quiet = Console(file=io.StringIO())
+    formats = ["markdown", "csv", "json"]
+    report_command([GLUE_SMALL], formats=formats, out=tmp_path, plots=False, console=quiet)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert {"report.md", "table.csv", "report.json"} <= set(before)
+    for name in before:  # what a second report would write differently
+        (tmp_path / name).write_bytes(before[name] + b"\n<!-- previous -->\n")
+    previous = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    faults(disk_full="table.csv")  # after report.md, before table.csv is whole
+    with pytest.raises(StoreError) as caught:
+        report_command([GLUE_SMALL], formats=formats, out=tmp_path, plots=False, console=quiet)
+    monkeypatch.undo()
+    message = str(caught.value)
+    assert "\n" not in message and "table.csv" in message and "disk full" in message
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(after) == set(previous)  # no temporary file left
+    assert after["report.md"] == before["report.md"]  # written whole before the disk filled
+    assert after["table.csv"] == previous["table.csv"]  # kept whole, not truncated
+    assert after["report.json"] == previous["report.json"]  # never reached
+
+
 def test_markdown_report_links_plots_written_beside_it(tmp_path: Path) -> None:
     exp = shutil.copytree(GLUE_SMALL, tmp_path / "glue-small")
     path = write_markdown_report(exp / "REPORT.md", [exp])

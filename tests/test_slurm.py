@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
+from fault_points import fault_env
 
 from addrop_cli.execution.slurm import SlurmBackend, slurm_available, squeue_states, submitted_jobs
 from addrop_cli.execution.sweep_plan import plan_sweep
@@ -107,23 +108,6 @@ def test_a_preempted_job_is_requeued_and_its_run_resumes(tmp_path: Path) -> None
     assert "this job is preempted" in logs
 
 
-SLOW_STEPS = """
-import time
-
-from addrop_cli.engine import loop
-
-_step = loop.RunLoop._optimizer_step
-
-
-def _slow_step(self):
-    _step(self)
-    time.sleep(0.1)
-
-
-loop.RunLoop._optimizer_step = _slow_step
-"""
-
-
 def test_a_run_longer_than_the_time_limit_finishes_after_requeues(tmp_path: Path) -> None:
     """time_min 1: Slurm signals the job 10 s before its minute is up, submitit requeues it,
     and every later attempt goes on from the latest state (written every 5 steps)."""
@@ -133,18 +117,14 @@ def test_a_run_longer_than_the_time_limit_finishes_after_requeues(tmp_path: Path
     command += ["--backend", "slurm", "--cpus", "1", "--time-min", "1"]
     command += ["--results", str(tmp_path), "--plain"]
     # the tiny run must outlive its one-minute job on any machine: every optimiser step is made
-    # to take at least 0.1 s (900 steps), through a sitecustomize the job inherits
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SLOW_STEPS)
-    path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    # to take at least 0.1 s (900 steps), through a fault point the job inherits
     proc = subprocess.Popen(
         command,
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONPATH": path},
+        env=fault_env(slow_steps=0.1),
     )
     deadline = time.monotonic() + 900
     try:

@@ -6,13 +6,10 @@ back with each tool's own reader (tests/tracking_readers.py)."""
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from fault_helpers import SMOKE, smoke_args, start_addrop
+from fault_helpers import run_until_killed, smoke_args, start_addrop
 from tracking_readers import tensorboard_steps, wandb_run_ids
 
 from addrop_cli.execution.tracking import RunInfo, mlflow_store, remembered
@@ -20,8 +17,6 @@ from addrop_cli.store.state import TrainingStateFiles
 
 pytestmark = [pytest.mark.tracking, pytest.mark.resume]
 
-ROOT = Path(__file__).resolve().parent.parent
-KILLER = Path(__file__).resolve().parent / "kill_at_step_addrop.py"
 STEPS_PER_EPOCH = 15  # the sample's 240 SST-2 sentences in batches of 16
 ARGS = [*smoke_args([1], 2), "methods={baseline: {}}", "train.checkpoint_every_steps=4"]
 ARGS += ["tracking.log_every_steps=1"]  # every step, to see that none is logged twice
@@ -36,11 +31,7 @@ def test_a_resumed_run_continues_its_tracker_runs(tmp_path: Path, monkeypatch) -
         monkeypatch.delenv(name, raising=False)
     args = [*ARGS, *(arg for name in TRACKED for arg in ("--track", name))]
     kill_at = STEPS_PER_EPOCH + 7  # 3 steps after the state written at step 20 (every 4)
-    command = [sys.executable, str(KILLER), "run", str(SMOKE), *args, "--results", str(tmp_path)]
-    env = {**os.environ, "ADDROP_KILL_AT": f"baseline:{kill_at}", "HF_HUB_OFFLINE": "1"}
-    killed = subprocess.run([*command, "--plain"], cwd=ROOT, env=env, capture_output=True)
-    assert killed.returncode == -9, killed.stdout.decode()[-2000:]
-    (folder,) = [p for p in (tmp_path / "smoke" / "runs").iterdir() if p.is_dir()]
+    folder = run_until_killed(tmp_path, args, kill_at=f"baseline:{kill_at}")
     left = TrainingStateFiles(folder).load()
     assert left is not None and left.step == 20
 

@@ -26,6 +26,7 @@ from addrop_cli.report.build import Report
 from addrop_cli.report.curves import difference_frame, factor_curves
 from addrop_cli.report.export import stats_frame
 from addrop_cli.report.stats import MIN_SEEDS, NOT_ENOUGH_SEEDS
+from addrop_cli.store.atomic import atomic_write_text
 
 METRIC_NAMES = {
     "mcc": "MCC",
@@ -430,6 +431,7 @@ def _tex_escape(text: str) -> str:
 
 
 def write_text(path: Path, text: str) -> Path:
+    """Write a report file whole or not at all: a full disk keeps the previous one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)
     return path
