@@ -46,6 +46,7 @@ from addrop_cli.methods import addrop_ops as ops  # noqa: E402
 from addrop_cli.methods.addrop import AddropMethod  # noqa: E402
 from addrop_cli.methods.base import model_inputs, task_loss  # noqa: E402
 from addrop_cli.methods.baseline import BaselineMethod  # noqa: E402
+from addrop_cli.methods.childtuning import fisher_information  # noqa: E402
 from addrop_cli.methods.config import AddropParams, BaselineParams  # noqa: E402
 from addrop_cli.methods.registry import METHODS, MethodInfo, build_method  # noqa: E402
 from addrop_cli.models.attention import AttentionHook, attach_attention_hook  # noqa: E402
@@ -229,8 +230,9 @@ def build(model_dir: Path, pretrained: bool, device: torch.device):
     return model.to(device).train(), AutoTokenizer.from_pretrained(model_dir)
 
 
-def variants(model, device: torch.device) -> dict[str, Callable[[Batch], None]]:
-    """Each variant: one training step (forward(s) and backward) on a batch."""
+def variants(model, device: torch.device, train: list[Batch]) -> dict[str, Callable[[Batch], None]]:
+    """Each variant: one training step (forward(s) and backward) on a batch. ``train``: the
+    batches a method's preparation pass reads (Child-Tuning_D's Fisher information)."""
     baseline = BaselineMethod(BaselineParams(), is_regression=False, seed=0, device=device)
     ours = {
         name: AddropMethod(
@@ -261,8 +263,15 @@ def variants(model, device: torch.device) -> dict[str, Callable[[Batch], None]]:
         own = copy.deepcopy(model)
         method = build_method(info.params(), is_regression=False, seed=0, device=device)
         method.attach(own)
+        method.prepare(own, train)  # timed apart: fisher_pass
         method.on_epoch_start(0)
-        return lambda batch: method.training_step(own, batch).loss.backward()
+
+        def step(batch: Batch) -> None:
+            method.training_step(own, batch).loss.backward()
+            method.before_optimizer_step(own)  # Child-Tuning's gradient masks
+            own.zero_grad(set_to_none=True)  # as `measure` does for the shared model
+
+        return step
 
     out: dict[str, Callable[[Batch], None]] = {"baseline": plain}
     out.update({name: peer_step(info) for name, info in PEERS.items()})
@@ -272,6 +281,21 @@ def variants(model, device: torch.device) -> dict[str, Callable[[Batch], None]]:
     return out
 
 
+def fisher_pass(model, train: list[Batch], device, repeats: int) -> float:
+    """Seconds per training batch of Child-Tuning_D's Fisher pass (the median over repeats):
+    paid once per run, before the first step, so it is reported apart from the step."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    own = copy.deepcopy(model)
+    times = []
+    for _ in range(repeats + 1):  # the first is the warm-up
+        sync()
+        start = time.perf_counter()
+        fisher_information(own, train, is_regression=False)
+        sync()
+        times.append((time.perf_counter() - start) / len(train))
+    return statistics.median(times[1:])
+
+
 def measure(model, batches: dict[str, list[Batch]], device, repeats: int) -> dict[str, tuple]:
     """Median step times and peak memory per variant.
 
@@ -279,7 +303,7 @@ def measure(model, batches: dict[str, list[Batch]], device, repeats: int) -> dic
     (in a rotating order), so a burst of load on a shared machine hits all variants alike. A
     variant's time is the sum over batches of the median over repeats of its step on that batch.
     """
-    steps = variants(model, device)
+    steps = variants(model, device, batches["baseline"])
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def run(name: str, i: int) -> float:
@@ -310,7 +334,7 @@ def measure(model, batches: dict[str, list[Batch]], device, repeats: int) -> dic
     }
 
 
-def report(title: str, results: dict[str, tuple], n_batches: int) -> None:
+def report(title: str, results: dict[str, tuple], fisher: float, n_batches: int) -> None:
     base_t, base_m = results["baseline"]
     print(f"\n{title}")
     print(f"  {'variant':<11} {'ms/step':>9} {'x base':>7} {'peak MiB':>9} {'x base':>7}")
@@ -340,6 +364,12 @@ def report(title: str, results: dict[str, tuple], n_batches: int) -> None:
     for name in PEERS:
         t, m = results[name]
         print(f"  {name} step / baseline: time {t / base_t:.2f}x, memory {m / max(base_m, 1):.2f}x")
+    per_batch = fisher / (base_t / n_batches)
+    print(
+        f"  childtuning (D) Fisher pass, once per run: {1000 * fisher:.1f} ms per training batch "
+        f"= {per_batch:.2f} baseline steps: a run of E epochs pays {per_batch:.2f} / E epochs "
+        f"more ({per_batch / 10:.2f} at E = 10)"
+    )
     all_ratio = results["addrop-all"][0] / base_t
     print(
         f"  AD-DROP step, all layers / baseline: {all_ratio:.2f}x; "
@@ -411,6 +441,7 @@ def main() -> None:
             f"{title}; mean real length {mean_len:.1f}, padded to batch max "
             f"(ours) or {SST2_LENGTH} (ref)",
             results,
+            fisher_pass(model, dynamic, device, args.repeats),
             len(dynamic),
         )
 

@@ -5,14 +5,19 @@ to weight decay alone; Child-Tuning_F's masked gradient is unbiased."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_cli
+from fault_helpers import SMOKE
 from test_methods import CPU, batch, tiny
 
 from addrop_cli.methods.config import ChildtuningParams, RdropParams
 from addrop_cli.methods.registry import build_method
+from addrop_cli.report import build_report, load_runs
+from addrop_cli.report.render import cost_grid
 
 
 def _by_hand(a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor, alpha: float, form: str):
@@ -157,3 +162,24 @@ def test_childtuning_f_masked_gradient_is_unbiased(tiny_bert_dir: Path) -> None:
     error = grad.abs() * ((1 - reserve) / (reserve * n)) ** 0.5
     assert bool(((mean - grad).abs() <= 5 * error + 1e-12).all())
     assert abs(kept / n - reserve) < 0.01
+
+
+def test_childtuning_d_fisher_pass_is_in_the_runs_cost_and_the_reports_cost_table(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The Fisher pass is paid once per run: metrics.json's prepare_time_s (inside the wall
+    time) is the epoch records' fisher_seconds, and the cost table shows it in its own column."""
+    args = ["tasks=[sst2]", "seeds=[1]", "train.epochs=1", "train.threads=1"]
+    args.append("methods={baseline: {}, ct: {method: childtuning}}")
+    result = run_cli(capsys, "run", SMOKE, "--plain", "--results", tmp_path, *args)
+    assert result.code == 0, result.err
+    runs = {r.variant: r for r in load_runs(tmp_path / "smoke")}
+    ct, baseline = runs["ct"].metrics, runs["baseline"].metrics
+    epochs = [json.loads(line) for line in (runs["ct"].path / "epochs.jsonl").open()]
+    assert ct.prepare_time_s == round(epochs[-1]["method"]["fisher_seconds"], 3) > 0
+    assert ct.wall_time_s > ct.prepare_time_s
+    assert baseline.prepare_time_s is None
+    grid = cost_grid(build_report([tmp_path / "smoke"]))
+    column = dict(zip(grid.text["Variant"], grid.text["preparation (s)"], strict=True))
+    assert column == {"baseline": "—", "ct": f"{ct.prepare_time_s:,.1f}"}
+    assert any("Fisher information" in note for note in grid.notes)

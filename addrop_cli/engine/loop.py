@@ -388,6 +388,7 @@ class RunLoop:
             train_examples=len(s.data.train),
             wall_time_s=round(wall_time, 3),
             train_time_s=round(st.train_time, 3),
+            prepare_time_s=_rounded(s.method.prepare_seconds),
             train_samples_per_s=round(st.samples_seen / max(st.train_time, 1e-9), 2),
             peak_memory_mb=round(memory, 1),
             memory_kind=memory_kind,
@@ -404,3 +405,7 @@ class RunLoop:
             for name, preds in best.evaluation.dev_predictions.items()
         }
         return RunOutcome(metrics, predictions, best.state, st.epochs_log, s.model, s.tokenizer)
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)

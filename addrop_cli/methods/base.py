@@ -86,6 +86,9 @@ class Method(ABC):
     name: str
     generator: torch.Generator | None = None
     """Set by :meth:`own_generator` in methods that draw their own random numbers."""
+    prepare_seconds: float | None = None
+    """Wall seconds of :meth:`prepare`'s pass, in methods that have one (the run's cost table
+    shows it); keep it in :meth:`state_dict`, as a resumed run does not prepare again."""
 
     def __init__(self, *, is_regression: bool) -> None:
         self.is_regression = is_regression

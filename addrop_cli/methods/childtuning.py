@@ -79,7 +79,6 @@ class ChildtuningMethod(Method):
         self.params = params
         self.generator = self.own_generator(seed, device)
         self.mask: dict[str, torch.Tensor] | None = None
-        self.fisher_seconds = 0.0
 
     def prepare(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> None:
         if self.params.mode != "d" or self.mask is not None:
@@ -87,7 +86,7 @@ class ChildtuningMethod(Method):
         started = time.perf_counter()
         fisher = fisher_information(model, batches, is_regression=self.is_regression)
         self.mask = fisher_mask(fisher, self.params.reserve)
-        self.fisher_seconds = time.perf_counter() - started
+        self.prepare_seconds = time.perf_counter() - started
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
         return self.plain_step(model, batch)
@@ -112,16 +111,16 @@ class ChildtuningMethod(Method):
 
     def epoch_stats(self) -> dict[str, float]:
         """The Fisher pass's seconds (D; once per run, repeated in every epoch's record)."""
-        extra = {"fisher_seconds": self.fisher_seconds} if self.params.mode == "d" else {}
+        extra = {"fisher_seconds": self.prepare_seconds or 0.0} if self.params.mode == "d" else {}
         return {**super().epoch_stats(), **extra}
 
     def state_dict(self) -> dict:
         return {
             **super().state_dict(),
             "mask": self.mask,
-            "fisher_seconds": self.fisher_seconds,
+            "fisher_seconds": self.prepare_seconds,
         }
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.mask, self.fisher_seconds = state["mask"], state["fisher_seconds"]
+        self.mask, self.prepare_seconds = state["mask"], state["fisher_seconds"]

@@ -28,7 +28,7 @@ DEV = "dev_"
 """Prefix of the metric columns: ``dev_accuracy``, ``dev_f1``..."""
 DEV_LOSS = "dev_loss_"
 """Prefix of the curve frame's dev-loss columns, one per dev split (``dev_loss_dev``)."""
-COST = ("wall_time_s", "train_samples_per_s", "peak_memory_mb")
+COST = ("wall_time_s", "prepare_time_s", "train_samples_per_s", "peak_memory_mb")
 RAW_HIDDEN = ("record",)
 """Columns that hold Python objects, left out of ``--raw`` exports."""
 

@@ -53,6 +53,7 @@ def cost_frame(table: Table) -> pd.DataFrame:
     cost = table.counted.groupby(CELL).agg(
         n=("seed", "size"),
         wall_time_s=("wall_time_s", "mean"),
+        prepare_time_s=("prepare_time_s", "mean"),
         samples_per_s=("train_samples_per_s", "mean"),
         peak_memory_mb=("peak_memory_mb", "max"),
     )
@@ -60,11 +61,11 @@ def cost_frame(table: Table) -> pd.DataFrame:
     cost = cost.reindex(pd.MultiIndex.from_tuples(order, names=CELL))
     if table.reference in cost.index.unique("variant"):
         ref = cost.xs(table.reference, level="variant").replace(0, math.nan)
-        ref = ref.reindex(cost.index.get_level_values("task")).to_numpy()
+        ref = ref.reindex(cost.index.get_level_values("task"))
     else:
-        ref = (cost * math.nan).to_numpy()
-    cost["wall_ratio"] = cost["wall_time_s"] / ref[:, 1]
-    cost["throughput_ratio"] = cost["samples_per_s"] / ref[:, 2]
+        ref = cost * math.nan
+    cost["wall_ratio"] = cost["wall_time_s"].to_numpy() / ref["wall_time_s"].to_numpy()
+    cost["throughput_ratio"] = cost["samples_per_s"].to_numpy() / ref["samples_per_s"].to_numpy()
     # a search's pruned selection runs: how many, and the training epochs they did not spend
     runs = table.frame[table.frame["evaluation"] == table.epoch]
     pruned = runs.assign(pruned=runs["status"] == "pruned").groupby(CELL)

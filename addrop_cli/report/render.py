@@ -184,6 +184,12 @@ def cost_grid(report: Report) -> Grid:
         f"Means over finished runs (peak memory: the largest); ratios against "
         f"{report.table.reference} on the same task."
     ]
+    if c["prepare_time_s"].notna().any():
+        text.insert(4, "preparation (s)", c["prepare_time_s"].map(lambda x: _num(x, 1)))
+        notes.append(
+            "Preparation: a method's pass over the training data before its first step "
+            "(Child-Tuning_D's Fisher information), once per run and inside the wall time."
+        )
     if c["pruned"].any():
         text["pruned runs"] = c["pruned"].astype(str)
         text["epochs saved"] = c["epochs_saved"].astype(str)

@@ -128,6 +128,9 @@ class RunMetrics(Record):
     attempts: int = 1
     """How many attempts (starts, resumed or not) the run took since it last started clean."""
     train_time_s: float | None = None
+    prepare_time_s: float | None = None
+    """The method's pass over the training data before the first step (Child-Tuning_D's Fisher
+    information), inside ``wall_time_s``; None for methods without one."""
     train_samples_per_s: float | None = None
     peak_memory_mb: float | None = None
     memory_kind: str = ""
