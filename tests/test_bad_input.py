@@ -462,6 +462,10 @@ MISTAKES = [
     Mistake("slurm-setup-newline", "a newline inside one setup line",
             ("run", SMOKE, 'executor.slurm.setup=["module load x\\nrm -rf ~"]'), 2,
             "holds a newline or control character; give one line per item"),
+    Mistake("slurm-no-submitit", "--backend slurm without the slurm extra installed",
+            ("run", SMOKE, "--backend", "slurm"), 2,
+            "executor.backend: slurm needs submitit; pip install 'addrop-cli[slurm]'",
+            fault=lambda monkeypatch: monkeypatch.setitem(sys.modules, "submitit", None)),
     # --- failures knowable before a run starts (pre-flight)
     Mistake("spec-seed-too-large", "a seed beyond 2^32", ("run", SMOKE, "seeds=[4294967296]"), 2,
             "must be <= 4294967295"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -151,6 +152,48 @@ def test_a_run_longer_than_the_time_limit_finishes_after_requeues(tmp_path: Path
     assert len(starts) >= 2, starts  # the run outlived one job
     assert starts[0].endswith(" step=0 epoch=1")
     assert all(" step=0 " not in line for line in starts[1:]), starts
+
+
+def test_ctrl_c_while_waiting_leaves_the_jobs_running_and_a_rerun_waits_for_them(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C stops the waiting, not the jobs (exit 130, with what to do next); the same
+    command again finds its job still queued or running and waits for it, submitting nothing."""
+    overrides = ["tasks=[sst2]", "seeds=[1]", "methods={baseline: {}}", "train.epochs=6"]
+    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides]
+    command += ["--backend", "slurm", "--cpus", "1", "--results", str(tmp_path), "--plain"]
+    env = fault_env(slow_steps=0.1)  # 90 steps: about 10 s of training, time to interrupt
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        # a background shell starts us with SIGINT ignored, and children inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    experiment = tmp_path / "smoke"
+    job_id = None
+    try:
+        job_id = _wait_for_training(experiment)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 130, out
+        assert "slurm: stopped waiting; the jobs keep running" in out and "Traceback" not in out
+        assert job_id in squeue_states()  # the job goes on without us
+        again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if job_id is not None:
+            subprocess.run(["scancel", job_id], capture_output=True)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 runs already queued or running from an earlier submission" in again.stdout
+    jobs_file = (experiment / "slurm" / "jobs.jsonl").read_text().splitlines()
+    assert len(jobs_file) == 1  # submitted once: the rerun waited for the same job
+    (record,) = load_runs(experiment)
+    assert record.status == "done"
 
 
 def _wait_for_training(experiment: Path, timeout: float = 120) -> str:

@@ -23,7 +23,7 @@ from addrop_cli.report.build import build_report
 from addrop_cli.store.atomic import atomic_folder, atomic_write_text
 from addrop_cli.store.folders import ExperimentStore, RunFolder
 from addrop_cli.store.reader import StoreWarning, load_runs
-from addrop_cli.store.records import RunConfig
+from addrop_cli.store.records import FailedMetrics, RunConfig, RunMetrics, SplitMetrics
 from addrop_cli.store.status import RunStatus
 
 
@@ -130,6 +130,52 @@ def test_the_folder_and_the_reader_name_each_state_with_the_same_word(tmp_path: 
     folders = {r.variant: RunFolder(r.path).status for r in load_runs(store.root)}
     assert read == folders == {state: state for state in markers}
     assert get_args(RunStatus) == ("done", "failed", "pruned", "unfinished", "corrupt", "absent")
+
+
+def test_every_status_transition_of_a_run_folder(tmp_path: Path) -> None:
+    """The moves between states of docs/store.md, one by one, through the writer's own methods, each
+    state read back by the folder and by the report's reader alike."""
+    store = ExperimentStore(tmp_path / "exp")
+    store.open_for_writing("exp", "h1", "name: exp\n")
+    config = RunConfig(run_id="abc123def456", task="sst2", variant="baseline", seed=1)
+    folder = store.run(config.run_id)
+    split = SplitMetrics(dev={"accuracy": 0.5})
+    done = RunMetrics(
+        task="sst2",
+        variant="baseline",
+        seed=1,
+        main_metric="accuracy",
+        best_epoch=1,
+        best=split,
+        last=split,
+    )
+    failed = FailedMetrics(task="sst2", variant="baseline", seed=1, error="ValueError: x")
+
+    def state() -> str:
+        (record,) = load_runs(store.root) if folder.path.exists() else [None]
+        read = record.status if record is not None else "absent"
+        assert read == folder.status
+        return read
+
+    assert state() == "absent"
+    edges = [
+        ("start", folder.start, config, "unfinished"),
+        ("fail", folder.fail, failed, "failed"),
+        ("retry", folder.start, config, "unfinished"),
+        ("prune", lambda why: folder.prune(2, why), "below the median", "pruned"),
+    ]
+    for name, step, argument, expected in edges:
+        step(argument)
+        assert state() == expected, name
+    assert folder.pruned_note() == "pruned after 2 epochs: below the median"
+    folder.start(config)  # a pruned run is never retried by the runner; started by hand: fresh
+    assert state() == "unfinished" and folder.failure_reason() == ""
+    folder.finish(done)
+    assert state() == "done"
+    (folder.path / "metrics.json").write_text("{torn")
+    with pytest.warns(StoreWarning, match="metrics.json: unreadable"):
+        assert [r.status for r in load_runs(store.root)] == ["corrupt"]
+    assert folder.status == "done"  # the folder's marker stands; the reader will not count it
 
 
 # ---------------------------------------------------------------------------------------------

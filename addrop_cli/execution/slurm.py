@@ -27,7 +27,7 @@ from typing import Any
 
 from rich.console import Console
 
-from addrop_cli.errors import RunError
+from addrop_cli.errors import RunError, SpecError
 from addrop_cli.execution.context import RunContext, Summary, attempt, record_lost, with_threads
 from addrop_cli.execution.display import PlainProgress
 from addrop_cli.spec.matrix import RunSpec
@@ -140,6 +140,13 @@ class SlurmBackend:
     (a shared filesystem can show files late)."""
 
     def __init__(self, options: SlurmSpec, *, threads: int | None = None) -> None:
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise SpecError(
+                "executor.backend: slurm needs submitit; pip install 'addrop-cli[slurm]', "
+                "or use --backend local"
+            ) from None
         self.options = options
         self.threads = threads or options.cpus
 

@@ -159,6 +159,8 @@ def spec_at_point(
     if key not in cache:
         try:
             cache[key] = apply_point(spec, point)
+        # untested: spec/sweeps.py checks every grid value alone first, and no validator
+        # spans two sweepable paths today; this line names the point if one ever does
         except ValidationError as err:
             where = ", ".join(f"{p}={v!r}" for p, v in point.items())
             first = err.errors()[0]
