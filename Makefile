@@ -8,7 +8,7 @@ TORCH   ?= torch==2.13.0
 # The real GLUE folder beside the checkout, when there is one (integration tests, quick start).
 export ADDROP_GLUE_DIR ?= $(abspath $(wildcard ../shared/glue_data))
 
-.PHONY: install test test-fast coverage lint docs format smoke demo quickstart bench clean
+.PHONY: install test test-fast coverage lint docs format smoke demo quickstart study bench clean
 
 install: $(STAMP)
 
@@ -62,6 +62,21 @@ demo: smoke
 quickstart: install
 	$(VENV)/bin/addrop run experiments/quickstart.yaml --plain
 	$(VENV)/bin/addrop report results/quickstart
+
+# A study, one seed at a time over every cell (partial results then compare like with like); the
+# store resumes, so an interrupted study goes on where it stopped. On a CPU: one torch thread per
+# worker, as many workers as cores. make study STUDY=peers [WORKERS=2] [SEEDS="1 2 3 4 5"]
+STUDY   ?= peers
+WORKERS ?= 2
+SEEDS   ?= 1 2 3 4 5
+# (exit 1 is "some runs failed": the study goes on; a mistake (2) or Ctrl-C (130) stops it)
+study: install
+	for s in $(SEEDS); do \
+	  $(VENV)/bin/addrop run experiments/$(STUDY).yaml "seeds=[$$s]" --plain --workers $(WORKERS) \
+	    --threads 1; rc=$$?; [ $$rc -le 1 ] || exit $$rc; \
+	done
+	$(PY) -c "from pathlib import Path; from addrop_cli.report import write_markdown_report; \
+	  write_markdown_report(Path('results/$(STUDY)/REPORT.md'), [Path('results/$(STUDY)')])"
 
 bench: install
 	$(PY) bench/bench_step.py

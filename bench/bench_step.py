@@ -13,8 +13,8 @@ Variants
                 for every layer fed to the model, padding fixed to the task's length (SST-2: 120)
   ref-l0/-all   the AD-DROP step the reference's way: the above, plus the first pass's full
                 graph kept alive through the second pass, and masks made by sorting whole rows
-  <peer>        every other registered method (R-Drop, ...) at its paper defaults, on its own
-                copy of the model (a method may change the model it attaches to)
+  <peer>        every other registered method (R-Drop, ...) at its paper defaults: its full step
+                (Child-Tuning's gradient masks included), its preparation pass timed apart
 
 Memory: on CUDA, the peak of ``torch.cuda.max_memory_allocated`` during the step minus what was
 allocated before it. On CPU (no honest allocator counter), the peak of the bytes of tensors
@@ -43,12 +43,10 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from addrop_cli.methods import addrop_ops as ops  # noqa: E402
-from addrop_cli.methods.addrop import AddropMethod  # noqa: E402
 from addrop_cli.methods.base import model_inputs, task_loss  # noqa: E402
-from addrop_cli.methods.baseline import BaselineMethod  # noqa: E402
 from addrop_cli.methods.childtuning import fisher_information  # noqa: E402
 from addrop_cli.methods.config import AddropParams, BaselineParams  # noqa: E402
-from addrop_cli.methods.registry import METHODS, MethodInfo, build_method  # noqa: E402
+from addrop_cli.methods.registry import METHODS, build_method  # noqa: E402
 from addrop_cli.models.attention import AttentionHook, attach_attention_hook  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -231,53 +229,43 @@ def build(model_dir: Path, pretrained: bool, device: torch.device):
 
 
 def variants(model, device: torch.device, train: list[Batch]) -> dict[str, Callable[[Batch], None]]:
-    """Each variant: one training step (forward(s) and backward) on a batch. ``train``: the
-    batches a method's preparation pass reads (Child-Tuning_D's Fisher information)."""
-    baseline = BaselineMethod(BaselineParams(), is_regression=False, seed=0, device=device)
-    ours = {
-        name: AddropMethod(
-            AddropParams(layers=layers, cross_tuning=False),
-            is_regression=False,
-            seed=0,
-            device=device,
-        )
-        for name, layers in (("addrop-l0", [0]), ("addrop-all", "all"))
-    }
+    """Each variant: one training step (forward(s), backward, zeroed gradients) on a batch, on a
+    copy of the model of its own, so that no variant runs on what another attached (the
+    reference's hooks, a method's wrapped layers). ``train``: the batches a method's preparation
+    pass reads (Child-Tuning_D's Fisher information, timed apart by :func:`fisher_pass`)."""
     n_layers = model.config.num_hidden_layers
-    ref_hooks = {"ref-l0": [0], "ref-all": list(range(n_layers))}
 
-    def plain(batch: Batch) -> None:
-        baseline.training_step(model, batch).loss.backward()
-
-    def ours_step(method: AddropMethod) -> Callable[[Batch], None]:
-        return lambda batch: method.training_step(model, batch).loss.backward()
-
-    def ref(layers: list[int], drop: bool) -> Callable[[Batch], None]:
-        def step(batch: Batch) -> None:
-            hook = attach_attention_hook(model, layers)
-            reference_step(model, hook, batch, layers, drop)
-
-        return step
-
-    def peer_step(info: MethodInfo) -> Callable[[Batch], None]:
+    def method_step(params) -> Callable[[Batch], None]:
         own = copy.deepcopy(model)
-        method = build_method(info.params(), is_regression=False, seed=0, device=device)
+        method = build_method(params, is_regression=False, seed=0, device=device)
         method.attach(own)
-        method.prepare(own, train)  # timed apart: fisher_pass
-        method.on_epoch_start(0)
+        method.prepare(own, train)
+        method.on_epoch_start(0)  # AD-DROP without cross-tuning: active in every epoch
 
         def step(batch: Batch) -> None:
             method.training_step(own, batch).loss.backward()
             method.before_optimizer_step(own)  # Child-Tuning's gradient masks
-            own.zero_grad(set_to_none=True)  # as `measure` does for the shared model
+            own.zero_grad(set_to_none=True)
 
         return step
 
-    out: dict[str, Callable[[Batch], None]] = {"baseline": plain}
-    out.update({name: peer_step(info) for name, info in PEERS.items()})
-    out.update({name: ours_step(m) for name, m in ours.items()})
+    def ref(layers: list[int], drop: bool) -> Callable[[Batch], None]:
+        own = copy.deepcopy(model)
+
+        def step(batch: Batch) -> None:
+            hook = attach_attention_hook(own, layers)
+            reference_step(own, hook, batch, layers, drop)
+            own.zero_grad(set_to_none=True)
+
+        return step
+
+    out = {"baseline": method_step(BaselineParams())}
+    out.update({name: method_step(info.params()) for name, info in PEERS.items()})
+    for name, layers in (("addrop-l0", [0]), ("addrop-all", "all")):
+        out[name] = method_step(AddropParams(layers=layers, cross_tuning=False))
     out["ref-plain"] = ref([0], drop=False)
-    out.update({name: ref(layers, drop=True) for name, layers in ref_hooks.items()})
+    out["ref-l0"] = ref([0], drop=True)
+    out["ref-all"] = ref(list(range(n_layers)), drop=True)
     return out
 
 
@@ -310,7 +298,6 @@ def measure(model, batches: dict[str, list[Batch]], device, repeats: int) -> dic
         sync()
         start = time.perf_counter()
         steps[name](batches[name][i])
-        model.zero_grad(set_to_none=True)
         sync()
         return time.perf_counter() - start
 
@@ -328,7 +315,6 @@ def measure(model, batches: dict[str, list[Batch]], device, repeats: int) -> dic
     memory = {}
     for name in names:
         memory[name] = peak_memory(lambda name=name: steps[name](batches[name][0]), device)
-        model.zero_grad(set_to_none=True)
     return {
         name: (sum(statistics.median(per) for per in times[name]), memory[name]) for name in names
     }
