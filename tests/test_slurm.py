@@ -83,11 +83,7 @@ def test_a_sweep_through_slurm_lands_every_run_exactly_once(
 
 def test_a_preempted_job_is_requeued_and_its_run_resumes(tmp_path: Path) -> None:
     overrides = ["tasks=[sst2]", "seeds=[1]", "methods={baseline: {}}", "train.epochs=150"]
-    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides]
-    command += ["--backend", "slurm", "--cpus", "1", "--results", str(tmp_path), "--plain"]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc, _ = _start_on_slurm(tmp_path, overrides)
     experiment = tmp_path / "smoke"
     try:
         job_id = _wait_for_training(experiment)
@@ -114,19 +110,9 @@ def test_a_run_longer_than_the_time_limit_finishes_after_requeues(tmp_path: Path
     and every later attempt goes on from the latest state (written every 5 steps)."""
     overrides = ["tasks=[sst2]", "seeds=[1]", "methods={baseline: {}}", "train.epochs=60"]
     overrides += ["train.checkpoint_every_steps=5", "executor.slurm.max_requeues=20"]
-    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides]
-    command += ["--backend", "slurm", "--cpus", "1", "--time-min", "1"]
-    command += ["--results", str(tmp_path), "--plain"]
     # the tiny run must outlive its one-minute job on any machine: every optimiser step is made
     # to take at least 0.1 s (900 steps), through a fault point the job inherits
-    proc = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=fault_env(slow_steps=0.1),
-    )
+    proc, _ = _start_on_slurm(tmp_path, overrides, "--time-min", "1", slow_steps=0.1)
     deadline = time.monotonic() + 900
     try:
         while proc.poll() is None and time.monotonic() < deadline:
@@ -160,19 +146,8 @@ def test_ctrl_c_while_waiting_leaves_the_jobs_running_and_a_rerun_waits_for_them
     """Ctrl-C stops the waiting, not the jobs (exit 130, with what to do next); the same
     command again finds its job still queued or running and waits for it, submitting nothing."""
     overrides = ["tasks=[sst2]", "seeds=[1]", "methods={baseline: {}}", "train.epochs=6"]
-    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides]
-    command += ["--backend", "slurm", "--cpus", "1", "--results", str(tmp_path), "--plain"]
-    env = fault_env(slow_steps=0.1)  # 90 steps: about 10 s of training, time to interrupt
-    proc = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        # a background shell starts us with SIGINT ignored, and children inherit that
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    # 90 steps of at least 0.1 s: about 10 s of training, time to interrupt
+    proc, command = _start_on_slurm(tmp_path, overrides, slow_steps=0.1)
     experiment = tmp_path / "smoke"
     job_id = None
     try:
@@ -194,6 +169,26 @@ def test_ctrl_c_while_waiting_leaves_the_jobs_running_and_a_rerun_waits_for_them
     assert len(jobs_file) == 1  # submitted once: the rerun waited for the same job
     (record,) = load_runs(experiment)
     assert record.status == "done"
+
+
+def _start_on_slurm(
+    results: Path, overrides: list[str], *options: str, **faults: float
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """``addrop run`` of the smoke spec on the slurm back-end (one CPU per job), with fault
+    points its jobs inherit; returns the process and its command."""
+    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides]
+    command += ["--backend", "slurm", "--cpus", "1", *options, "--results", str(results), "--plain"]
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=fault_env(**faults),
+        # a background shell starts us with SIGINT ignored, and children inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    return proc, command
 
 
 def _wait_for_training(experiment: Path, timeout: float = 120) -> str:
