@@ -5,6 +5,7 @@ to users (a damaged file, a child process holding a lock, a package that does no
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import shutil
@@ -173,6 +174,9 @@ def test_a_tracker_whose_package_does_not_import_is_one_line_with_the_install(
     so its import fails when the run starts."""
     from addrop_cli.execution import tracking
 
+    # imported whole first: blocking a submodule of a package that is not imported yet would
+    # leave the package half-imported for every later test
+    importlib.import_module(module)
     monkeypatch.setitem(sys.modules, module, None)
     info = tracking.RunInfo(
         "r1", "exp", "rte", "base", "baseline", 1, tmp_path / "runs/r1", tmp_path, {}

@@ -27,7 +27,9 @@ def test_a_resumed_run_continues_its_tracker_runs(tmp_path: Path, monkeypatch) -
     missing = [n for n in TRACKED if importlib.util.find_spec(n) is None]
     if missing:
         pytest.skip(f"not installed: {missing} (pip install 'addrop-cli[tracking]')")
-    for name in ("MLFLOW_TRACKING_URI", "WANDB_MODE"):
+    # WANDB_SERVICE: a W&B service this test process started (the in-process tracker tests)
+    # would otherwise be shared by the runs below, and outlive the killed one's stream
+    for name in ("MLFLOW_TRACKING_URI", "WANDB_MODE", "WANDB_SERVICE"):
         monkeypatch.delenv(name, raising=False)
     args = [*ARGS, *(arg for name in TRACKED for arg in ("--track", name))]
     kill_at = STEPS_PER_EPOCH + 7  # 3 steps after the state written at step 20 (every 4)
