@@ -97,6 +97,24 @@ class AddropProcess:
         return "\n".join(line for _, line in self.lines)
 
 
+def smoke_command(results: Path, overrides: Sequence[str], *options: str) -> list[str]:
+    """``addrop run experiments/smoke.yaml OVERRIDES OPTIONS --results RESULTS --plain``."""
+    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides, *options]
+    return [*command, "--results", str(results), "--plain"]
+
+
+def child_env(faults: dict[str, Any] | None = None) -> dict[str, str]:
+    """The environment of an `addrop` process a test starts, with ``faults`` installed in it
+    and in its workers (tests/fault_points.py)."""
+    return fault_env(os.environ | _CHILD_ENV, **(faults or {}))
+
+
+def default_sigint() -> None:
+    """A ``preexec_fn``: a background shell (nohup, &) starts us with SIGINT ignored, and Python
+    keeps an ignored SIGINT ignored; give addrop the default so that the signal tests mean it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_addrop(
     results: Path, overrides: Sequence[str], *, faults: dict[str, Any] | None = None
 ) -> AddropProcess:
@@ -106,19 +124,14 @@ def start_addrop(
     ``{"slow_writes": 0.03}`` for example, which only widens the store's write windows so that
     random kills land inside writes more often.
     """
-    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides]
-    command += ["--results", str(results), "--plain"]
-    env = fault_env(os.environ | _CHILD_ENV, **(faults or {}))
     proc = subprocess.Popen(
-        command,
+        smoke_command(results, overrides),
         cwd=ROOT,
-        env=env,
+        env=child_env(faults),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        # a background shell (nohup, &) starts us with SIGINT ignored, and Python keeps an
-        # ignored SIGINT ignored: give addrop the default so that the signal tests mean it
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=default_sigint,
     )
     process = AddropProcess(proc)
     process._reader = threading.Thread(target=process._read, daemon=True)
@@ -129,10 +142,10 @@ def start_addrop(
 def run_until_killed(results: Path, overrides: Sequence[str], **faults: Any) -> Path:
     """Run ``addrop run experiments/smoke.yaml OVERRIDES`` until its ``kill_at`` fault point
     SIGKILLs it (tests/fault_points.py); returns the folder of the run it was in."""
-    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides]
-    command += ["--results", str(results), "--plain"]
-    env = fault_env(os.environ | _CHILD_ENV, **faults)
-    killed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    command = smoke_command(results, overrides)
+    killed = subprocess.run(
+        command, cwd=ROOT, env=child_env(faults), capture_output=True, text=True
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
     (folder,) = [p for p in (results / "smoke" / "runs").iterdir() if p.is_dir()]
     return folder

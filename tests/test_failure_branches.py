@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fault_helpers import SMOKE, smoke_args
+from fault_helpers import SMOKE, smoke_args, start_addrop
 from rich.console import Console
 
 from addrop_cli.errors import SpecError, StoreError
@@ -44,10 +44,8 @@ def _a_run(store: Path) -> Path:
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder of one finished smoke run (2 epochs), with its real epochs.jsonl."""
     results = tmp_path_factory.mktemp("real")
-    args = [*smoke_args([1], epochs=2), "methods={baseline: {}}"]
-    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *args]
-    done = subprocess.run([*command, "--plain", "--results", str(results)], capture_output=True)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    process = start_addrop(results, [*smoke_args([1], epochs=2), "methods={baseline: {}}"])
+    assert process.finish() == 0, process.output()
     (folder,) = [p for p in (results / "smoke" / "runs").iterdir() if p.is_dir()]
     return folder
 

@@ -11,12 +11,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
+from fault_helpers import default_sigint, smoke_command
 from fault_points import fault_env
 
 from addrop_cli.execution.slurm import SlurmBackend, slurm_available, squeue_states, submitted_jobs
@@ -176,8 +176,7 @@ def _start_on_slurm(
 ) -> tuple[subprocess.Popen[str], list[str]]:
     """``addrop run`` of the smoke spec on the slurm back-end (one CPU per job), with fault
     points its jobs inherit; returns the process and its command."""
-    command = [sys.executable, "-m", "addrop_cli", "run", str(SMOKE), *overrides]
-    command += ["--backend", "slurm", "--cpus", "1", *options, "--results", str(results), "--plain"]
+    command = smoke_command(results, overrides, "--backend", "slurm", "--cpus", "1", *options)
     proc = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -185,8 +184,7 @@ def _start_on_slurm(
         stderr=subprocess.STDOUT,
         text=True,
         env=fault_env(**faults),
-        # a background shell starts us with SIGINT ignored, and children inherit that
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=default_sigint,
     )
     return proc, command
 

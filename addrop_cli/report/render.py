@@ -185,7 +185,8 @@ def cost_grid(report: Report) -> Grid:
         f"{report.table.reference} on the same task."
     ]
     if c["prepare_time_s"].notna().any():
-        text.insert(4, "preparation (s)", c["prepare_time_s"].map(lambda x: _num(x, 1)))
+        after_wall = text.columns.get_loc("wall time (s)") + 1
+        text.insert(after_wall, "preparation (s)", c["prepare_time_s"].map(lambda x: _num(x, 1)))
         notes.append(
             "Preparation: a method's pass over the training data before its first step "
             "(Child-Tuning_D's Fisher information), once per run and inside the wall time."
