@@ -20,6 +20,9 @@ One home for every fault the tests inject into the real code (in this process, o
 ``slow_writes: S``
     text files are written in two halves with a pause of up to S seconds between, and every
     fsync pauses too (random kills then land inside writes).
+``hold_while: PATH``
+    every optimiser step waits while the file PATH exists: a test creates it to hold a run in
+    the middle of training for as long as it needs, and deletes it to let the run finish.
 
 In this process::
 
@@ -47,7 +50,7 @@ import pytest
 
 FAULTS_ENV = "ADDROP_FAULTS"
 INJECT_DIR = Path(__file__).resolve().parent / "inject"
-POINTS = ("slow_steps", "kill_at", "oom_at", "fail_at", "disk_full", "slow_writes")
+POINTS = ("slow_steps", "kill_at", "oom_at", "fail_at", "disk_full", "slow_writes", "hold_while")
 
 Patch = Callable[[Any, str, Any], None]
 
@@ -89,7 +92,7 @@ def faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
 def install(points: dict[str, Any], patch: Patch) -> None:
     """Patch the real code for ``points``; ``patch`` is setattr or monkeypatch.setattr."""
     _check(points)
-    if {"slow_steps", "kill_at", "oom_at", "fail_at"} & points.keys():
+    if {"slow_steps", "kill_at", "oom_at", "fail_at", "hold_while"} & points.keys():
         _patch_steps(points, patch)
     if "slow_writes" in points:
         _patch_slow_writes(float(points["slow_writes"]), patch)
@@ -125,6 +128,8 @@ def _patch_steps(points: dict[str, Any], patch: Patch) -> None:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         if "fail_at" in points and _matches(points["fail_at"], run.variant, run.seed, now):
             raise InjectedFault(f"injected fault at step {now}")
+        while "hold_while" in points and os.path.exists(points["hold_while"]):
+            time.sleep(0.05)
         step(self)
         time.sleep(float(points.get("slow_steps", 0)))
         fresh = not getattr(self, "_fault_resumed", False)

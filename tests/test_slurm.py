@@ -11,8 +11,10 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_helpers import run_cli
@@ -146,25 +148,47 @@ def test_ctrl_c_while_waiting_leaves_the_jobs_running_and_a_rerun_waits_for_them
     """Ctrl-C stops the waiting, not the jobs (exit 130, with what to do next); the same
     command again finds its job still queued or running and waits for it, submitting nothing."""
     overrides = ["tasks=[sst2]", "seeds=[1]", "methods={baseline: {}}", "train.epochs=6"]
-    # 90 steps of at least 0.1 s: about 10 s of training, time to interrupt
-    proc, command = _start_on_slurm(tmp_path, overrides, slow_steps=0.1)
+    # the job is held mid-training (a fault point) until the rerun has seen it running: a job
+    # that finished in the meantime would leave the rerun nothing to wait for (seen on a fast CI)
+    gate = tmp_path / "hold"
+    proc, command = _start_on_slurm(tmp_path, overrides, slow_steps=0.1, hold_while=str(gate))
     experiment = tmp_path / "smoke"
     job_id = None
+    release = threading.Timer(240, gate.unlink, kwargs={"missing_ok": True})  # never hang
     try:
         job_id = _wait_for_training(experiment)
+        gate.touch()  # at least 75 steps of 0.1 s are left: the job cannot have finished
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 130, out
         assert "slurm: stopped waiting; the jobs keep running" in out and "Traceback" not in out
         assert job_id in squeue_states()  # the job goes on without us
-        again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        again = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=os.environ | {"PYTHONUNBUFFERED": "1"},
+        )
+        release.start()
+        seen = []
+        for line in again.stdout:  # type: ignore[union-attr]
+            seen.append(line)
+            if "from an earlier submission" in line:
+                break
+        gate.unlink(missing_ok=True)
+        rest, _ = again.communicate(timeout=300)
     finally:
+        release.cancel()
+        gate.unlink(missing_ok=True)
         if proc.poll() is None:
             proc.kill()
         if job_id is not None:
             subprocess.run(["scancel", job_id], capture_output=True)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "1 runs already queued or running from an earlier submission" in again.stdout
+    output = "".join(seen) + rest
+    assert again.returncode == 0, output
+    assert "1 runs already queued or running from an earlier submission" in output
     jobs_file = (experiment / "slurm" / "jobs.jsonl").read_text().splitlines()
     assert len(jobs_file) == 1  # submitted once: the rerun waited for the same job
     (record,) = load_runs(experiment)
@@ -172,7 +196,7 @@ def test_ctrl_c_while_waiting_leaves_the_jobs_running_and_a_rerun_waits_for_them
 
 
 def _start_on_slurm(
-    results: Path, overrides: list[str], *options: str, **faults: float
+    results: Path, overrides: list[str], *options: str, **faults: Any
 ) -> tuple[subprocess.Popen[str], list[str]]:
     """``addrop run`` of the smoke spec on the slurm back-end (one CPU per job), with fault
     points its jobs inherit; returns the process and its command."""
