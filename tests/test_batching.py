@@ -1,15 +1,20 @@
-"""Batching: length-grouped order (seeded, every example once) and padding, as properties."""
+"""Batching: length-grouped order (seeded, every example once), padding, and evaluation batches
+sorted by length whose outputs come back in the split's order, as properties."""
 
 from __future__ import annotations
 
 import random
+from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from addrop_cli.data.batching import length_grouped_order, make_loader, padded_width
+from addrop_cli.data.batching import EvalBatches, length_grouped_order, make_loader, padded_width
 from addrop_cli.data.encoding import EncodedSplit
+from addrop_cli.engine.evaluation import evaluate_split
 from addrop_cli.engine.loop import run_one
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.matrix import expand
@@ -19,11 +24,19 @@ SMOKE = ROOT / "experiments" / "smoke.yaml"
 PAD = 0
 
 
-def skewed_split(n: int, seed: int, *, pairs: bool = True, regression: bool = False):
-    """A split with GLUE-like skewed lengths (log-normal, 3..200 tokens); token ids >= 1."""
+def skewed_split(
+    n: int,
+    seed: int,
+    *,
+    pairs: bool = True,
+    regression: bool = False,
+    longest: int = 200,
+    vocab: int = 1000,
+):
+    """A split with GLUE-like skewed lengths (log-normal, 3..``longest`` tokens); token ids >= 1."""
     rng = random.Random(seed)
-    lengths = [min(200, max(3, int(rng.lognormvariate(3.4, 0.6)))) for _ in range(n)]
-    ids = [[rng.randint(1, 999) for _ in range(k)] for k in lengths]
+    lengths = [min(longest, max(3, int(rng.lognormvariate(3.4, 0.6)))) for _ in range(n)]
+    ids = [[rng.randint(1, vocab - 1) for _ in range(k)] for k in lengths]
     types = [[int(j >= k // 2) for j in range(k)] for k in lengths] if pairs else None
     labels = [rng.random() for _ in range(n)] if regression else [rng.randint(0, 1) for _ in ids]
     return EncodedSplit(
@@ -123,6 +136,54 @@ def test_evaluation_order_ignores_grouping() -> None:
     )
     rows = [row for batch in epoch_batches(ordered) for row in batch]
     assert rows == [tuple(ids) for ids in split.input_ids]
+
+
+# ------------------------------------------------------------------ evaluation batches
+
+
+def test_evaluation_batches_are_sorted_by_length_and_hold_every_example_once() -> None:
+    split = skewed_split(203, seed=6)
+    batches = EvalBatches(split, 16, pad_token_id=PAD)
+    rows = [row for batch in epoch_batches(batches) for row in batch]
+    assert sorted(rows) == sorted(tuple(ids) for ids in split.input_ids)
+    assert [len(r) for r in rows] == sorted((len(r) for r in rows), reverse=True)
+    in_split_order = make_loader(split, 16, shuffle=False, generator=None, pad_token_id=PAD)
+    assert padded_fraction(batches) < padded_fraction(in_split_order) / 3
+
+
+def test_restore_puts_per_example_outputs_back_in_the_split_order() -> None:
+    split = skewed_split(97, seed=7)
+    index = {tuple(ids): i for i, ids in enumerate(split.input_ids)}
+    assert len(index) == 97  # the rows identify their examples
+    batches = EvalBatches(split, 8, pad_token_id=PAD)
+    in_batch_order = np.array([index[row] for batch in epoch_batches(batches) for row in batch])
+    assert in_batch_order.tolist() != list(range(97))  # sorting did move them
+    assert batches.restore(in_batch_order).tolist() == list(range(97))
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_evaluation_equals_each_example_alone_in_the_split_order(
+    tiny_bert_dir: Path, regression: bool
+) -> None:
+    """Sorted, padded batches give each example what a forward pass on it alone gives."""
+    torch.manual_seed(0)
+    config = AutoConfig.from_pretrained(tiny_bert_dir, num_labels=1 if regression else 3)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    split = skewed_split(61, seed=8, regression=regression, longest=120, vocab=config.vocab_size)
+    if not regression:
+        split.labels = [i % 3 for i in range(61)]
+    batches = EvalBatches(split, 8, pad_token_id=PAD)
+    got, loss = evaluate_split(model, batches, torch.device("cpu"), nullcontext, regression)
+    with torch.no_grad():
+        alone = [
+            model(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([types])).logits[0]
+            for ids, types in zip(split.input_ids, split.token_type_ids, strict=True)
+        ]
+    if regression:
+        np.testing.assert_allclose(got, [float(x[0]) for x in alone], atol=1e-5)
+    else:
+        assert got.tolist() == [int(x.argmax()) for x in alone]
+    assert loss is not None and loss > 0
 
 
 # ------------------------------------------------------------------ padding

@@ -6,13 +6,14 @@ metrics so that curves show overfitting (the dev loss turning up) as the paper's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from addrop_cli.data.batching import TaskData, make_loader
+from addrop_cli.data.batching import EvalBatches, TaskData
 from addrop_cli.data.metrics import compute_metrics
 from addrop_cli.data.tasks import TaskInfo
 from addrop_cli.engine.devices import Autocast, to_device
@@ -22,16 +23,18 @@ from addrop_cli.methods.base import task_loss
 @torch.no_grad()
 def evaluate_split(
     model: torch.nn.Module,
-    loader: Any,
+    batches: EvalBatches,
     device: torch.device,
     autocast: Any,
     is_regression: bool,
+    on_batch: Callable[[], None] | None = None,
 ) -> tuple[np.ndarray, float | None]:
-    """Predictions for a whole split, in order (class ids, or scores for regression), and the
-    mean task loss over its labelled examples (None for an unlabelled split)."""
+    """Predictions for a whole split, in the split's order (class ids, or scores for regression),
+    and the mean task loss over its labelled examples (None for an unlabelled split).
+    ``on_batch`` is called after each batch (a progress bar)."""
     model.eval()
     outputs, loss_sum, counted = [], 0.0, 0
-    for batch in loader:
+    for batch in batches:
         batch = to_device(batch, device)
         labels = batch.pop("labels", None)
         with autocast():
@@ -40,15 +43,22 @@ def evaluate_split(
         if labels is not None:
             loss_sum += task_loss(logits, labels, is_regression).item() * len(labels)
             counted += len(labels)
-    predictions = torch.cat(outputs).cpu().numpy() if outputs else np.zeros(0)
+        if on_batch is not None:
+            on_batch()
+    predictions = batches.restore(torch.cat(outputs).cpu().numpy())
     return predictions, (loss_sum / counted if counted else None)
 
 
 def predict_split(
-    model: torch.nn.Module, loader: Any, device: torch.device, autocast: Any, is_regression: bool
+    model: torch.nn.Module,
+    batches: EvalBatches,
+    device: torch.device,
+    autocast: Any,
+    is_regression: bool,
+    on_batch: Callable[[], None] | None = None,
 ) -> np.ndarray:
-    """Predictions for a whole split, in order: class ids, or scores for regression."""
-    return evaluate_split(model, loader, device, autocast, is_regression)[0]
+    """Predictions for a whole split, in the split's order: class ids, or scores for regression."""
+    return evaluate_split(model, batches, device, autocast, is_regression, on_batch)[0]
 
 
 @dataclass
@@ -80,11 +90,9 @@ class Evaluator:
 
         def loaders(splits: dict) -> dict:
             return {
-                name: make_loader(
+                name: EvalBatches(
                     split,
                     batch_size,
-                    shuffle=False,
-                    generator=None,
                     pad_token_id=pad_token_id,
                     pad_to_multiple_of=pad_to_multiple_of,
                 )

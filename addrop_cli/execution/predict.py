@@ -210,20 +210,16 @@ def _write_predictions(
     spec: ExperimentSpec,
 ) -> int:
     """Predict one test split with ``model`` and write its leaderboard file; returns the rows."""
-    from addrop_cli.data.batching import make_loader
+    from addrop_cli.data.batching import EvalBatches
     from addrop_cli.data.encoding import encode_split
     from addrop_cli.engine.evaluation import predict_split
 
     split = encode_split(
         target, split_name, run.data, tokenizer, run.train.max_length, base_dir=run.base_dir
     )
-    loader = make_loader(
-        split,
-        spec.train.eval_batch_size,
-        shuffle=False,
-        generator=None,
-        pad_token_id=tokenizer.pad_token_id or 0,
+    batches = EvalBatches(
+        split, spec.train.eval_batch_size, pad_token_id=tokenizer.pad_token_id or 0
     )
-    preds = predict_split(model, loader, device, nullcontext, target.is_regression)
+    preds = predict_split(model, batches, device, nullcontext, target.is_regression)
     atomic_write_text(path, "\n".join(leaderboard_lines(target, preds, split.guids)) + "\n")
     return len(split)

@@ -94,7 +94,7 @@ def predict_texts(
     run_dir: Path, texts: Sequence[str], file: Path | None, device: Any, console: Console
 ) -> list[tuple[str, Example]]:
     """(label, example) for every input, predicted by the run's best checkpoint."""
-    from addrop_cli.data.batching import make_loader
+    from addrop_cli.data.batching import EvalBatches
     from addrop_cli.data.encoding import encode_examples
     from addrop_cli.engine.evaluation import predict_split
 
@@ -112,24 +112,18 @@ def predict_texts(
         name="input",
         is_regression=task.is_regression,
     )
-    loader = make_loader(
+    batches = EvalBatches(
         split,
         int(config.train["eval_batch_size"]),
-        shuffle=False,
-        generator=None,
         pad_token_id=tokenizer.pad_token_id or 0,
         pad_to_multiple_of=config.train.get("pad_to_multiple_of"),
     )
     model.to(device)
     with Progress(console=console, transient=True) as progress:
-        bar = progress.add_task(f"predicting {len(examples)} inputs", total=len(loader))
-
-        def counted() -> Any:
-            for batch in loader:
-                yield batch
-                progress.advance(bar)
-
-        preds = predict_split(model, counted(), device, nullcontext, task.is_regression)
+        bar = progress.add_task(f"predicting {len(examples)} inputs", total=len(batches))
+        preds = predict_split(
+            model, batches, device, nullcontext, task.is_regression, lambda: progress.advance(bar)
+        )
     return [(label_of(task, v), e) for v, e in zip(preds, examples, strict=True)]
 
 
