@@ -116,18 +116,20 @@ def test_a_run_longer_than_the_time_limit_finishes_after_requeues(tmp_path: Path
     # to take at least 0.1 s (900 steps), through a fault point the job inherits
     proc, _ = _start_on_slurm(tmp_path, overrides, "--time-min", "1", slow_steps=0.1)
     deadline = time.monotonic() + 900
+    pending_since: dict[str, float] = {}
     try:
         while proc.poll() is None and time.monotonic() < deadline:
             queue = squeue_states()
             jobs = submitted_jobs(ExperimentStore(tmp_path / "smoke")).values()
-            ours = {job["job_id"] for job in jobs}
-            for job_id in ours:  # a requeued job waits (BeginTime) unless released
-                if queue.get(job_id) == "PENDING":
-                    subprocess.run(
-                        ["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
-                        capture_output=True,
-                    )
-            time.sleep(2)
+            for job_id in {job["job_id"] for job in jobs}:
+                if queue.get(job_id) != "PENDING":
+                    pending_since.pop(job_id, None)
+                elif (
+                    time.monotonic() - pending_since.setdefault(job_id, time.monotonic()) > SETTLE_S
+                ):
+                    _release(job_id)
+                    pending_since.pop(job_id)
+            time.sleep(1)
         out, _ = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -226,14 +228,26 @@ def _wait_for_training(experiment: Path, timeout: float = 120) -> str:
     raise TimeoutError("the Slurm job did not start training in time")
 
 
+SETTLE_S = 15.0
+"""How long a requeued job stays pending before a test releases it: started again while its last
+step is still being torn down (srun waits up to 12 s), Slurm kills it at once ("Job credential
+revoked"), and the job is gone without its run (seen on CI, releasing it 0.2 s after the
+requeue). Left alone, Slurm holds a requeued job back for a while (its BeginTime)."""
+
+
+def _release(job_id: str) -> None:
+    """Start a pending job now instead of at its BeginTime."""
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
+
+
 def _release_requeued(job_id: str, timeout: float = 60) -> None:
-    """Slurm holds a requeued job back for a while (BeginTime): let it start now."""
+    """Slurm holds a requeued job back for a while (BeginTime): let it start once it has
+    settled (:data:`SETTLE_S`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if squeue_states().get(job_id) == "PENDING":
-            subprocess.run(
-                ["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True
-            )
+            time.sleep(SETTLE_S)
+            _release(job_id)
             return
         time.sleep(0.2)
 
