@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from cli_helpers import run_cli
-from fault_helpers import default_sigint, smoke_command
+from fault_helpers import child_env, default_sigint, smoke_command
 from fault_points import fault_env
 
 from addrop_cli.execution.slurm import SlurmBackend, slurm_available, squeue_states, submitted_jobs
@@ -165,14 +165,7 @@ def test_ctrl_c_while_waiting_leaves_the_jobs_running_and_a_rerun_waits_for_them
         assert proc.returncode == 130, out
         assert "slurm: stopped waiting; the jobs keep running" in out and "Traceback" not in out
         assert job_id in squeue_states()  # the job goes on without us
-        again = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=os.environ | {"PYTHONUNBUFFERED": "1"},
-        )
+        again = _popen(command, child_env())  # unbuffered: its lines arrive as printed
         release.start()
         seen = []
         for line in again.stdout:  # type: ignore[union-attr]
@@ -203,16 +196,20 @@ def _start_on_slurm(
     """``addrop run`` of the smoke spec on the slurm back-end (one CPU per job), with fault
     points its jobs inherit; returns the process and its command."""
     command = smoke_command(results, overrides, "--backend", "slurm", "--cpus", "1", *options)
-    proc = subprocess.Popen(
+    return _popen(command, fault_env(**faults)), command
+
+
+def _popen(command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """``command`` started from the checkout, its output and errors in one text pipe."""
+    return subprocess.Popen(
         command,
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=fault_env(**faults),
+        env=env,
         preexec_fn=default_sigint,
     )
-    return proc, command
 
 
 def _wait_for_training(experiment: Path, timeout: float = 120) -> str:
