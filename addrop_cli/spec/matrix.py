@@ -75,12 +75,16 @@ def spec_version(spec: ExperimentSpec) -> str:
     """A short hash of what in the spec can change a result: the executor block, the results
     folder, the trackers and the settings left out of run identities (device, threads, data
     locations, checkpoint saving) are not part of it, so finishing an experiment with other
-    workers or threads keeps one spec version."""
+    workers or threads keeps one spec version. Which tasks, seeds and factor values are run is
+    not part of it either: each run's own id holds its task, seed and point, so adding one (or
+    running one seed at a time, as ``make study`` does) is more runs, not another version."""
     exclude = {
         "executor": True,
         "results_dir": True,
         "tracking": True,  # who watches the runs changes no result
-        "factors": True,  # a value added to a factor is more runs, not another version
+        "tasks": True,
+        "seeds": True,
+        "factors": True,
         "train": set(TRAIN_KEYS_NOT_IN_ID),
         "data": set(DATA_KEYS_NOT_IN_ID),
     }
