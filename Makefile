@@ -66,13 +66,16 @@ quickstart: install
 # A study, one seed at a time over every cell (partial results then compare like with like); the
 # store resumes, so an interrupted study goes on where it stopped. On a CPU: one torch thread per
 # worker, as many workers as cores. make study STUDY=peers [WORKERS=2] [SEEDS="1 2 3 4 5"]
+# [ARGS="overrides"]: ARGS='factors.data.train_size=[500,1000]' runs a curve's cheap sizes first
+# (factor values and seeds are not part of the spec version: the later sizes join the same study)
 STUDY   ?= peers
 WORKERS ?= 2
 SEEDS   ?= 1 2 3 4 5
+ARGS    ?=
 # (exit 1 is "some runs failed": the study goes on; a mistake (2) or Ctrl-C (130) stops it)
 study: install
 	for s in $(SEEDS); do \
-	  $(VENV)/bin/addrop run experiments/$(STUDY).yaml "seeds=[$$s]" --plain --workers $(WORKERS) \
+	  $(VENV)/bin/addrop run experiments/$(STUDY).yaml "seeds=[$$s]" $(ARGS) --plain --workers $(WORKERS) \
 	    --threads 1; rc=$$?; [ $$rc -le 1 ] || exit $$rc; \
 	done
 	$(PY) -c "from pathlib import Path; from addrop_cli.report import write_markdown_report; \
