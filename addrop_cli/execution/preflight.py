@@ -33,7 +33,40 @@ def preflight(
     problems = _device_problems(spec, source) + _executor_problems(spec, source)
     problems += _data_problems(spec, base_dir)
     problems += _model_problems(spec, base_dir, source, hub, notes)
+    problems += _factor_problems(spec, base_dir, source, hub, notes)
     return list(dict.fromkeys(problems))
+
+
+def _factor_problems(
+    spec: ExperimentSpec, base_dir: Path, source: str | None, hub: bool, notes: list[str] | None
+) -> list[str]:
+    """The data and model checks again at each factor point that changes what they read, so a
+    factor value is checked as the same setting given as an override is (a re-init depth or a
+    model path a run would fail on, a train_size above the data: its line)."""
+    from addrop_cli.spec.factors import factor_points
+    from addrop_cli.spec.sweeps import apply_point
+
+    checked = {("data", spec.data.model_dump_json()), ("model", _model_key(spec))}
+    problems: list[str] = []
+    for point in factor_points(spec) if spec.factors else []:
+        at = apply_point(spec, point)
+        found: list[str] = []
+        if ("data", at.data.model_dump_json()) not in checked:
+            checked.add(("data", at.data.model_dump_json()))
+            found += _data_problems(at, base_dir)
+        if ("model", _model_key(at)) not in checked:
+            checked.add(("model", _model_key(at)))
+            found += _model_problems(at, base_dir, source, hub, notes)
+        where = ", ".join(f"factors.{path}={value!r}" for path, value in point.items())
+        for line in found:
+            what = line.removeprefix(f"{source}: ") if source else line
+            problems.append(f"{source or 'spec'}: {where}: {what}")
+    return problems
+
+
+def _model_key(spec: ExperimentSpec) -> str:
+    """What the model checks read: the model, the training settings, the variants' layers."""
+    return spec.model_dump_json(include={"model", "train", "variant_train", "methods"})
 
 
 def _device_problems(spec: ExperimentSpec, source: str | None) -> list[str]:

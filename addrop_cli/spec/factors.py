@@ -8,11 +8,12 @@ product of every factor's values) are crossed with tasks, variants and seeds in
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 from addrop_cli.spec.explain import did_you_mean
 from addrop_cli.spec.schema import ExperimentSpec
-from addrop_cli.spec.sweeps import point_problems
+from addrop_cli.spec.sweeps import apply_point, point_problems
 
 FACTOR_ROOTS = ("model", "data", "train")
 """Top-level spec keys a factor may vary."""
@@ -40,18 +41,51 @@ def factor_problems(spec: ExperimentSpec, source: str) -> list[str]:
             problems.append(f"{source}: {key}: {_missing_key(spec, path)}")
         elif not values:
             problems.append(f"{source}: {key}: no values; give at least one, e.g. [500, 1000]")
-        elif len({repr(v) for v in values}) != len(values):
-            repeated = sorted({repr(v) for v in values if values.count(v) > 1})
-            problems.append(
-                f"{source}: {key}: the value {', '.join(repeated)} is listed twice; "
-                "list each value once"
-            )
         else:
-            for value in values:
-                problems += point_problems(
+            found = [
+                line
+                for value in values
+                for line in point_problems(
                     spec, {path: value}, key, source, fix="change the factor's values"
                 )
+            ]
+            repeated = "" if found else _repeated(spec, path, values)
+            if repeated:
+                found.append(f"{source}: {key}: {repeated}; list each value once")
+            problems += found
     return list(dict.fromkeys(problems))
+
+
+def _canonical(value: Any) -> Any:
+    """A validated setting's value with 100.0 read as 100 (a number setting may accept both);
+    true stays apart from 1."""
+    if isinstance(value, bool):
+        return ["bool", value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    return value
+
+
+def _repeated(spec: ExperimentSpec, path: str, values: list[Any]) -> str:
+    """Why ``values`` repeat a value ("" when each is listed once): two values the setting
+    reads as one (100, 100.0 and "1.0e2" for a number) would be one study run twice."""
+    first: dict[str, Any] = {}
+    for value in values:
+        node: Any = apply_point(spec, {path: value}).model_dump(mode="json")
+        for part in path.split("."):
+            node = node[part]
+        key = json.dumps(_canonical(node), sort_keys=True, default=repr)
+        if key not in first:
+            first[key] = value
+        elif repr(first[key]) == repr(value):
+            return f"the value {value!r} is listed twice"
+        else:
+            return f"the values {first[key]!r} and {value!r} are the same setting, listed twice"
+    return ""
 
 
 def _missing_key(spec: ExperimentSpec, path: str) -> str:

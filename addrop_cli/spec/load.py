@@ -149,10 +149,26 @@ def _semantic_problems(spec: ExperimentSpec, source: str) -> list[str]:
         )
     problems += _identical_variants(spec, source) + _untrainable_tasks(spec, source)
     if spec.factors and not problems:
-        problems += factor_problems(spec, source)
+        problems += factor_problems(spec, source) or _factor_semantics(spec, source)
     if spec.sweep is not None and not problems:
         problems += sweep_problems(spec, spec.sweep, source)
     return problems
+
+
+def _factor_semantics(spec: ExperimentSpec, source: str) -> list[str]:
+    """The checks above at each factor value, so a value is refused as the same override is
+    (a custom task's metrics or files a factor changes, a test-only task)."""
+    from addrop_cli.spec.sweeps import apply_point
+
+    problems = []
+    for path, values in spec.factors.items():
+        for value in values:
+            at = apply_point(spec, {path: value})
+            found = _task_problems(at.tasks, at.data, source) + _untrainable_tasks(at, source)
+            for line in found + _identical_variants(at, source):
+                what = line.removeprefix(f"{source}: ")
+                problems.append(f"{source}: factors.{path}={value!r}: {what}")
+    return list(dict.fromkeys(problems))
 
 
 def _identical_variants(spec: ExperimentSpec, source: str) -> list[str]:
