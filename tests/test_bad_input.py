@@ -297,6 +297,12 @@ MISTAKES = [
             ("sweep", SMOKE, "sweep.grid.methods.addrop.p=[0.1,0.3]", "sweep.protocol=paper",
              "factors.data.train_size=[16,32]"), 2,
             "factors: addrop sweep does not cross a search with factors"),
+    Mistake("only-unknown-key", "addrop run --only names no axis of the run matrix",
+            ("run", SMOKE, "--only", "sed=1"), 2,
+            "--only sed=1: experiments/smoke.yaml has no axis 'sed'; did you mean 'seed'?"),
+    Mistake("only-value-not-in-spec", "addrop run --only picks a value the spec does not run",
+            ("run", SMOKE, "--only", "seed=7"), 2,
+            "--only seed=7: experiments/smoke.yaml does not run seed 7 (its seed values: 1, 2)"),
     # --- the command line and overrides
     Mistake("cli-two-specs", "two spec files", ("run", SMOKE, SMOKE), 2,
             "expected one spec file and key=value overrides, got 2 files"),

@@ -17,6 +17,7 @@ from addrop_cli.cli.options import (
     GpusOpt,
     GridOpt,
     MemOpt,
+    OnlyOpt,
     PartitionOpt,
     PlainOpt,
     RestartOpt,
@@ -63,6 +64,7 @@ def run(
     time_min: TimeOpt = None,
     array_parallelism: ArrayOpt = None,
     track: TrackOpt = None,
+    only: OnlyOpt = None,
 ) -> None:
     """Run an experiment: every task x method variant x seed not yet in the results store.
 
@@ -80,6 +82,8 @@ def run(
       addrop run experiments/glue.yaml --backend slurm --partition gpu --gpus 1
 
       addrop run experiments/glue.yaml --dry-run
+
+      addrop run experiments/curve-sst2.yaml --only seed=1 --only data.train_size=500,1000
     """
     from addrop_cli.execution.runner import run_experiment
 
@@ -94,6 +98,7 @@ def run(
         plain=plain or not console.is_terminal,
         retry_failed=retry_failed,
         restart=restart,
+        only=only or (),
         console=console,
     )
     raise typer.Exit(code)

@@ -79,6 +79,16 @@ TrackOpt = Annotated[
         show_default=False,
     ),
 ]
+OnlyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--only",
+        help="Run only the runs whose task, variant, seed or factor value is one of these "
+        "(KEY=V1,V2, e.g. seed=1 or data.train_size=500,1000; repeatable, every KEY must "
+        "match). The spec, its version and the run ids stay the full spec's.",
+        show_default=False,
+    ),
+]
 
 
 def results_path(text: str) -> Path:

@@ -17,6 +17,7 @@ from addrop_cli.execution.tracker_servers import silent_servers
 from addrop_cli.execution.tracking import installed, where_files_go
 from addrop_cli.spec.load import resolve_path, spec_to_yaml
 from addrop_cli.spec.matrix import RunSpec, expand, spec_version
+from addrop_cli.spec.only import select_runs
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.identity import point_label
@@ -150,14 +151,21 @@ def run_experiment(
     plain: bool = True,
     retry_failed: bool = True,
     restart: bool = False,
+    only: Sequence[str] = (),
     console: Console | None = None,
 ) -> int:
     """Run every pending run of ``spec``; returns the exit code (0, 1 if any failed, 130).
 
-    The back-end (local serial or pool, Slurm) comes from ``spec.executor``.
+    The back-end (local serial or pool, Slurm) comes from ``spec.executor``. ``only`` (``--only
+    KEY=V1,V2``) narrows the runs to part of the matrix; the spec and its version stay whole.
     """
     console = console or Console()
     runs = expand(spec, spec_path.parent)
+    if only:
+        every = len(runs)
+        runs = select_runs(spec, runs, only, str(spec_path))
+        picked = " ".join(f"--only {o}" for o in only)
+        console.print(f"{picked}: {len(runs)} of the spec's {every} runs", highlight=False)
     store = experiment_store(spec, results_root)
     if dry_run:
         from addrop_cli.execution.preflight import preflight
