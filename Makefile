@@ -8,7 +8,7 @@ TORCH   ?= torch==2.13.0
 # The real GLUE folder beside the checkout, when there is one (integration tests, quick start).
 export ADDROP_GLUE_DIR ?= $(abspath $(wildcard ../shared/glue_data))
 
-.PHONY: install test test-fast coverage lint docs format smoke demo quickstart study bench clean
+.PHONY: install test test-fast coverage lint docs format smoke demo quickstart study study-records bench clean
 
 install: $(STAMP)
 
@@ -63,23 +63,42 @@ quickstart: install
 	$(VENV)/bin/addrop run experiments/quickstart.yaml --plain
 	$(VENV)/bin/addrop report results/quickstart
 
-# A study, one seed at a time over every cell (partial results then compare like with like); the
-# store resumes, so an interrupted study goes on where it stopped. On a CPU: one torch thread per
-# worker, as many workers as cores. make study STUDY=peers [WORKERS=2] [SEEDS="1 2 3 4 5"]
-# [ARGS="overrides"]: ARGS='factors.data.train_size=[500,1000]' runs a curve's cheap sizes first
-# (factor values and seeds are not part of the spec version: the later sizes join the same study)
+# A study, one seed at a time over every cell (partial results then compare like with like), at low
+# priority (nice -n $(NICE)) beside other work; the store resumes, so an interrupted study goes on
+# where it stopped. On a CPU: one torch thread per worker, as many workers as cores.
+#   make study STUDY=peers [WORKERS=2] [SEEDS="1 2"] [ONLY="KEY=V1,V2 ..."] [ARGS="overrides"]
+# Each seed is `addrop run --only seed=N`: the spec stays whole, so the store's spec.yaml and the
+# report know every planned seed. SEEDS: default the spec's seeds. ONLY='data.train_size=500,1000'
+# runs part of a study first (a curve's cheap sizes; more keys: ONLY='KEY=V KEY=V', see
+# `addrop run --only`); ARGS are overrides that change the spec (`train.epochs=2`, or a narrowed
+# `factors.data.train_size=[500]`, which then is what spec.yaml records). Then REPORT.md.
+# `make study-records STUDY=<name>` stages the finished runs' records with git
+# (tools/study_records.py; DRY=1 lists them).
 STUDY   ?= peers
 WORKERS ?= 2
-SEEDS   ?= 1 2 3 4 5
+SEEDS   ?=
+ONLY    ?=
 ARGS    ?=
+NICE    ?= 19
+SPEC_SEEDS = import sys; from pathlib import Path; from addrop_cli.spec.load import load_spec; \
+  args = [a for a in sys.argv[2:] if "=" in a and not a.startswith("-")]; \
+  print(*load_spec(Path(sys.argv[1]), args).seeds)
 # (exit 1 is "some runs failed": the study goes on; a mistake (2) or Ctrl-C (130) stops it)
 study: install
-	for s in $(SEEDS); do \
-	  $(VENV)/bin/addrop run experiments/$(STUDY).yaml "seeds=[$$s]" $(ARGS) --plain --workers $(WORKERS) \
-	    --threads 1; rc=$$?; [ $$rc -le 1 ] || exit $$rc; \
+	seeds="$(SEEDS)"; spec=experiments/$(STUDY).yaml; \
+	[ -n "$$seeds" ] || seeds=$$($(PY) -c '$(SPEC_SEEDS)' $$spec $(ARGS) 2>/dev/null) || \
+	  { $(VENV)/bin/addrop run $$spec $(ARGS) --dry-run >/dev/null; exit 2; }; \
+	for s in $$seeds; do \
+	  nice -n $(NICE) $(VENV)/bin/addrop run $$spec $(ARGS) --only seed=$$s \
+	    $(foreach o,$(ONLY),--only '$(o)') --plain --workers $(WORKERS) --threads 1; \
+	  rc=$$?; [ $$rc -le 1 ] || exit $$rc; \
 	done
-	$(PY) -c "from pathlib import Path; from addrop_cli.report import write_markdown_report; \
-	  write_markdown_report(Path('results/$(STUDY)/REPORT.md'), [Path('results/$(STUDY)')])"
+	nice -n $(NICE) $(PY) -c "from pathlib import Path; from addrop_cli.report import \
+	  write_markdown_report; write_markdown_report(Path('results/$(STUDY)/REPORT.md'), \
+	  [Path('results/$(STUDY)')])"
+
+study-records:
+	$(PY) tools/study_records.py results/$(STUDY) $(if $(DRY),--dry-run)
 
 bench: install
 	$(PY) bench/bench_step.py

@@ -220,8 +220,9 @@ def test_a_changed_learning_rate_never_mixes_runs(
 def test_running_one_seed_at_a_time_keeps_one_spec_version(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """`make study` runs a study seed by seed (seeds=[1], then seeds=[2]); each run's id holds
-    its seed, so neither the seeds nor the tasks run are another version of the spec."""
+    """A study run seed by seed with overrides (seeds=[1], then seeds=[2]; `make study` now uses
+    --only seed=N): each run's id holds its seed, so neither the seeds nor the tasks run are
+    another version of the spec."""
     _run(capsys, tmp_path, *smoke_args([1], epochs=1))
     _run(capsys, tmp_path, *smoke_args([2], epochs=1))
     _run(capsys, tmp_path, *smoke_args([1, 2], epochs=1)[1:], "tasks=[sst2,stsb]")
