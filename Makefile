@@ -8,7 +8,7 @@ TORCH   ?= torch==2.13.0
 # The real GLUE folder beside the checkout, when there is one (integration tests, quick start).
 export ADDROP_GLUE_DIR ?= $(abspath $(wildcard ../shared/glue_data))
 
-.PHONY: install test test-fast coverage lint docs format smoke demo quickstart study study-records bench clean
+.PHONY: install test test-fast coverage lint docs format smoke demo quickstart study study-records bench gpu-check clean
 
 install: $(STAMP)
 
@@ -106,6 +106,14 @@ bench: install
 	$(PY) bench/bench_sweep.py
 	$(PY) bench/bench_families.py
 	$(PY) bench/bench_tracking.py
+
+# The GPU acceptance run (bench/gpu_check.py, docs/benchmarks.md): every part time-boxed, its figures
+# in results/gpu-check/ (gpu-check.json, REPORT.md). Without a GPU: the CPU parts, and one SKIP line
+# per GPU part. GPU_TORCH: what the install part asks pip for when the installed torch has no CUDA.
+GPU_TORCH ?= torch
+GPU_CHECK_ARGS ?=
+gpu-check: install
+	$(PY) bench/gpu_check.py --torch "$(GPU_TORCH)" $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf results/smoke .pytest_cache .ruff_cache build site *.egg-info
