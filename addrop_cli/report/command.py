@@ -15,6 +15,7 @@ from rich.console import Console
 from addrop_cli.data.metrics import Agg
 from addrop_cli.errors import SpecError, StoreError
 from addrop_cli.report.aggregate import Epoch
+from addrop_cli.report.budget import budget_markdown, print_budget, write_budget_plots
 from addrop_cli.report.build import Report, build_report
 from addrop_cli.report.export import stats_frame, table_frame, to_csv, to_json
 from addrop_cli.report.frame import raw_frame
@@ -74,6 +75,7 @@ def _print_and_write(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StoreWarning)
         figures = write_plots(report, folder) if plots else []
+        figures += write_budget_plots(report.records, folder) if plots else []
     late = [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
     report = _with_warnings(report, late)
     written += figures
@@ -96,6 +98,7 @@ def _print_and_write(
     # the files first: a reader that stops early (`| head`) must not cost them
     if "terminal" in formats:
         print_terminal(report, console)
+        print_budget(report.records, console)
     if written:
         console.print(f"wrote {len(written)} files to {folder}", highlight=False)
     return 0
@@ -123,8 +126,9 @@ def write_markdown_report(
     if plot_files is None:
         plot_files = write_plots(report, path.parent)
     names = ", ".join(p.name for p in report.experiments)
-    parts = [f"# Report: {names}\n"]
+    parts = [f"# Report: {names}\n"] + ([f"{report.missing.line}\n"] if report.missing.line else [])
     parts += [to_markdown(g) for g in grids(report)]
+    parts += [s for s in [budget_markdown(report.records)] if s]  # sweeps: report/budget.py
     if report.warnings:
         parts.append("## Warnings\n\n" + "".join(f"- {w}\n" for w in report.warnings))
     pngs = png_files(plot_files)
