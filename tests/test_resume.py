@@ -27,7 +27,7 @@ from addrop_cli.store.state import TrainingStateFiles
 STEPS_PER_EPOCH = 15  # the sample's 240 SST-2 sentences in batches of 16
 TIMING = {"wall_time_s", "train_time_s", "prepare_time_s", "train_samples_per_s"}
 TIMING |= {"peak_memory_mb", "attempts"}  # measured, or how often the run was started
-EPOCH_TIMING = {"epoch_time_s", "train_samples_per_s"}
+EPOCH_TIMING = {"epoch_time_s", "train_samples_per_s", "cpu_time_s", "load_1m"}  # measured
 METHOD_TIMING = {"fisher_seconds"}  # Child-Tuning_D's Fisher pass: measured wall time
 
 pytestmark = pytest.mark.resume

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -285,13 +286,15 @@ class RunLoop:
             tally.samples += batch["input_ids"].shape[0]
             if (i + 1) % self.train.grad_accum == 0 or i + 1 == n:
                 self._optimizer_step()
+                tally.steps = None if tally.steps is None else tally.steps + 1
                 self.loggers.on_step(self._step_event(epoch, i + 1, n, loss, tally))
                 inside = i + 1 < n  # the epoch's last step is evaluated (once) at its end below
                 if every and st.global_step % every == 0 and inside and self.evaluate(epoch, tally):
                     break
                 if every_save and st.global_step % every_save == 0 and inside:
                     st.batches_done = i + 1
-                    self.save_state()
+                    with tally.paused():  # a state write is not training time
+                        self.save_state()
         st.epochs_run = epoch + 1
         st.train_time += tally.elapsed
         st.samples_seen += tally.samples
@@ -341,8 +344,12 @@ class RunLoop:
 
     def evaluate(self, epoch: int, tally: EpochTally) -> bool:
         """Evaluate, log, keep the best; True (and ``stopped``) when early stopping says stop."""
+        with tally.paused():  # training time only: the evaluation is not counted
+            return self._evaluate(epoch, tally)
+
+    def _evaluate(self, epoch: int, tally: EpochTally) -> bool:
         s, st = self.s, self.state
-        elapsed = tally.elapsed  # training time only: the evaluation below is not counted
+        elapsed, cpu, load = tally.elapsed, tally.cpu_seconds, _load_1m()
         ev = s.evaluator(s.model)
         record = EpochRecord(
             epoch=epoch + 1,  # stored and shown counted from 1; the loop counts from 0
@@ -356,6 +363,10 @@ class RunLoop:
             train_samples_per_s=round(tally.samples / max(elapsed, 1e-9), 2),
             lr=s.schedule.get_last_lr()[0],
             method=s.method.epoch_stats(),
+            steps=tally.steps,
+            cpu_time_s=_rounded(cpu),
+            load_1m=load,
+            cpus=os.cpu_count(),
         )
         st.epochs_log.append(record)
         self.loggers.on_eval(record)
@@ -409,3 +420,11 @@ class RunLoop:
 
 def _rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 3)
+
+
+def _load_1m() -> float | None:
+    """The machine's 1-minute load average; None where the platform has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,29 +29,67 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EpochTally:
-    """Running sums of the epoch in progress."""
+    """Running sums of the epoch in progress. Its clocks (wall and process CPU time) count
+    training only: a mid-epoch evaluation or state write runs :meth:`paused`."""
 
     started: float = field(default_factory=time.perf_counter)
+    cpu_started: float | None = field(default_factory=time.process_time)
+    """``time.process_time()`` at the epoch's start, shifted by the pauses; None when the epoch
+    was resumed from a state that did not count CPU time."""
     loss_sum: float = 0.0
     loss_count: int = 0
     samples: int = 0
+    steps: int | None = 0
+    """Optimiser steps taken in the epoch; None when resumed from a state that did not count
+    them."""
+    paused_at: tuple[float, float] | None = None
+    """(wall, CPU) clock when the pause in progress began; the clocks read it while paused."""
 
     @property
     def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+        now = self.paused_at[0] if self.paused_at else time.perf_counter()
+        return now - self.started
+
+    @property
+    def cpu_seconds(self) -> float | None:
+        """Process CPU seconds (every thread) of training in the epoch so far."""
+        if self.cpu_started is None:
+            return None
+        now = self.paused_at[1] if self.paused_at else time.process_time()
+        return now - self.cpu_started
 
     @property
     def mean_loss(self) -> float:
         return self.loss_sum / max(1, self.loss_count)
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent inside is not training: neither clock counts it."""
+        if self.paused_at is not None:  # already paused: the outer pause counts it
+            yield
+            return
+        self.paused_at = (time.perf_counter(), time.process_time())
+        try:
+            yield
+        finally:
+            wall, cpu = self.paused_at
+            self.paused_at = None
+            self.started += time.perf_counter() - wall
+            if self.cpu_started is not None:
+                self.cpu_started += time.process_time() - cpu
+
     def state_dict(self) -> dict[str, Any]:
         return {"loss_sum": self.loss_sum, "loss_count": self.loss_count,
-                "samples": self.samples, "elapsed": self.elapsed}  # fmt: skip
+                "samples": self.samples, "elapsed": self.elapsed,
+                "cpu_seconds": self.cpu_seconds, "steps": self.steps}  # fmt: skip
 
     def load_state_dict(self, sums: dict[str, Any]) -> None:
         self.started = time.perf_counter() - sums["elapsed"]
+        cpu = sums.get("cpu_seconds")  # states written before CPU time was counted lack it
+        self.cpu_started = None if cpu is None else time.process_time() - cpu
         self.loss_sum, self.loss_count = sums["loss_sum"], sums["loss_count"]
         self.samples = sums["samples"]
+        self.steps = sums.get("steps")
 
 
 @dataclass

@@ -91,11 +91,24 @@ class EpochRecord(Record):
     """Dev split -> mean task loss (cross-entropy, or MSE for regression)."""
     select_loss: dict[str, float] = Field(default_factory=dict)
     epoch_time_s: float = 0.0
-    """Seconds of training since the epoch began, up to this evaluation (which is not counted)."""
+    """Seconds of training since the epoch began, up to this evaluation (evaluations and state
+    writes not counted; before the cost fields below were recorded, an epoch's mid-epoch
+    evaluations were)."""
     train_samples_per_s: float = 0.0
     lr: float = 0.0
     method: dict[str, float] = Field(default_factory=dict)
     """The method's per-step means over the epoch (e.g. AD-DROP's dropped fraction)."""
+    # cost measurements (not state, not identity); None: not recorded (older stores), unknown
+    steps: int | None = None
+    """Optimiser steps since the epoch began, up to this evaluation."""
+    cpu_time_s: float | None = None
+    """Process CPU seconds (all its threads) of training since the epoch began, up to this
+    evaluation, counted as ``epoch_time_s`` is."""
+    load_1m: float | None = None
+    """The machine's 1-minute load average when the evaluation began (None where the platform
+    has none)."""
+    cpus: int | None = None
+    """The machine's logical CPUs (``os.cpu_count()``), to read ``load_1m`` against."""
 
 
 class SplitMetrics(Record):
