@@ -17,6 +17,7 @@ import pandas as pd
 from addrop_cli.data.metrics import GLUE_SCORE_FORMULA, Agg
 from addrop_cli.report.aggregate import Epoch, Table, aggregate
 from addrop_cli.report.frame import variant_keys
+from addrop_cli.report.missing import Missing, find_missing
 from addrop_cli.report.protocol import cost_frame, describe_protocol
 from addrop_cli.report.stats import MARKER_LEGEND, Comparison, compare
 from addrop_cli.store.reader import (
@@ -46,6 +47,8 @@ class Report:
     legend: str
     records: tuple[RunRecord, ...] = field(repr=False)
     warnings: tuple[str, ...] = ()
+    missing: Missing = field(default_factory=Missing)
+    """What the experiments' spec.yaml plans that no finished run has (report/missing.py)."""
 
     @property
     def not_counted(self) -> tuple[RunRecord, ...]:
@@ -93,6 +96,7 @@ def build_report(
         legend=MARKER_LEGEND,
         records=tuple(records),
         warnings=tuple(dict.fromkeys(messages)),
+        missing=find_missing(experiments, records),
     )
 
 

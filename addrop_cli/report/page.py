@@ -67,6 +67,8 @@ def html_page(report: Report, plot_files: Sequence[Path] = ()) -> str:
     )
     runs = len(report.records)
     counted = len(report.records) - len(report.not_counted)
+    line = html.escape(report.missing.line)
+    partial = f'<p class="partial">{line}</p>' if line else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -74,7 +76,7 @@ def html_page(report: Report, plot_files: Sequence[Path] = ()) -> str:
         f"<header><h1>Report: {html.escape(names)}</h1>"
         f"<p>{counted} of {runs} runs counted; {report.table.epoch} epoch, "
         f"{report.table.agg} over seeds, against {html.escape(report.table.reference)}</p>"
-        f"<nav>{nav}</nav></header>\n<main>\n{body}</main>\n</body></html>\n"
+        f"{partial}<nav>{nav}</nav></header>\n<main>\n{body}</main>\n</body></html>\n"
     )
 
 

@@ -25,6 +25,7 @@ from addrop_cli.report.aggregate import Cell, GlueCell, TaskRow
 from addrop_cli.report.build import Report
 from addrop_cli.report.curves import difference_frame, factor_curves
 from addrop_cli.report.export import stats_frame
+from addrop_cli.report.missing import with_not_run
 from addrop_cli.report.stats import MIN_SEEDS, NOT_ENOUGH_SEEDS
 from addrop_cli.store.atomic import atomic_write_text
 
@@ -305,6 +306,7 @@ def curve_grids(report: Report) -> list[Grid]:
             "per-seed difference (paired by seed), x100; bootstrap: paired over dev examples, per "
             "seed then averaged; Holm correction over the factor values, on the paired t-test.",
         )
+        text = with_not_run(text, curve.factor, report.missing)  # planned values not run
         out.append(_plain(text, f"Curve: {curve.title}", notes))
     return out
 
@@ -336,6 +338,8 @@ def to_rich(grid: Grid) -> RichTable:
 
 
 def print_terminal(report: Report, console: Console) -> None:
+    if report.missing.line:
+        console.print(Text(report.missing.line, style="yellow"), highlight=False)
     for grid in grids(report):
         console.print(to_rich(grid))
     for message in report.warnings:

@@ -364,3 +364,40 @@ def _problem(error: Any) -> str:
     if error["type"] in ("float_parsing", "float_type", "int_parsing", "int_type"):
         return f"{where} is not a number: {error['input']!r}"
     return f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}, got {error['input']!r}"
+
+
+@dataclass(frozen=True)
+class SpecPlan:
+    """What an experiment's ``spec.yaml`` plans to run (None: the file does not say)."""
+
+    tasks: tuple[str, ...] | None
+    variants: tuple[str, ...] | None
+    seeds: tuple[int, ...] | None
+    factors: Mapping[str, tuple[Any, ...]]
+    """Factor path -> its values, in the spec's order ({} without factors)."""
+
+
+def spec_plan(experiment: Path) -> SpecPlan | None:
+    """The tasks, variants, seeds and factor values the experiment's ``spec.yaml`` lists (None
+    when there is no readable spec.yaml). ``addrop run --only`` leaves it the full spec."""
+    import yaml  # only needed here; the store's other files are JSON
+
+    try:
+        spec = yaml.safe_load((experiment / "spec.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
+        return None
+    if not isinstance(spec, dict):
+        return None
+
+    def listed(key: str) -> tuple[Any, ...] | None:
+        value = spec.get(key)
+        return tuple(value) if isinstance(value, (list, dict)) and value else None
+
+    seeds = tuple(s for s in listed("seeds") or () if type(s) is int)
+    factors = spec.get("factors") if isinstance(spec.get("factors"), dict) else {}
+    return SpecPlan(
+        tasks=tuple(map(str, listed("tasks") or ())) or None,
+        variants=tuple(map(str, listed("methods") or ())) or None,
+        seeds=seeds or None,
+        factors={str(k): tuple(v) for k, v in factors.items() if isinstance(v, list) and v},
+    )
