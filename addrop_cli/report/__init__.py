@@ -16,9 +16,10 @@ from addrop_cli.report.command import (
     write_html_report,
     write_markdown_report,
 )
+from addrop_cli.report.cost import cost_frame
 from addrop_cli.report.frame import TaskRow, raw_frame, run_frame, variant_keys
 from addrop_cli.report.plots import write_plots
-from addrop_cli.report.protocol import cost_frame, describe_protocol
+from addrop_cli.report.protocol import describe_protocol
 from addrop_cli.report.stats import (
     BootstrapCI,
     Comparison,

@@ -16,9 +16,10 @@ import pandas as pd
 
 from addrop_cli.data.metrics import GLUE_SCORE_FORMULA, Agg
 from addrop_cli.report.aggregate import Epoch, Table, aggregate
+from addrop_cli.report.cost import cost_frame
 from addrop_cli.report.frame import variant_keys
+from addrop_cli.report.protocol import describe_protocol
 from addrop_cli.report.missing import Missing, find_missing
-from addrop_cli.report.protocol import cost_frame, describe_protocol
 from addrop_cli.report.stats import MARKER_LEGEND, Comparison, compare
 from addrop_cli.store.reader import (
     RunRecord,

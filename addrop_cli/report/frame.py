@@ -184,6 +184,38 @@ def variant_keys(records: Iterable[RunRecord]) -> dict[tuple[str, str], str]:
     return keys
 
 
+def epoch_cost(r: RunRecord) -> dict[str, float]:
+    """One run's per-step cost and load from its ``epochs.jsonl`` (NaN where not recorded, as
+    in runs stored before addrop recorded them).
+
+    ``step_time_s`` and ``cpu_step_s``: the median over the run's epochs of the training seconds
+    and the process CPU seconds per optimiser step, each from the epoch's last evaluation (whose
+    figures run from the epoch's start); ``load_mean`` and ``load_max``: the mean and the largest
+    1-minute load average recorded at its evaluations; ``cpus``: the machine's logical CPUs.
+    """
+    rows = r.epochs()
+    ends = {row.epoch: row for row in rows}.values()  # in file order: an epoch's last wins
+    wall, cpu = [], []
+    for row in ends:
+        if row.steps:
+            wall.append(row.epoch_time_s / row.steps)
+            if row.cpu_time_s is not None:
+                cpu.append(row.cpu_time_s / row.steps)
+    loads = [row.load_1m for row in rows if row.load_1m is not None]
+    nan = float("nan")
+    return {
+        "step_time_s": _median(wall),
+        "cpu_step_s": _median(cpu),
+        "load_mean": sum(loads) / len(loads) if loads else nan,
+        "load_max": max(loads, default=nan),
+        "cpus": float(max((row.cpus for row in rows if row.cpus), default=nan)),
+    }
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(pd.Series(values, dtype=float).median()) if values else float("nan")
+
+
 def curve_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
     """Every evaluation in the runs' ``epochs.jsonl``: one row per run and evaluation, with
     ``run_id``, ``path``, ``x`` (the epoch, from 1, or the evaluation's number when a run

@@ -23,6 +23,7 @@ from rich.text import Text
 
 from addrop_cli.report.aggregate import Cell, GlueCell, TaskRow
 from addrop_cli.report.build import Report
+from addrop_cli.report.cost import cost_text
 from addrop_cli.report.curves import difference_frame, factor_curves
 from addrop_cli.report.export import stats_frame
 from addrop_cli.report.missing import with_not_run
@@ -167,36 +168,8 @@ def _bootstrap_text(row: pd.Series) -> str:
 
 
 def cost_grid(report: Report) -> Grid:
-    c = report.cost
-    display = {t.name: t.display for t in report.table.tasks}
-    text = pd.DataFrame(
-        {
-            "Task": c["task"].map(lambda t: display.get(t, t)),
-            "Variant": c["variant"],
-            "runs": c["n"].astype(str),
-            "wall time (s)": c["wall_time_s"].map(lambda x: _num(x, 1)),
-            "train samples/s": c["samples_per_s"].map(lambda x: _num(x, 1)),
-            "peak memory (MB)": c["peak_memory_mb"].map(lambda x: _num(x, 0)),
-            "wall time x ref": c["wall_ratio"].map(lambda x: _num(x, 2, "x")),
-            "samples/s x ref": c["throughput_ratio"].map(lambda x: _num(x, 2, "x")),
-        }
-    )
-    notes = [
-        f"Means over finished runs (peak memory: the largest); ratios against "
-        f"{report.table.reference} on the same task."
-    ]
-    if c["prepare_time_s"].notna().any():
-        after_wall = text.columns.get_loc("wall time (s)") + 1
-        text.insert(after_wall, "preparation (s)", c["prepare_time_s"].map(lambda x: _num(x, 1)))
-        notes.append(
-            "Preparation: a method's pass over the training data before its first step "
-            "(Child-Tuning_D's Fisher information), once per run and inside the wall time."
-        )
-    if c["pruned"].any():
-        text["pruned runs"] = c["pruned"].astype(str)
-        text["epochs saved"] = c["epochs_saved"].astype(str)
-        notes.append("Pruned: selection runs a search's pruner stopped; the epochs they saved.")
-    return _plain(text, "Cost", tuple(notes))
+    text, notes = cost_text(report.cost, report.table)
+    return _plain(text, "Cost", notes)
 
 
 def not_counted_grid(report: Report) -> Grid | None:
