@@ -1,4 +1,5 @@
-"""Report statistics against scipy, hand-worked Holm corrections and a plain-loop bootstrap."""
+"""Report statistics against scipy, hand-worked Holm corrections and a plain-loop bootstrap; the
+family correction, the two-level bootstrap's coverage, ASO, power and what the runs did."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from scipy import stats
 
 from addrop_cli.data.metrics import METRICS
 from addrop_cli.report import build_report, holm, paired_bootstrap, seed_tests
+from addrop_cli.report.comparisons import compare
 from addrop_cli.report.render import grids
-from addrop_cli.report.stats import NOT_ENOUGH_SEEDS, batch_metric, compare, marker
+from addrop_cli.report.stats import NOT_ENOUGH_SEEDS, batch_metric, marker
 
 GLUE_SMALL = Path(__file__).resolve().parent / "fixtures" / "store" / "glue-small"
 
@@ -55,8 +57,9 @@ def test_two_seed_report_says_so_instead_of_a_p_value() -> None:
     report = build_report([GLUE_SMALL], resamples=50)  # two seeds a cell
     assert all(c.seeds.t_p is None and c.p_holm is None for c in report.comparisons)
     stats_table = next(g for g in grids(report) if g.title == "Statistics")
-    assert set(stats_table.text["Holm p"]) == {NOT_ENOUGH_SEEDS}
-    assert "1.000" not in " ".join(stats_table.text["Wilcoxon p"])
+    assert set(stats_table.text["p (uncorrected)"]) == {NOT_ENOUGH_SEEDS}
+    assert set(stats_table.text["Holm p (0)"]) == {"—"}
+    assert set(stats_table.text["ASO ε_min"]) == {"—"}  # no ASO on two seeds either
 
 
 def test_one_variant_has_no_statistics_table(tmp_path: Path) -> None:
@@ -67,7 +70,7 @@ def test_one_variant_has_no_statistics_table(tmp_path: Path) -> None:
             shutil.rmtree(run)
     report = build_report([store], resamples=50)
     assert tuple(report.table.variants) == ("baseline",)
-    assert [g.title for g in grids(report)][:2] == ["Dev results", "Cost"]
+    assert [g.title for g in grids(report)][:3] == ["Dev results", "What the runs did", "Cost"]
 
 
 def test_holm_against_hand_worked_values() -> None:
@@ -84,7 +87,9 @@ def test_markers() -> None:
 def test_fixture_comparisons_use_scipy_and_holm_across_tasks() -> None:
     table = build_report([GLUE_SMALL], resamples=200).table
     # the fixture has two seeds a cell: allow tests at two seeds to check the wiring
-    by_task = {c.task: c for c in compare(table, resamples=200, min_seeds=2)}
+    comparisons, family = compare(table, resamples=200, min_seeds=2, aso_iterations=0)
+    by_task = {c.task: c for c in comparisons}
+    assert (family.size, family.variants, family.rows) == (3, 1, 3)
     rte = by_task["rte"]
     assert rte.seeds.t_p == pytest.approx(stats.ttest_rel([0.65, 0.69], [0.60, 0.62]).pvalue)
     assert rte.seeds.welch_p == pytest.approx(
@@ -92,6 +97,7 @@ def test_fixture_comparisons_use_scipy_and_holm_across_tasks() -> None:
     )
     raw = [by_task[t].seeds.t_p for t in ("mrpc", "stsb", "rte")]
     assert [by_task[t].p_holm for t in ("mrpc", "stsb", "rte")] == pytest.approx(holm(raw))
+    assert [by_task[t].p for t in ("mrpc", "stsb", "rte")] == pytest.approx(raw)
     assert all(c.marker == marker(c.p_holm) for c in by_task.values())
     boot = rte.bootstrap
     assert boot is not None and boot.seeds == (1, 2) and boot.n_examples == 100
@@ -117,8 +123,13 @@ def test_paired_bootstrap_matches_a_plain_loop() -> None:
     acc = METRICS["accuracy"].fn
     diffs = [acc(mine[i], labels[i]) - acc(theirs[i], labels[i]) for i in draws]
     low, high = np.quantile(diffs, [0.025, 0.975])
-    assert (got.low, got.high) == pytest.approx((low, high))
-    assert got.diff == pytest.approx(acc(mine, labels) - acc(theirs, labels))
+    assert (got.example_low, got.example_high) == pytest.approx((low, high))
+    observed = acc(mine, labels) - acc(theirs, labels)
+    assert got.diff == pytest.approx(observed)
+    # one seed: no seed level, the two-level interval is the example one centred on the observed
+    shift = observed - np.mean(diffs)
+    assert (got.low, got.high) == pytest.approx((low + shift, high + shift))
+    assert got.seed_scale == 0
     again = paired_bootstrap(
         {1: (_record(mine, labels), _record(theirs, labels))}, "accuracy", resamples=300, seed=7
     )
@@ -132,13 +143,14 @@ def test_paired_bootstrap_matches_on_guid_and_is_null_for_equal_predictions() ->
     reversed_mine = _record(preds[::-1], labels[::-1], guids[::-1])
     got = paired_bootstrap({1: (reversed_mine, _record(preds, labels, guids))}, "f1", seed=1)
     assert (got.diff, got.low, got.high, got.p) == (0.0, 0.0, 0.0, 1.0)
+    assert (got.example_low, got.example_high) == (0.0, 0.0)
 
 
 def test_paired_bootstrap_averages_seeds_and_detects_a_clear_gain() -> None:
     rng = np.random.default_rng(0)
     pairs = {}
+    y = rng.normal(size=200)  # every seed is scored on the same dev examples
     for seed in (1, 2, 3):
-        y = rng.normal(size=200)
         good, bad = y + rng.normal(scale=0.3, size=200), y + rng.normal(scale=1.5, size=200)
         pairs[seed] = (_record(good, y), _record(bad, y))
     got = paired_bootstrap(pairs, "pearson", resamples=400)
@@ -175,7 +187,7 @@ def test_vectorised_metrics_agree_with_metrics_module(name: str) -> None:
 
 def test_last_epoch_reports_skip_the_best_epoch_bootstrap() -> None:
     table = build_report([GLUE_SMALL], epoch="last", resamples=50).table
-    comparisons = compare(table, resamples=50, min_seeds=2)
+    comparisons, _ = compare(table, resamples=50, min_seeds=2, aso_iterations=0)
     assert all(c.bootstrap is None for c in comparisons)
     assert all(c.seeds.t_p is not None for c in comparisons)
 
@@ -188,9 +200,9 @@ def test_one_seed_report_shows_no_p_value_and_claims_no_spread(tmp_path: Path) -
             shutil.rmtree(run)
     report = build_report([store], resamples=20)
     stats_table = next(g for g in grids(report) if g.title == "Statistics")
-    p_columns = ["paired t p", "Wilcoxon p", "Welch p"]
-    assert set(stats_table.text[p_columns].to_numpy().ravel()) == {"—"}
-    assert set(stats_table.text["Holm p"]) == {NOT_ENOUGH_SEEDS}
+    assert set(stats_table.text["p (uncorrected)"]) == {NOT_ENOUGH_SEEDS}
+    assert set(stats_table.text["Holm p (0)"]) == {"—"}
+    assert all(c.seeds.welch_p is None and c.seeds.wilcoxon_p is None for c in report.comparisons)
     assert not any("std" in line for line in report.protocol)
 
 

@@ -9,6 +9,7 @@ per run and evaluation); aggregation (``aggregate``, ``stats``) is pandas on tha
 
 from addrop_cli.data.metrics import Summary, summarize
 from addrop_cli.report.aggregate import Cell, GlueCell, Table, aggregate
+from addrop_cli.report.bootstrap import BootstrapCI, paired_bootstrap
 from addrop_cli.report.build import Report, build_report
 from addrop_cli.report.command import (
     FORMATS,
@@ -16,19 +17,12 @@ from addrop_cli.report.command import (
     write_html_report,
     write_markdown_report,
 )
+from addrop_cli.report.comparisons import Comparison, Family, compare
 from addrop_cli.report.cost import cost_frame
 from addrop_cli.report.frame import TaskRow, raw_frame, run_frame, variant_keys
 from addrop_cli.report.plots import write_plots
 from addrop_cli.report.protocol import describe_protocol
-from addrop_cli.report.stats import (
-    BootstrapCI,
-    Comparison,
-    SeedTests,
-    compare,
-    holm,
-    paired_bootstrap,
-    seed_tests,
-)
+from addrop_cli.report.stats import SeedTests, holm, seed_tests
 from addrop_cli.store.reader import RunRecord, StoreWarning, find_experiments, load_runs
 
 __all__ = [
@@ -36,6 +30,7 @@ __all__ = [
     "BootstrapCI",
     "Cell",
     "Comparison",
+    "Family",
     "GlueCell",
     "Report",
     "RunRecord",

@@ -16,11 +16,14 @@ import pandas as pd
 
 from addrop_cli.data.metrics import GLUE_SCORE_FORMULA, Agg
 from addrop_cli.report.aggregate import Epoch, Table, aggregate
+from addrop_cli.report.bootstrap import RESAMPLES
+from addrop_cli.report.comparisons import Comparison, Family, compare
 from addrop_cli.report.cost import cost_frame
+from addrop_cli.report.evidence import Behaviour, behaviours, degeneracy_warnings
 from addrop_cli.report.frame import variant_keys
-from addrop_cli.report.protocol import describe_protocol
 from addrop_cli.report.missing import Missing, find_missing
-from addrop_cli.report.stats import MARKER_LEGEND, Comparison, compare
+from addrop_cli.report.protocol import describe_protocol
+from addrop_cli.report.verdicts import ASO_ITERATIONS
 from addrop_cli.store.reader import (
     RunRecord,
     StoreWarning,
@@ -50,6 +53,10 @@ class Report:
     warnings: tuple[str, ...] = ()
     missing: Missing = field(default_factory=Missing)
     """What the experiments' spec.yaml plans that no finished run has (report/missing.py)."""
+    family: Family = field(default_factory=lambda: Family(0, 0, 0))
+    """The comparisons the Holm correction runs over."""
+    behaviour: tuple[Behaviour, ...] = field(default=(), repr=False)
+    """What each cell's runs did (selected epochs, inactive method, identical predictions)."""
 
     @property
     def not_counted(self) -> tuple[RunRecord, ...]:
@@ -59,6 +66,13 @@ class Report:
     def comparison(self, task: str, variant: str) -> Comparison | None:
         return next((c for c in self.comparisons if c.task == task and c.variant == variant), None)
 
+    def bold(self, task: str, variant: str) -> bool:
+        """A cell is bold only where it is its row's best and its difference from the reference
+        is significant after the family's correction; otherwise nothing in the row is."""
+        cell = self.table.cell(task, variant)
+        comparison = self.comparison(task, variant)
+        return bool(cell and cell.best and comparison and comparison.significant)
+
 
 def build_report(
     paths: Sequence[Path],
@@ -66,8 +80,9 @@ def build_report(
     epoch: Epoch = "best",
     agg: Agg = "mean",
     reference: str | None = None,
-    resamples: int = 1000,
+    resamples: int = RESAMPLES,
     seed: int = 0,
+    aso_iterations: int = ASO_ITERATIONS,
 ) -> Report:
     """Load every run under ``paths`` and compute the report (no files written).
 
@@ -82,8 +97,12 @@ def build_report(
         records = [r for e in experiments for r in separate_namesakes(per_folder)[e]]
         order = [name for e in experiments for name in spec_variant_order(e)]
         table = aggregate(records, epoch=epoch, agg=agg, reference=reference, variant_order=order)
-        comparisons = compare(table, resamples=resamples, seed=seed)
+        comparisons, family = compare(
+            table, resamples=resamples, seed=seed, aso_iterations=aso_iterations
+        )
+        found = behaviours(table)
     messages = [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
+    messages += degeneracy_warnings(found, {t.name: t.display for t in table.tasks})
     for w in caught:  # pass on anything that is not the store's
         if not issubclass(w.category, StoreWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -94,10 +113,12 @@ def build_report(
         cost=cost_frame(table),
         protocol=tuple(describe_protocol(table)),
         glue_formula=GLUE_SCORE_FORMULA,
-        legend=MARKER_LEGEND,
+        legend=family.legend,
         records=tuple(records),
         warnings=tuple(dict.fromkeys(messages)),
         missing=find_missing(experiments, records),
+        family=family,
+        behaviour=tuple(found),
     )
 
 

@@ -7,8 +7,8 @@ the rows of one task along one numeric factor (the other factors held at one poi
 * **Bands**: mean over seeds and a 95% t-interval of that mean, per variant and value, clipped
   to the values the metric can take (two seeds' interval is wide enough to leave them).
 * **Differences**: per value, the variant minus the reference on the main metric, paired by
-  seed; the paired t-test's p-value Holm-corrected over the curve's factor values, and the
-  paired bootstrap interval over dev examples of :mod:`addrop_cli.report.stats`.
+  seed; the paired t-test's p-value Holm-corrected over the report's whole family of
+  comparisons, and the two-level bootstrap interval of :mod:`addrop_cli.report.bootstrap`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from scipy import stats
 from addrop_cli.data.metrics import score_bounds
 from addrop_cli.report.aggregate import Table, TaskRow
 from addrop_cli.report.build import Report
-from addrop_cli.report.stats import holm, seed_tests
+from addrop_cli.report.stats import seed_tests
 from addrop_cli.store.identity import point_label
 
 
@@ -93,7 +93,7 @@ def band_frame(table: Table, curve: Curve) -> pd.DataFrame:
 
 def difference_frame(report: Report, curve: Curve) -> pd.DataFrame:
     """variant, x, seeds, diff, t_p, p_holm, boot_low, boot_high: each variant minus the
-    reference at every factor value (paired by seed; Holm over the curve's values)."""
+    reference at every factor value (paired by seed; Holm over the report's whole family)."""
     table = report.table
     out = []
     for variant in table.variants[1:]:
@@ -108,11 +108,10 @@ def difference_frame(report: Report, curve: Curve) -> pd.DataFrame:
             boot = comparison.bootstrap if comparison else None
             rows.append(
                 {"variant": variant, "x": x, "seeds": tests.n_paired, "diff": tests.mean_diff}
-                | {"t_p": tests.t_p}
+                | {"t_p": tests.t_p, "p_holm": comparison.p_holm if comparison else None}
                 | {"boot_low": boot.low if boot else None, "boot_high": boot.high if boot else None}
             )
-        for item, p in zip(rows, holm([r["t_p"] for r in rows]), strict=True):
-            out.append(item | {"p_holm": p})
+        out.extend(rows)
     columns = ["variant", "x", "seeds", "diff", "t_p", "p_holm", "boot_low", "boot_high"]
     return pd.DataFrame(out, columns=columns)
 

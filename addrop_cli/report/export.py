@@ -15,6 +15,7 @@ import pandas as pd
 
 from addrop_cli.report.build import Report
 from addrop_cli.report.frame import DEV
+from addrop_cli.report.verdicts import ASO_THRESHOLD
 
 
 def table_frame(report: Report) -> pd.DataFrame:
@@ -32,7 +33,7 @@ def table_frame(report: Report) -> pd.DataFrame:
                 "expected": cell.expected,
                 "p_holm": c.p_holm if (c := report.comparison(t, v)) else None,
                 "marker": c.marker if c else "",
-                "cell_best": cell.best,
+                "cell_best": report.bold(t, v),
             }
             for (t, v), cell in table.cells.items()
         ]
@@ -65,7 +66,7 @@ def table_frame(report: Report) -> pd.DataFrame:
                 "expected": len(g.covered) + len(g.missing),
                 "delta": g.delta,
                 "marker": "",
-                "best": g.best,
+                "best": False,  # no test stands behind a GLUE score
                 "is_reference": v == table.reference,
             }
             for v, g in (table.glue or {}).items()
@@ -77,22 +78,30 @@ def table_frame(report: Report) -> pd.DataFrame:
 
 
 def stats_frame(report: Report) -> pd.DataFrame:
-    """One row per comparison: the seed tests, Holm's p and the bootstrap, flattened."""
+    """One row per comparison: the seed tests (uncorrected and Holm over the family), the
+    two-level bootstrap, ASO and the power figures, flattened."""
     rows = []
     for c in report.comparisons:
         seeds, boot = asdict(c.seeds), asdict(c.bootstrap) if c.bootstrap else {}
+        power = asdict(c.power) if c.power else {}
         rows.append(
             {"task": c.task, "variant": c.variant, "reference": c.reference}
             | {k if k != "t_p" else "paired_t_p": v for k, v in seeds.items()}
-            | {"test": c.test, "p_holm": c.p_holm, "marker": c.marker}
+            | {"test": c.test, "p": c.p, "p_holm": c.p_holm, "family_size": report.family.size}
+            | {"marker": c.marker, "significant": c.significant}
             | {f"bootstrap_{k}": boot.get(k) for k in _BOOT_KEYS}
+            | {"aso_eps_min": c.aso, "aso_threshold": ASO_THRESHOLD}
+            | {f"power_{k}": power.get(k) for k in ("alpha", "detectable", "seeds_needed")}
         )
     frame = pd.DataFrame(rows).rename(columns={"bootstrap_n_examples": "bootstrap_examples"})
-    counts = ["bootstrap_resamples", "bootstrap_examples"]
+    counts = ["bootstrap_resamples", "bootstrap_examples", "power_seeds_needed"]
     return frame.astype(dict.fromkeys(counts, "Int64")) if len(frame) else frame
 
 
-_BOOT_KEYS = ("metric", "diff", "low", "high", "p", "level", "resamples", "n_examples", "seeds")
+_BOOT_KEYS = (
+    "metric", "diff", "low", "high", "p", "example_low", "example_high", "level", "resamples",
+    "n_examples", "seeds", "seed_scale",
+)  # fmt: skip
 
 
 def to_csv(frame: pd.DataFrame) -> str:
@@ -129,6 +138,7 @@ def to_json(report: Report) -> str:
                 "delta": dict(cell.delta) if cell.delta else None,
                 "score_delta": cell.score_delta,
                 "best": cell.best,
+                "bold": report.bold(task, variant),
                 "runs": [r.run_id for r in cell.runs],
             }
         )
@@ -141,6 +151,7 @@ def to_json(report: Report) -> str:
         "protocol": list(report.protocol),
         "glue_formula": report.glue_formula,
         "legend": report.legend,
+        "family": asdict(report.family),
         "tasks": [
             {"name": t.name, "display": t.display, "metrics": list(t.metrics)}
             | {"main_metric": t.main_metric}

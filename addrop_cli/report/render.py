@@ -25,9 +25,8 @@ from addrop_cli.report.aggregate import Cell, GlueCell, TaskRow
 from addrop_cli.report.build import Report
 from addrop_cli.report.cost import cost_text
 from addrop_cli.report.curves import difference_frame, factor_curves
-from addrop_cli.report.export import stats_frame
+from addrop_cli.report.evidence import behaviour_text, stats_text
 from addrop_cli.report.missing import with_not_run
-from addrop_cli.report.stats import MIN_SEEDS, NOT_ENOUGH_SEEDS
 from addrop_cli.store.atomic import atomic_write_text
 
 METRIC_NAMES = {
@@ -88,9 +87,8 @@ def main_grid(report: Report) -> Grid:
         row = {"Task": (task.display, False), "Metric": (metric_label(task), False)}
         for v in table.variants:
             comparison = report.comparison(task.name, v)
-            row[headers[v]] = _cell(
-                task, table.cell(task.name, v), comparison.marker if comparison else ""
-            )
+            mark = comparison.marker if comparison else ""
+            row[headers[v]] = _cell(task, table.cell(task.name, v), mark, report.bold(task.name, v))
         rows.append(row)
     notes = list(report.protocol)
     if table.glue is not None:
@@ -103,68 +101,26 @@ def main_grid(report: Report) -> Grid:
                 f"GLUE score here covers only the GLUE tasks in this table ({covered} of 9), "
                 "so it is not comparable with full-benchmark scores."
             )
-    notes.append("Best cell per row in bold. " + report.legend + ".")
+    notes.append(
+        f"Bold: a row's best cell, only where its difference from {table.reference} is "
+        f"significant after the correction. {report.legend}."
+    )
     return _grid("Dev results", rows, notes)
 
 
 def stats_grid(report: Report) -> Grid | None:
     """One row per (task, variant) compared with the reference; None when there is nothing to
     compare (one variant, or no task with both)."""
-    f = stats_frame(report)
-    if f.empty:
+    if not report.comparisons:
         return None
-    display = {t.name: t.display for t in report.table.tasks}
-    welch = f["test"].eq("Welch").map({True: " (Welch)", False: ""})
-    untested = f["test"].isna() & f[["paired_t_p", "wilcoxon_p", "welch_p"]].isna().all(axis=1)
-    holm = (f["p_holm"].map(_p) + f["marker"] + welch).where(~untested, NOT_ENOUGH_SEEDS)
-    text = pd.DataFrame(
-        {
-            "Task": f["task"].map(lambda t: display.get(t, t)),
-            "Variant": f["variant"],
-            "seeds": f["n_paired"].astype(int).astype(str),
-            "paired Δ": f["mean_diff"].map(_signed),
-            "paired t p": f["paired_t_p"].map(_p),
-            "Wilcoxon p": f["wilcoxon_p"].map(_p),
-            "Welch p": f["welch_p"].map(_p),
-            "Holm p": holm,
-            "bootstrap Δ main [95% CI]": f.apply(_bootstrap_text, axis=1),
-            "boot p": f["bootstrap_p"].map(_p),
-        }
-    )
-    resamples = sorted({int(r) for r in f.get("bootstrap_resamples", pd.Series()).dropna()})
-    notes = (
-        f"Against {report.table.reference}. Seed tests on per-seed task scores (paired on shared "
-        "seeds); Holm correction across tasks per variant, on the paired t-test (Welch's where no "
-        f"seed is shared). No seed test with fewer than {MIN_SEEDS} seeds.",
-        f"Bootstrap: paired over dev examples matched on guid, "
-        f"{'/'.join(map(str, resamples)) or 'no'} resamples, per seed then averaged over seeds; "
-        "main metric, x100.",
-    )
+    text, notes = stats_text(report.comparisons, report.family, report.table)
     return _plain(text, "Statistics", notes)
 
 
-_STATS_HEADER = (
-    "Task",
-    "Variant",
-    "seeds",
-    "paired Δ",
-    "paired t p",
-    "Wilcoxon p",
-    "Welch p",
-    "Holm p",
-    "bootstrap Δ main [95% CI]",
-    "boot p",
-)
-
-
-def _bootstrap_text(row: pd.Series) -> str:
-    if pd.isna(row["bootstrap_diff"]):
-        return "—"
-    return (
-        f"{_signed(row['bootstrap_diff'])} [{_signed(row['bootstrap_low'])}, "
-        f"{_signed(row['bootstrap_high'])}] ({row['bootstrap_metric']}, "
-        f"{len(row['bootstrap_seeds'])} seeds x {int(row['bootstrap_examples'])})"
-    )
+def behaviour_grid(report: Report) -> Grid | None:
+    """What the runs did: selected epochs, an inactive method, predictions like the reference's."""
+    found = behaviour_text(report.behaviour, report.table)
+    return None if found is None else _plain(found[0], "What the runs did", found[1])
 
 
 def cost_grid(report: Report) -> Grid:
@@ -187,7 +143,7 @@ def metric_label(task: TaskRow) -> str:
     return "/".join(METRIC_NAMES.get(m, m) for m in task.metrics)
 
 
-def _cell(task: TaskRow, cell: Cell | None, mark: str) -> tuple[str, bool]:
+def _cell(task: TaskRow, cell: Cell | None, mark: str, bold: bool) -> tuple[str, bool]:
     if cell is None:
         return ("—", False)
     values = []
@@ -206,7 +162,7 @@ def _cell(task: TaskRow, cell: Cell | None, mark: str) -> tuple[str, bool]:
     lines.append(" ".join(extra))
     if cell.point:
         lines.append(", ".join(f"{_short(k)}={v}" for k, v in cell.point.items()))
-    return ("\n".join(lines), cell.best)
+    return ("\n".join(lines), bold)
 
 
 def _glue_cell(g: GlueCell) -> tuple[str, bool]:
@@ -220,7 +176,7 @@ def _glue_cell(g: GlueCell) -> tuple[str, bool]:
         extra.append(f"{len(g.covered)}/{len(g.covered) + len(g.missing)} tasks")
     if extra:
         lines.append(" ".join(extra))
-    return ("\n".join(lines), g.best)
+    return ("\n".join(lines), False)  # no test stands behind a GLUE score: never bold
 
 
 def _variant_header(report: Report, variant: str) -> str:
@@ -271,13 +227,14 @@ def curve_grids(report: Report) -> list[Grid]:
                 f"paired Δ {curve.metric}": f["diff"].map(_signed),
                 "bootstrap 95% CI": boot,
                 "paired t p": f["t_p"].map(_p),
-                "Holm p": f["p_holm"].map(_p),
+                f"Holm p ({report.family.size})": f["p_holm"].map(_p),
             }
         )
         notes = (
             f"Against {report.table.reference} at each {curve.factor}: mean over seeds of the "
-            "per-seed difference (paired by seed), x100; bootstrap: paired over dev examples, per "
-            "seed then averaged; Holm correction over the factor values, on the paired t-test.",
+            "per-seed difference (paired by seed), x100; 95% CI: the two-level bootstrap (seeds "
+            "and dev examples); Holm p: over the report's whole family of comparisons (every "
+            "variant at every value), as in the statistics table.",
         )
         text = with_not_run(text, curve.factor, report.missing)  # planned values not run
         out.append(_plain(text, f"Curve: {curve.title}", notes))
@@ -286,7 +243,8 @@ def curve_grids(report: Report) -> list[Grid]:
 
 def grids(report: Report) -> list[Grid]:
     """Every table of the report, in reading order."""
-    maybe = [main_grid(report), *curve_grids(report), stats_grid(report), cost_grid(report)]
+    maybe = [main_grid(report), *curve_grids(report), stats_grid(report)]
+    maybe += [behaviour_grid(report), cost_grid(report)]
     maybe.append(not_counted_grid(report))
     return [grid for grid in maybe if grid is not None]
 
