@@ -333,12 +333,16 @@ def test_status_tells_running_from_interrupted_and_not_started(
         folder = experiment / "runs" / run.run_id
         if state == "absent":
             continue
+        if state == "done":  # a readable result (a DONE run without one is corrupt)
+            config = make_store.run_config(
+                "smoke", task=run.task, variant=run.variant, params=make_store.BASELINE, seed=1
+            )
+            make_store.write_run(experiment, config | {"run_id": run.run_id}, {"accuracy": 0.5})
+            continue
         folder.mkdir(parents=True)
         (folder / "run.json").write_text(
             json.dumps({"task": run.task, "variant": run.variant, "seed": run.seed})
         )
-        if state == "done":
-            (folder / "DONE").write_text("")
         if state == "interrupted":  # a training state to go on from (one that loads)
             from addrop_cli.store.state import TrainingStateFiles
 
@@ -347,11 +351,10 @@ def test_status_tells_running_from_interrupted_and_not_started(
     with held:
         result = run_cli(capsys, "status", SMOKE, *args, "--results", tmp_path)
     assert result.code == 0, result.err
-    assert (
-        "4 runs: 0 queued, 1 running, 1 done, 0 failed, 1 interrupted, 1 not started" in result.out
-    )
+    # the store's words (addrop_cli/store/status.py), as the report says them
+    assert "4 runs: 0 queued, 1 running, 1 done, 0 failed, 1 unfinished, 1 absent" in result.out
     from_folder = run_cli(capsys, "status", experiment)
-    assert "3 runs: 0 queued, 0 running, 1 done, 0 failed, 2 interrupted" in from_folder.out
+    assert "3 runs: 0 queued, 0 running, 1 done, 0 failed, 2 unfinished" in from_folder.out
     details = {s.run_id: s.detail for s in collect(ExperimentStore(experiment))}
     resumes = "not running; resumes from step 7 (epoch 1) of its training state"
     assert details[runs[2].run_id] == resumes

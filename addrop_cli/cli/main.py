@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 from typing import Any
 
 import typer
@@ -13,6 +14,7 @@ import typer
 from addrop_cli.cli import experiments, listing, results  # noqa: F401
 from addrop_cli.cli.app import app, err_console, state
 from addrop_cli.errors import AddropError
+from addrop_cli.store.reader import StoreWarning
 
 
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
@@ -36,7 +38,27 @@ def main() -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _show_store_warning(show: Any) -> Any:
+    """``warnings.showwarning`` that prints a damaged store file as the report does: one line
+    (``warning: <file>: ...; <fix>``), never Python's ``file:line: StoreWarning:`` and source."""
+
+    def showwarning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, StoreWarning):
+            err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return showwarning
+
+
 def _main() -> None:
+    with warnings.catch_warnings():  # restores showwarning and the filters (in-process callers)
+        warnings.simplefilter("default", StoreWarning)  # each damaged file once per command
+        warnings.showwarning = _show_store_warning(warnings.showwarning)
+        _run_app()
+
+
+def _run_app() -> None:
     try:
         # without standalone mode click returns typer.Exit's code instead of raising it
         result = app(standalone_mode=False)

@@ -8,15 +8,24 @@ its tags, every evaluation at its step, and (TensorBoard) its best dev metrics i
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
 from addrop_cli.errors import SpecError
-from addrop_cli.execution.tracking import RunInfo, installed, start_trackers, where_files_go
+from addrop_cli.execution.tracking import (
+    RunInfo,
+    installed,
+    start_trackers,
+    tracker_ids,
+    where_files_go,
+)
 from addrop_cli.spec.trackers import TRACKERS
-from addrop_cli.store.reader import RunRecord, load_runs
+from addrop_cli.store.reader import RunRecord, StoreWarning, load_runs
+from addrop_cli.store.records import EpochRecord
 
 
 def export_runs(path: Path, to: str, console: Console) -> int:
@@ -26,17 +35,60 @@ def export_runs(path: Path, to: str, console: Console) -> int:
     _, missing = installed([to])
     if missing:
         raise SpecError(missing[0])
-    done = [record for record in load_runs(path) if record.status == "done"]
-    for record in done:
+    records = load_runs(path)
+    left = Counter(r.status for r in records if r.status != "done")
+    done, again, bare = [], [], 0
+    for record in (r for r in records if r.status == "done"):
+        evaluations = _evaluations(record, console)
+        if not evaluations:  # a result without its curve: not exported as one with no metrics
+            bare += 1
+            continue
+        if to in _TRACKER_RUNS and to in tracker_ids(record.path):
+            again.append(record)
         for tracker in start_trackers([to], _info(record), _warn(console)):
-            for evaluation in record.epochs():
+            for evaluation in evaluations:
                 tracker.on_eval(evaluation)
             tracker.on_end("done", "")
+        done.append(record)
     places = sorted({str(r.path.parent.parent) for r in done})
     for place in places:
         console.print(where_files_go([to], Path(place)), highlight=False, markup=False)
-    console.print(f"exported {len(done)} finished runs to {to}", highlight=False)
+    others = ", ".join(f"{n} {state}" for state, n in sorted(left.items()))
+    if bare:
+        others += f"{', ' if others else ''}{bare} done without evaluations"
+    console.print(
+        f"exported {len(done)} finished runs to {to}" + (f"; left out: {others}" if others else ""),
+        highlight=False,
+    )
+    if again:
+        _warn(console)(
+            f"{len(again)} of these runs had been sent to {to} before (their tracking.json holds "
+            f"a {to} run id): where {to} still holds those, it now holds two runs for each; "
+            f"delete the older ones in {to} to keep one"
+        )
     return 0
+
+
+def _evaluations(record: RunRecord, console: Console) -> list[EpochRecord]:
+    """The run's evaluations, each damaged line one warning; none readable: one line that the
+    run is left out, naming the file and the fix."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StoreWarning)
+        evaluations = record.epochs()
+    lines = [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
+    if not evaluations:
+        why = lines[0] if lines else f"{record.path / 'epochs.jsonl'}: missing"
+        lines = [
+            f"{why}; run {record.run_id} is done but not exported (to export it, delete "
+            f"{record.path} and run the experiment again)"
+        ]
+    for line in lines:
+        _warn(console)(line)
+    return evaluations
+
+
+_TRACKER_RUNS = ("mlflow", "wandb")
+"""Trackers where each export is a new run (TensorBoard rewrites the run's folder)."""
 
 
 def _info(record: RunRecord) -> RunInfo:

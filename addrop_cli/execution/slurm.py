@@ -78,7 +78,7 @@ def submitted_jobs(store: ExperimentStore) -> dict[str, dict[str, Any]]:
     jobs: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return jobs
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             entry = json.loads(line)
             jobs[entry["run_id"]] = entry

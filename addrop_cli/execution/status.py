@@ -1,10 +1,12 @@
 """``addrop status``: what each run of an experiment is doing, from the store and the queue.
 
-States: ``done`` and ``failed`` (markers in the store), ``running`` (its run lock is held on this
-machine, or its Slurm job is running), ``queued`` (its Slurm job is pending), ``interrupted``
-(a folder without a marker that nobody is working on: the next run or sweep starts it again)
-and, given a spec, ``not started``. Reading never takes a run lock, so asking for the status
-can never make a worker skip a run.
+States are the store's, in the words every reader uses (:mod:`addrop_cli.store.status`):
+``done``, ``corrupt`` (DONE, but its metrics cannot be read: the report leaves it out),
+``failed``, ``pruned``, ``unfinished`` (a folder without a marker that nobody is working on: the
+next run or sweep goes on with it) and, given a spec, ``absent``; and what only the machine and
+the queue know: ``running`` (its run lock is held on this machine, or its Slurm job is running)
+and ``queued`` (its Slurm job is pending). Reading never takes a run lock, so asking for the
+status can never make a worker skip a run.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from addrop_cli.errors import StoreError
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.spec.sweeps import OPTUNA_SEARCHES
 from addrop_cli.store.folders import ExperimentStore
+from addrop_cli.store.reader import run_status
 from addrop_cli.store.state import TrainingStateFiles
+from addrop_cli.store.status import STATES, LiveStatus, RunStatus
 
-STATES = ("queued", "running", "done", "failed", "pruned", "interrupted", "not started")
-_SHOWN_WHEN_ANY = ("pruned", "not started")
+_SHOWN_WHEN_ANY = ("corrupt", "pruned", "absent")
 """States the count line names only when some run is in them."""
 
 
@@ -36,7 +39,7 @@ class RunState:
 
     run_id: str
     label: str
-    state: str
+    state: RunStatus | LiveStatus
     detail: str = ""
 
 
@@ -90,7 +93,12 @@ def collect(store: ExperimentStore, runs: Sequence[RunSpec] | None = None) -> li
         job = jobs.get(run_id)
         job_state = queue.get(job["job_id"]) if job else None
         if status == "done":
+            status, why = run_status(folder.path)  # the report's reading: done or corrupt
+        if status == "done":
             states.append(RunState(run_id, label, "done"))
+        elif status == "corrupt":
+            fix = f"; delete {folder.path} and run it again"
+            states.append(RunState(run_id, label, "corrupt", f"{why}{fix}"))
         elif status == "failed":
             states.append(RunState(run_id, label, "failed", folder.failure_reason()))
         elif status == "pruned":
@@ -101,9 +109,9 @@ def collect(store: ExperimentStore, runs: Sequence[RunSpec] | None = None) -> li
         elif job_state in QUEUED_STATES or (job_state and status == "absent"):
             states.append(RunState(run_id, label, "queued", f"Slurm job {job['job_id']}"))
         elif status == "unfinished":
-            states.append(RunState(run_id, label, "interrupted", _resume_point(folder.path)))
+            states.append(RunState(run_id, label, "unfinished", _resume_point(folder.path)))
         else:
-            states.append(RunState(run_id, label, "not started"))
+            states.append(RunState(run_id, label, "absent", "not started"))
     return states
 
 

@@ -124,17 +124,22 @@ def remembered(run: RunInfo, name: str) -> str | None:
     """The id ``name`` gave this run in an earlier attempt, when this attempt resumes it."""
     if run.resume_step is None:
         return None
+    return tracker_ids(run.folder).get(name)
+
+
+def tracker_ids(folder: Path) -> dict[str, str]:
+    """Each tracker's id of the run in ``folder`` ({} when none, or when the file is damaged:
+    the trackers then start new runs)."""
     try:
-        return str(json.loads((run.folder / TRACKER_IDS).read_text(encoding="utf-8"))[name])
-    except (OSError, KeyError):  # an attempt that did not follow the run with this tracker
-        return None
+        known = json.loads((folder / TRACKER_IDS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent (no tracker followed the run), or damaged
+        return {}
+    return {str(k): str(v) for k, v in known.items()} if isinstance(known, dict) else {}
 
 
 def remember(run: RunInfo, name: str, ident: str) -> None:
     """Keep ``name``'s id of this run for a later attempt that resumes it."""
-    path = run.folder / TRACKER_IDS
-    known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    atomic_write_json(path, known | {name: ident})
+    atomic_write_json(run.folder / TRACKER_IDS, tracker_ids(run.folder) | {name: ident})
 
 
 class TrackerProblem(Exception):

@@ -67,7 +67,7 @@ from addrop_cli.store.records import (
     SplitPredictions,
 )
 from addrop_cli.store.state import TrainingStateFiles
-from addrop_cli.store.status import RunStatus
+from addrop_cli.store.status import RunStatus, marked_status
 
 TRACKER_IDS = "tracking.json"
 """Each tracker's id of the run it follows (written by the trackers), so a resumed attempt
@@ -89,17 +89,12 @@ class RunFolder:
 
     @property
     def status(self) -> RunStatus:
-        if (self.path / "DONE").exists():
-            return "done"
-        if (self.path / "FAILED").exists():
-            return "failed"
-        if (self.path / "PRUNED").exists():
-            return "pruned"
-        return "unfinished" if self.path.exists() else "absent"
+        """The state its markers say (never ``corrupt``: that needs metrics.json read)."""
+        return marked_status(self.path)
 
     def failure_reason(self) -> str:
         with contextlib.suppress(OSError):
-            return (self.path / "FAILED").read_text(encoding="utf-8").strip()
+            return (self.path / "FAILED").read_text(encoding="utf-8", errors="replace").strip()
         return ""
 
     def failed_at(self) -> float:
@@ -117,7 +112,7 @@ class RunFolder:
     def attempts(self) -> list[str]:
         """One line per start of this run, oldest first ([] if it never started)."""
         with contextlib.suppress(FileNotFoundError):
-            return self.attempts_log.read_text(encoding="utf-8").splitlines()
+            return self.attempts_log.read_text(encoding="utf-8", errors="replace").splitlines()
         return []
 
     def start(
@@ -171,9 +166,8 @@ class RunFolder:
         a line torn by a kill is skipped."""
         times: dict[int, float] = {}
         with contextlib.suppress(FileNotFoundError):
-            for line in (
-                (self.path / "attempt_times.jsonl").read_text(encoding="utf-8").splitlines()
-            ):
+            text = (self.path / "attempt_times.jsonl").read_text(encoding="utf-8", errors="replace")
+            for line in text.splitlines():
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     entry = json.loads(line)
                     times[int(entry["attempt"])] = float(entry["seconds"])
@@ -215,7 +209,8 @@ class RunFolder:
     def pruned_note(self) -> str:
         """Why and when a pruned run stopped, in words ("" when unreadable)."""
         with contextlib.suppress(OSError):
-            epochs, _, reason = (self.path / "PRUNED").read_text(encoding="utf-8").partition(" ")
+            text = (self.path / "PRUNED").read_text(encoding="utf-8", errors="replace")
+            epochs, _, reason = text.partition(" ")
             return f"pruned after {epochs} epochs: {reason.strip()}"
         return ""
 
@@ -271,7 +266,7 @@ class ExperimentStore:
             return {}
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8
             raise StoreError(
                 f"{path}: unreadable ({err}); delete the file to let addrop rewrite it"
             ) from None

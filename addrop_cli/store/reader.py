@@ -31,7 +31,7 @@ from addrop_cli.store.records import (
     SplitPredictions,
     epochs_from_one,
 )
-from addrop_cli.store.status import RunStatus
+from addrop_cli.store.status import RunStatus, marked_status
 
 SELECT_STAGE = "select"
 """The ``sweep.stage`` of runs used only to choose hyperparameters."""
@@ -120,8 +120,13 @@ class RunRecord:
         path = self.path / "epochs.jsonl"
         if not path.is_file():
             return []
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, ValueError) as err:  # ValueError: not UTF-8
+            _warn(f"{path}: unreadable ({_why(err)}); its evaluations are left out")
+            return []
         rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -233,7 +238,7 @@ def spec_variant_order(experiment: Path) -> list[str]:
     try:
         spec = yaml.safe_load((experiment / "spec.yaml").read_text(encoding="utf-8"))
         return [str(name) for name in spec.get("methods") or {}]
-    except (OSError, yaml.YAMLError, AttributeError):
+    except (OSError, ValueError, yaml.YAMLError, AttributeError):  # ValueError: not UTF-8
         return []
 
 
@@ -274,13 +279,14 @@ def read_run(run_dir: Path) -> RunRecord | None:
     config = _read_run_config(run_dir)
     if config is None:
         return None
-    if (run_dir / "FAILED").is_file():
-        reason = (run_dir / "FAILED").read_text(encoding="utf-8", errors="replace").strip()
+    status = marked_status(run_dir)  # the markers' word, as the runner reads them
+    if status == "failed":
+        reason = _marker_text(run_dir / "FAILED")
         return RunRecord(run_dir, config, "failed", reason.splitlines()[0] if reason else "failed")
-    if (run_dir / "PRUNED").is_file():
-        text = (run_dir / "PRUNED").read_text(encoding="utf-8", errors="replace").strip()
+    if status == "pruned":
+        text = _marker_text(run_dir / "PRUNED")
         return RunRecord(run_dir, config, "pruned", text.partition(" ")[2] or "pruned")
-    if not (run_dir / "DONE").is_file():
+    if status != "done":
         return RunRecord(run_dir, config, "unfinished", "no DONE marker (running or killed)")
     path = run_dir / "metrics.json"
     try:
@@ -292,6 +298,27 @@ def read_run(run_dir: Path) -> RunRecord | None:
         _warn(f"{path}: unreadable ({_why(err)}); run skipped{_redo(run_dir)}")
         return RunRecord(run_dir, config, "corrupt", f"metrics.json unreadable: {_why(err)}")
     return RunRecord(run_dir, config, "done", "", metrics)
+
+
+def run_status(run_dir: Path) -> tuple[RunStatus, str]:
+    """A run folder's state in the one vocabulary (:mod:`addrop_cli.store.status`) and why it is
+    not a result, read as the report reads it (``corrupt``: DONE, but metrics.json or run.json
+    unreadable); quietly: the caller shows the reason."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StoreWarning)
+        record = read_run(run_dir)
+    if record is not None:
+        return record.status, record.reason
+    status = marked_status(run_dir)
+    if status == "done":  # run.json unreadable: the report leaves the run out
+        return "corrupt", "run.json unreadable"
+    return status, ""
+
+
+def _marker_text(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    return ""
 
 
 def epochs_saved(record: RunRecord) -> int:
@@ -345,6 +372,8 @@ def _why(err: BaseException) -> str:
         return _problem(errors[0]) + more
     if isinstance(err, KeyError):
         return f"missing key {err}"
+    if isinstance(err, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {err.start}: {err.reason})"
     if isinstance(err, json.JSONDecodeError):
         return f"not JSON: {err.msg} at line {err.lineno}"
     return str(err) or type(err).__name__
