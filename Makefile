@@ -8,7 +8,7 @@ TORCH   ?= torch==2.13.0
 # The real GLUE folder beside the checkout, when there is one (integration tests, quick start).
 export ADDROP_GLUE_DIR ?= $(abspath $(wildcard ../shared/glue_data))
 
-.PHONY: install test test-fast coverage lint docs format smoke demo quickstart study study-records bench gpu-check clean
+.PHONY: install test test-fast coverage lint docs format smoke demo quickstart study study-records study-report bench gpu-check clean
 
 install: $(STAMP)
 
@@ -73,7 +73,7 @@ quickstart: install
 # `addrop run --only`); ARGS are overrides that change the spec (`train.epochs=2`, or a narrowed
 # `factors.data.train_size=[500]`, which then is what spec.yaml records). Then REPORT.md.
 # `make study-records STUDY=<name>` stages the finished runs' records with git
-# (tools/study_records.py; DRY=1 lists them).
+# (tools/study_records.py; DRY=1 lists them); commit them, then `make study-report`.
 STUDY   ?= peers
 WORKERS ?= 2
 SEEDS   ?=
@@ -99,6 +99,19 @@ study: install
 
 study-records:
 	$(PY) tools/study_records.py results/$(STUDY) $(if $(DRY),--dry-run)
+
+# REPORT.md and plots of a study from its committed records alone: HEAD's results/<name> exported
+# to .cache/ and reported there, as on a fresh clone (unfinished local runs never reach it);
+# tests/test_study_reports.py checks that the committed REPORT.md is what this makes.
+study-report: install
+	rm -rf .cache/study-report && mkdir -p .cache/study-report
+	git archive HEAD results/$(STUDY) | tar -x -C .cache/study-report
+	cd .cache/study-report && $(abspath $(PY)) -c "from pathlib import Path; \
+	  from addrop_cli.report import write_markdown_report; \
+	  write_markdown_report(Path('results/$(STUDY)/REPORT.md'), [Path('results/$(STUDY)')])"
+	rm -f results/$(STUDY)/*.png results/$(STUDY)/*.svg
+	cp .cache/study-report/results/$(STUDY)/REPORT.md .cache/study-report/results/$(STUDY)/*.png \
+	  .cache/study-report/results/$(STUDY)/*.svg results/$(STUDY)/
 
 bench: install
 	$(PY) bench/bench_step.py
