@@ -174,6 +174,13 @@ def _foreign_study(tmp: Path) -> None:
     study.set_user_attr("addrop_fingerprint", "another spec")
 
 
+def _damaged_study(tmp: Path) -> None:
+    """A study database at {tmp}/results/smoke/sweep/ that is not a database."""
+    folder = tmp / "results" / "smoke" / "sweep"
+    folder.mkdir(parents=True)
+    (folder / "study.db").write_text("not a database\n" * 100)
+
+
 def _stsb_score(score: str) -> Callable[[Path], None]:
     """A copy of the sample GLUE folder whose first STS-B training row scores ``score``."""
 
@@ -532,6 +539,18 @@ MISTAKES = [
             ("sweep", SMOKE, "tasks=[sst2]", *PQ_SWEEP, "sweep.search=tpe", "--results",
              "{tmp}/results"),
             2, "study sst2/addrop belongs to another spec", _foreign_study),
+    Mistake("sweep-damaged-study", "a study database that is damaged",
+            ("sweep", SMOKE, "tasks=[sst2]", *PQ_SWEEP, "sweep.search=tpe", "--results",
+             "{tmp}/results"),
+            2, "study.db: the study file is damaged and cannot be read", _damaged_study),
+    Mistake("sweep-startup-with-grid", "start-up trials for a grid search",
+            ("sweep", SMOKE, *PQ_SWEEP, "sweep.startup_trials=3", "--dry-run"), 2,
+            "sweep.startup_trials: a grid search has no sampler to steer"),
+    Mistake("sweep-warmup-without-pruner", "pruner warm-up epochs with no pruner",
+            ("sweep", SMOKE, *PQ_SWEEP, "sweep.search=tpe", "sweep.pruner_warmup_epochs=1",
+             "--dry-run"), 2,
+            "sweep.pruner_warmup_epochs: applies to pruner: median or hyperband, but the pruner "
+            "is none"),
     Mistake("spec-variant-empty-name", "an empty variant name", ("run", "{tmp}/spec.yaml"), 2,
             "variant name '' is not allowed", _variant_named("")),
     Mistake("spec-variant-slash", "a variant name with a path separator",

@@ -21,19 +21,38 @@ from addrop_cli.data.metrics import higher_is_better
 from addrop_cli.data.tasks import get_task
 from addrop_cli.errors import SpecError
 from addrop_cli.execution.context import Backend, RunContext
+from addrop_cli.execution.proposals import (
+    REPEAT_MARK,
+    room,
+    sampler_note,
+    space_note,
+    space_size,
+    study_counts,
+)
 from addrop_cli.execution.selection import select_winners, stage_records
 from addrop_cli.execution.study import (
+    SAMPLER_MARK,
     STUDY_DB,
     STUDY_JOURNAL,
+    damaged,
     make_sampler,
     need_optuna,
     open_storage,
     point_of,
+    proposer,
     search_space,
+    startup_trials,
+    storage_errors,
     storage_url,
     trial_link,
 )
-from addrop_cli.execution.sweep_plan import Point, SweepPlan, spec_at_point, variant_point
+from addrop_cli.execution.sweep_plan import (
+    Point,
+    SweepPlan,
+    point_key,
+    spec_at_point,
+    variant_point,
+)
 from addrop_cli.spec.matrix import RunSpec, expand
 from addrop_cli.store.identity import config_hash
 from addrop_cli.store.reader import SELECT_STAGE
@@ -52,7 +71,9 @@ class Study:
     space: dict[str, Any]
     url: str
     held: set[int] = field(default_factory=set)
-    """Trials left RUNNING in this invocation (a run failed, busy or lost): rerun next time."""
+    """Trials left RUNNING in this invocation (a run busy or lost): rerun next time."""
+    size: int | None = None
+    """How many points the space holds (None: a continuous path)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,10 @@ def run_search(
 
     studies = open_studies(plan, context)
     per_round = max(1, _slots(plan, backend) // len(plan.select_seeds))
+    notes = [sampler_note(plan.sweep, studies[0].space, per_round)] if studies else []
+    notes += [space_note(plan.sweep, f"{s.task}/{s.variant}", s.size) for s in studies]
+    for note in filter(None, notes):
+        console.print(note, highlight=False)
     codes = [0]
     runs: list[RunSpec] = list(plan.fixed_runs)
     name = f"{plan.spec.name} stage 1"
@@ -88,6 +113,7 @@ def run_search(
         if not trials and not runs:
             break
         runs += [run for t in trials for run in t.runs]
+        runs = list({run.run_id: run for run in runs}.values())  # a repeat runs nothing twice
         numbers = ", ".join(f"{t.study.task}/{t.study.variant}#{t.number}" for t in trials)
         summary = execute_runs(
             runs,
@@ -139,21 +165,32 @@ def studied_plan(plan: SweepPlan, root: Path) -> SweepPlan:
     url = storage_url(root / "sweep", journal=journal)
     storage = open_storage(url)
     studies = []
-    for task in plan.spec.tasks:
-        for variant in plan.swept_variants:
-            try:
-                study = optuna.load_study(study_name=f"{task}/{variant}", storage=storage)
-            except KeyError:  # Optuna's word for "no such study": this pair has no trial yet
-                continue
-            studies.append(Study(task, variant, study, {}, url))
-    return searched_plan(plan, studies)
+    try:
+        for task in plan.spec.tasks:
+            for variant in plan.swept_variants:
+                try:
+                    study = optuna.load_study(study_name=f"{task}/{variant}", storage=storage)
+                except KeyError:  # Optuna's word for "no such study": no trial yet
+                    continue
+                studies.append(Study(task, variant, study, {}, url))
+        return searched_plan(plan, studies)
+    except storage_errors() as err:
+        raise damaged(url, err) from None
 
 
 def open_studies(plan: SweepPlan, context: RunContext) -> list[Study]:
-    """Create or load each (task, variant)'s study; refuse one made by another spec."""
-    optuna = need_optuna()
+    """Create or load each (task, variant)'s study; refuse one made by another spec or one
+    whose file is damaged (one line each)."""
     folder = context.store.root / "sweep"
     url = storage_url(folder, journal=plan.spec.executor.backend == "slurm")
+    try:
+        return _open_studies(plan, url)
+    except storage_errors() as err:
+        raise damaged(url, err) from None
+
+
+def _open_studies(plan: SweepPlan, url: str) -> list[Study]:
+    optuna = need_optuna()
     storage = open_storage(url)
     studies = []
     for task in plan.spec.tasks:
@@ -177,7 +214,7 @@ def open_studies(plan: SweepPlan, context: RunContext) -> list[Study]:
                     "or settings differ); run the spec that made it, or move the file away to "
                     "start a new search"
                 )
-            studies.append(Study(task, variant, study, space, url))
+            studies.append(Study(task, variant, study, space, url, size=space_size(space)))
     return studies
 
 
@@ -190,14 +227,47 @@ def next_trials(plan: SweepPlan, study: Study, count: int) -> list[TrialRuns]:
     for frozen in study.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if frozen.number not in study.held and len(out) < count:
             out.append(trial_runs(plan, study, frozen._trial_id, frozen.number, frozen.params))  # noqa: SLF001
-    while len(out) < count and len(study.study.get_trials(deepcopy=False)) < plan.sweep.trials:
-        # a sampler seeded by the trial's number: the same history proposes the same point,
-        # whether or not the sweep was killed on the way
-        n = len(study.study.get_trials(deepcopy=False))
-        study.study.sampler = make_sampler(plan.sweep.search, plan.sweep.seed + n)
-        trial = study.study.ask(study.space)
-        out.append(trial_runs(plan, study, trial._trial_id, trial.number, trial.params))  # noqa: SLF001
+    while len(out) < count and room(plan.sweep, study.study.get_trials(deepcopy=False), study.size):
+        proposal = propose(plan, study)
+        if proposal is not None:
+            out.append(proposal)
     return out
+
+
+def propose(plan: SweepPlan, study: Study) -> TrialRuns | None:
+    """Ask the study one trial and mark who proposed it. A repeat of a point already run is
+    told that trial's outcome at once (None: the sampler is asked again); a repeat of a point
+    still running joins the round and is told with it."""
+    from optuna.trial import TrialState
+
+    trials = study.study.get_trials(deepcopy=False)
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    startup = startup_trials(plan.sweep)
+    # a sampler seeded by the trial's number: the same history proposes the same point,
+    # whether or not the sweep was killed on the way
+    sampler = make_sampler(plan.sweep.search, plan.sweep.seed + len(trials), startup)
+    study.study.sampler = sampler
+    trial = study.study.ask(study.space)
+    by = proposer(plan.sweep.search, sampler, finished, startup, trial.params)
+    trial.set_user_attr(SAMPLER_MARK, by)
+    key = point_key(point_of(plan.sweep, trial.params))
+    earlier = next(
+        (
+            t
+            for t in trials
+            if t.state != TrialState.FAIL and point_key(point_of(plan.sweep, t.params)) == key
+        ),
+        None,
+    )
+    if earlier is not None:
+        trial.set_user_attr(REPEAT_MARK, earlier.number)
+        if earlier.state == TrialState.COMPLETE:
+            study.study.tell(trial, earlier.value)
+            return None
+        if earlier.state == TrialState.PRUNED:
+            study.study.tell(trial, state=TrialState.PRUNED)
+            return None
+    return trial_runs(plan, study, trial._trial_id, trial.number, trial.params)  # noqa: SLF001
 
 
 def trial_runs(
@@ -206,34 +276,58 @@ def trial_runs(
     """The selection runs of one trial: those a grid sweep has for its point."""
     point = point_of(plan.sweep, params)
     point_spec = spec_at_point(plan.spec, point, plan.point_specs, plan.source)
-    epochs = point_spec.train.epochs
     seeds = plan.select_seeds
+    sweep = plan.sweep
     runs = []
     for run in expand(point_spec.model_copy(update={"seeds": seeds}), plan.base_dir):
         if run.task != study.task or run.variant != study.variant:
             continue
         own = variant_point(point, run.variant)
+        most = most_epochs(sweep, run.variant, run.train.epochs)
         link = trial_link(
             study.url,
             f"{study.task}/{study.variant}",
             trial_id,
-            offset=seeds.index(run.seed) * epochs,
-            pruner=plan.sweep.pruner,
-            max_steps=epochs * len(seeds),
+            offset=seeds.index(run.seed) * most,
+            pruner=sweep.pruner,
+            max_steps=most * len(seeds),
+            epochs=run.train.epochs,
+            startup=sweep.pruner_startup_trials,
+            warmup=sweep.pruner_warmup_epochs,
         )
         update = {"sweep": {"point": own, "stage": SELECT_STAGE}, "trial": link}
         runs.append(run.model_copy(update=update))
     return TrialRuns(study, trial_id, number, point, runs)
 
 
+def most_epochs(sweep: Any, variant: str, epochs: int) -> int:
+    """The most epochs a point of the search trains (``train.epochs`` may itself be swept), so
+    that seed i's steps start at i x this for every trial and never overlap seed i + 1's."""
+    values = [epochs]
+    grid = sweep.grid_values()
+    for path in ("train.epochs", f"methods.{variant}.train.epochs"):
+        values += [int(v) for v in grid.get(path, []) if isinstance(v, int | float)]
+        dist = sweep.random.get(path)
+        if dist is not None:
+            values += [
+                int(v) for v in [dist.high or 0, *(dist.values or [])] if isinstance(v, int | float)
+            ]
+    return max(values)
+
+
 def tell(trial: TrialRuns, context: RunContext) -> bool:
-    """Tell the study how the trial ended; False when it has no outcome yet (stays RUNNING)."""
+    """Tell the study how the trial ended; False when it has no outcome yet (stays RUNNING).
+    A failed run fails the trial (FAIL: the samplers ignore it; a rerun retries the run only
+    if a later proposal repeats its point)."""
     from optuna.trial import TrialState
 
     statuses = {context.store.run(r.run_id).status for r in trial.runs}
     study = trial.study.study
     if "pruned" in statuses:
         study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+        return True
+    if "failed" in statuses:
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         return True
     if statuses != {"done"}:
         return False
@@ -248,10 +342,18 @@ def searched_plan(plan: SweepPlan, studies: list[Study]) -> SweepPlan:
     """The plan as a grid sweep's would be: every trial's point and selection runs."""
     points: dict[str, Point] = {}
     select_runs: dict[str, RunSpec] = {}
+    counts = {}
     for study in studies:
-        for frozen in study.study.get_trials(deepcopy=False):
+        frozen_trials = study.study.get_trials(deepcopy=False)
+        counts[f"{study.task}/{study.variant}"] = study_counts(frozen_trials)
+        for frozen in frozen_trials:
             found = trial_runs(plan, study, frozen._trial_id, frozen.number, frozen.params)  # noqa: SLF001
             points.setdefault(repr(sorted(found.point.items())), found.point)
             for run in found.runs:
                 select_runs.setdefault(run.run_id, run)
-    return replace(plan, points=list(points.values()), select_runs=list(select_runs.values()))
+    return replace(
+        plan,
+        points=list(points.values()),
+        select_runs=list(select_runs.values()),
+        study_counts=counts,
+    )

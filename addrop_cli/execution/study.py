@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from addrop_cli.engine.loggers import QuietLogger
-from addrop_cli.errors import SpecError
+from addrop_cli.errors import SpecError, StoreError
 from addrop_cli.spec.schema import GridRange, SweepSpec
 
 if TYPE_CHECKING:
@@ -27,8 +27,48 @@ STUDY_DB, STUDY_JOURNAL = "study.db", "study.journal"
 JOURNAL_PREFIX = "journal:"
 PRUNED_MARK = "addrop_pruned_at"
 """Trial user attribute set when one seed's run is pruned: the trial's other seeds stop too."""
-MEDIAN_STARTUP_TRIALS = 2
-"""The median pruner judges a trial only once this many trials finished."""
+SAMPLER_MARK = "addrop_sampler"
+"""Trial user attribute: who proposed the trial's point (``random``, ``tpe``, ``cmaes``, or
+``cmaes+random`` when CMA-ES left some paths, the categorical ones, to independent sampling)."""
+MAX_TPE_STARTUP = 10
+"""Optuna's own default for TPE's random start-up trials: the rule never asks for more."""
+
+
+def startup_trials(sweep: SweepSpec) -> int:
+    """Random start-up trials before the model proposes: ``sweep.startup_trials`` if given, else
+    TPE: min(10, max(1, trials // 3)): a third of the budget explores at random (TPE needs a
+    few scores to split into good and bad), capped at Optuna's default of 10; CMA-ES: 0, for it
+    draws its first generation from its own Gaussian at the space's centre and never learns
+    from random start-up trials (Optuna's default of 1 would only spend a trial)."""
+    if sweep.startup_trials is not None:
+        return sweep.startup_trials
+    if sweep.search == "cmaes":
+        return 0
+    return min(MAX_TPE_STARTUP, max(1, sweep.trials // 3))
+
+
+class StorageDamaged(StoreError):
+    """The study database or journal cannot be read."""
+
+
+def damaged(url: str, err: BaseException) -> StorageDamaged:
+    """One line naming the study file, what is wrong and what to do."""
+    where = url.removeprefix("sqlite:///").removeprefix(JOURNAL_PREFIX)
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return StorageDamaged(
+        f"{where}: the study file is damaged and cannot be read ({reason}); move it away to "
+        "start the search again (runs already in runs/ are read back, not trained again)"
+    )
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """What reading a damaged SQLite database or journal file raises."""
+    errors: list[type[BaseException]] = [json.JSONDecodeError, UnicodeDecodeError]
+    try:
+        from sqlalchemy.exc import DatabaseError
+    except ImportError:  # untested: optuna's RDB storage needs sqlalchemy, the journal does not
+        return tuple(errors)
+    return (*errors, DatabaseError)
 
 
 def need_optuna() -> Any:
@@ -53,27 +93,61 @@ def storage_url(sweep_dir: Path, *, journal: bool) -> str:
 
 
 def open_storage(url: str) -> Any:
+    """The study's storage; a damaged file is one line (:func:`damaged`)."""
     optuna = need_optuna()
-    if url.startswith(JOURNAL_PREFIX):
-        from optuna.storages.journal import JournalFileBackend
+    try:
+        if url.startswith(JOURNAL_PREFIX):
+            from optuna.storages.journal import JournalFileBackend
 
-        backend = JournalFileBackend(url.removeprefix(JOURNAL_PREFIX))
-        return optuna.storages.JournalStorage(backend)
-    # workers of a pool write to it at once: wait for SQLite's lock rather than fail
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
+            backend = JournalFileBackend(url.removeprefix(JOURNAL_PREFIX))
+            return optuna.storages.JournalStorage(backend)
+        # workers of a pool write to it at once: wait for SQLite's lock rather than fail
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
+    except storage_errors() as err:
+        raise damaged(url, err) from None
 
 
-def make_sampler(search: str, seed: int) -> Any:
+def make_sampler(search: str, seed: int, startup: int) -> Any:
+    """The search's sampler with ``startup`` random start-up trials; CMA-ES's independent
+    sampler records which paths it drew (``independent_paths``)."""
     optuna = need_optuna()
     if search == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+        class Independent(optuna.samplers.RandomSampler):
+            drawn: set[str] = set()
+
+            def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+                self.drawn.add(name)
+                return super().sample_independent(study, trial, name, dist)
+
+        independent = Independent(seed=seed)
+        independent.drawn = set()
+        sampler = optuna.samplers.CmaEsSampler(
+            seed=seed,
+            n_startup_trials=startup,
+            independent_sampler=independent,
+            warn_independent_sampling=False,
+        )
+        sampler.independent_paths = independent.drawn
+        return sampler
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
 
 
-def make_pruner(name: str, max_steps: int) -> Any:
+def proposer(search: str, sampler: Any, finished_before: int, startup: int, params: Any) -> str:
+    """Who proposed a trial's point: random start-up, or the model (TPE's rule is Optuna's
+    documented one: random until ``startup`` trials are COMPLETE or PRUNED)."""
+    if search == "tpe":
+        return "random" if finished_before < startup else "tpe"
+    drawn = set(getattr(sampler, "independent_paths", ())) & set(params)
+    if not drawn:
+        return "cmaes"
+    return "random" if drawn == set(params) else "cmaes+random"
+
+
+def make_pruner(name: str, max_steps: int, startup: int = 2) -> Any:
     optuna = need_optuna()
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS)
+        return optuna.pruners.MedianPruner(n_startup_trials=startup)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_steps, 1))
     return optuna.pruners.NopPruner()
@@ -153,9 +227,20 @@ def point_of(sweep: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_link(
-    url: str, study: str, trial_id: int, *, offset: int, pruner: str, max_steps: int
+    url: str,
+    study: str,
+    trial_id: int,
+    *,
+    offset: int,
+    pruner: str,
+    max_steps: int,
+    epochs: int | None = None,
+    startup: int = 2,
+    warmup: int = 0,
 ) -> dict[str, Any]:
-    """What a run carries (``RunSpec.trial``) to find its trial from any process."""
+    """What a run carries (``RunSpec.trial``) to find its trial from any process: its steps
+    start at ``offset``; it is never pruned in its first ``warmup`` epochs nor after its last
+    (``epochs``), when there is nothing left to save."""
     return {
         "storage": url,
         "study": study,
@@ -163,17 +248,21 @@ def trial_link(
         "offset": offset,
         "pruner": pruner,
         "max_steps": max_steps,
+        "epochs": epochs,
+        "startup": startup,
+        "warmup": warmup,
     }
 
 
 class TrialJudge(QuietLogger):
     """A required run logger: reports each evaluation's selection score to the run's trial, at
-    step ``offset + epoch`` (seed i of a trial starts at i x epochs, so every trial's step k is
-    the same seed and epoch), and raises RunPruned when the study's pruner says stop."""
+    step ``offset + epoch`` (seed i of a trial starts at i x the most epochs any point trains,
+    so every trial's step k is the same seed and epoch), and raises RunPruned when the study's
+    pruner says stop, except in the run's warm-up epochs and at its last epoch."""
 
     def __init__(self, link: dict[str, Any], metric: str) -> None:
         optuna = need_optuna()
-        pruner = make_pruner(link["pruner"], link["max_steps"])
+        pruner = make_pruner(link["pruner"], link["max_steps"], link.get("startup", 2))
         storage = open_storage(link["storage"])
         self.study = optuna.load_study(study_name=link["study"], storage=storage, pruner=pruner)
         self.trial = optuna.trial.Trial(self.study, link["trial_id"])
@@ -188,6 +277,9 @@ class TrialJudge(QuietLogger):
         with warnings.catch_warnings():  # a resumed run reports its last epoch again: ignored
             warnings.simplefilter("ignore")
             self.trial.report(value, step)
+        last = self.link.get("epochs")
+        if record.epoch <= self.link.get("warmup", 0) or (last and record.epoch >= last):
+            return  # nothing to prune yet, or nothing left to save: the run ends as it is
         storage = self.study._storage  # noqa: SLF001 - the trial's attributes, read fresh
         marked = storage.get_trial_user_attrs(self.link["trial_id"]).get(PRUNED_MARK)
         if marked is not None:

@@ -98,6 +98,9 @@ class SweepPlan:
     source: str = ""
     point_specs: dict[str, ExperimentSpec] = field(default_factory=dict, repr=False, compare=False)
     """``point_key`` -> the spec with that point applied (a cache the stages share)."""
+    study_counts: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)
+    """tpe/cmaes: per study (``task/variant``), its trials, new points, repeats, trial states
+    and how many trials each sampler proposed (``execution/proposals.py``)."""
 
     def stage1(self) -> list[RunSpec]:
         return self.select_runs + self.fixed_runs

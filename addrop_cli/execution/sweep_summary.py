@@ -40,9 +40,9 @@ def summary_rows(selections: Sequence[Selection]) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(value: float | None, std: float | None = None) -> str:
+def _fmt(value: float | None, std: float | None = None, missing: Any = None) -> str:
     if value is None:
-        return "-"
+        return "pruned" if any("pruned" in str(m) for m in (missing or {}).values()) else "-"
     text = f"{100 * value:.2f}"
     return text + (f" ± {100 * std:.2f}" if std is not None else "")
 
@@ -71,7 +71,7 @@ def print_selection(console: Console, selections: Sequence[Selection], protocol:
             n = f"{len(score.seeds)}/{score.expected}"
             table.add_row(
                 _point_text(score.point),
-                _fmt(score.objective.center, score.objective.std),
+                _fmt(score.objective.center, score.objective.std, score.missing),
                 n,
                 "winner" if score is sel.winner else "",
             )
@@ -84,14 +84,29 @@ SAMPLERS = {"tpe": "TPESampler", "cmaes": "CmaEsSampler"}
 
 
 def search_text(plan: SweepPlan) -> str:
-    """Which search found the points: ``grid: 81 points`` or ``tpe (pruner median): 20 trials``."""
+    """Which search found the points: ``grid: 81 points`` or, for tpe/cmaes, the trials each
+    study holds (new points, repeats asked again, states) and who proposed them."""
     sweep = plan.sweep
     if sweep.search in ("grid", "random"):
         return f"{sweep.search}: {len(plan.points)} points"
-    return (
+    head = (
         f"{sweep.search} (Optuna {SAMPLERS[sweep.search]}, seed {sweep.seed}; "
-        f"pruner: {sweep.pruner}): "
-        f"{sweep.trials} trials per task and variant, {len(plan.points)} distinct points"
+        f"pruner: {sweep.pruner}): sweep.trials={sweep.trials} per task and variant, "
+        f"{len(plan.points)} distinct points"
+    )
+    return "; ".join([head, *(_study_text(n, c) for n, c in plan.study_counts.items())])
+
+
+def _study_text(name: str, counts: dict[str, Any]) -> str:
+    """``sst2/addrop: 8 trials (7 new points, 1 repeat asked again; 6 complete, 2 pruned);
+    proposed by random 2, tpe 6``."""
+    repeats = counts["repeats"]
+    states = ", ".join(f"{n} {state}" for state, n in sorted(counts["states"].items()))
+    samplers = ", ".join(f"{who} {n}" for who, n in sorted(counts["samplers"].items()))
+    return (
+        f"{name}: {counts['trials']} trials ({counts['new']} new points, {repeats} "
+        f"repeat{'s' if repeats != 1 else ''} asked again; {states or 'none'}); "
+        f"proposed by {samplers or 'none'}"
     )
 
 
@@ -122,6 +137,7 @@ def write_summary(folder: Path, plan: SweepPlan, selections: Sequence[Selection]
             "sampler": SAMPLERS.get(plan.sweep.search),
             "pruner": plan.sweep.pruner,
             "trials": plan.sweep.trials if plan.sweep.search not in ("grid", "random") else None,
+            "studies": plan.study_counts,
             "text": search_text(plan),
         },
         "winners": [
@@ -147,7 +163,8 @@ def write_summary(folder: Path, plan: SweepPlan, selections: Sequence[Selection]
     for row in rows:
         lines.append(
             f"| {row['task']} | {row['variant']} | {_point_text(row['point'])} | {row['metric']} "
-            f"| {_fmt(row['objective'], row['std'])} | {row['n']}/{row['expected']} "
+            f"| {_fmt(row['objective'], row['std'], row['missing'])} "
+            f"| {row['n']}/{row['expected']} "
             f"| {'**winner**' if row['winner'] else ''} |"
         )
     atomic_write_text(md_path, "\n".join(lines) + "\n")

@@ -211,6 +211,14 @@ class SweepSpec(Frozen):
     trials: Annotated[int, Field(ge=1)] = 20
     pruner: Literal["none", "median", "hyperband"] = "none"
     """Stop a tpe/cmaes trial at an epoch whose selection score cannot win (Optuna's pruners)."""
+    startup_trials: Annotated[int, Field(ge=0)] | None = None
+    """Random start-up trials before the model proposes (default: docs/sweeps.md's rule)."""
+    pruner_startup_trials: Annotated[int, Field(ge=0)] = 2
+    """The median pruner judges a trial only once this many trials finished."""
+    pruner_warmup_epochs: Annotated[int, Field(ge=0)] = 0
+    """A run is never pruned in its first this-many epochs."""
+    max_repeats: Annotated[int, Field(ge=0)] = 20
+    """Proposals of a point already run that are asked again before the search stops."""
     protocol: Literal["two_stage", "paper"] = "two_stage"
     """two_stage: pick on select_seeds, report the winner on report_seeds. paper: best of the
     grid on the same dev set (the AD-DROP paper's protocol; optimistic, labelled as such)."""

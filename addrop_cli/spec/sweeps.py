@@ -33,11 +33,7 @@ def sweep_problems(spec: ExperimentSpec, sweep: SweepSpec, source: str) -> list[
             f"{source}: sweep: nothing to search; give grid: {{path: [values]}} and/or "
             "random: {path: {distribution: ...}}"
         )
-    if sweep.pruner != "none" and sweep.search not in OPTUNA_SEARCHES:
-        problems.append(
-            f"{source}: sweep.pruner: a {sweep.search} search plans every point up front and "
-            f"cannot prune; use search: tpe (or cmaes) with pruner: {sweep.pruner}, or pruner: none"
-        )
+    problems += _steering_problems(sweep, source)
     sizes = [
         int(round((v.stop - v.start) / v.step)) + 1 if isinstance(v, GridRange) else len(v)
         for v in sweep.grid.values()
@@ -85,6 +81,39 @@ def sweep_problems(spec: ExperimentSpec, sweep: SweepSpec, source: str) -> list[
         for value in dist.values or [dist.low, dist.high]:
             problems += point_problems(spec, {path: value}, f"sweep.random.{path}", source)
     return list(dict.fromkeys(problems))
+
+
+SEARCH_SETTINGS = ("startup_trials", "max_repeats")
+"""Settings of a tpe/cmaes search's sampler (a grid or random search has none)."""
+PRUNER_SETTINGS = {
+    "pruner_startup_trials": ("median",),
+    "pruner_warmup_epochs": ("median", "hyperband"),
+}
+"""Pruner settings, and the pruners each applies to."""
+
+
+def _steering_problems(sweep: SweepSpec, source: str) -> list[str]:
+    """A sampler or pruner setting given where nothing uses it: one line each, never ignored."""
+    given = sweep.model_fields_set
+    problems = []
+    if sweep.pruner != "none" and sweep.search not in OPTUNA_SEARCHES:
+        problems.append(
+            f"{source}: sweep.pruner: a {sweep.search} search plans every point up front and "
+            f"cannot prune; use search: tpe (or cmaes) with pruner: {sweep.pruner}, or pruner: none"
+        )
+    problems += [
+        f"{source}: sweep.{key}: a {sweep.search} search has no sampler to steer; use "
+        f"search: tpe (or cmaes), or remove {key}"
+        for key in SEARCH_SETTINGS
+        if key in given and sweep.search not in OPTUNA_SEARCHES
+    ]
+    for key, pruners in PRUNER_SETTINGS.items():
+        if key in given and sweep.pruner not in pruners:
+            problems.append(
+                f"{source}: sweep.{key}: applies to pruner: {' or '.join(pruners)}, but the "
+                f"pruner is {sweep.pruner}; set the pruner, or remove {key}"
+            )
+    return problems
 
 
 def _sweep_path_problems(spec: ExperimentSpec, key: str, path: str, source: str) -> list[str]:
