@@ -106,6 +106,7 @@ study-records:
 study-report: install
 	rm -rf .cache/study-report && mkdir -p .cache/study-report
 	git archive HEAD results/$(STUDY) | tar -x -C .cache/study-report
+	rm -f .cache/study-report/results/$(STUDY)/*.png .cache/study-report/results/$(STUDY)/*.svg
 	cd .cache/study-report && $(abspath $(PY)) -c "from pathlib import Path; \
 	  from addrop_cli.report import write_markdown_report; \
 	  write_markdown_report(Path('results/$(STUDY)/REPORT.md'), [Path('results/$(STUDY)')])"
