@@ -3,6 +3,8 @@
 * CoLA: Matthews correlation (``mcc``).
 * SST-2, QNLI, RTE, WNLI: ``accuracy``.
 * MRPC, QQP: ``f1`` (of the positive class, label id 1) and ``accuracy``.
+* A custom task's ``f1``: of label 1 with two labels, the macro F1 over its labels with more;
+  decided by the task's label count, never by which classes the predictions hold.
 * STS-B: ``pearson`` and ``spearman`` correlation.
 * MNLI: ``accuracy`` on matched and mismatched dev, flat keys ``accuracy_m`` / ``accuracy_mm``.
 
@@ -43,12 +45,22 @@ def _accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
     return float(accuracy_score(_as_class_ids(labels), _as_class_ids(preds)))
 
 
-def _f1(preds: np.ndarray, labels: np.ndarray) -> float:
-    """F1 of the positive class (label id 1) for binary tasks; macro F1 when there are more."""
+def _f1(preds: np.ndarray, labels: np.ndarray, num_labels: int = 2) -> float:
+    """F1 as the task defines it, whatever the predictions hold: with two labels, the F1 of the
+    positive class (label id 1, as GLUE scores MRPC and QQP); with more, the macro F1 over every
+    label of the task (a label neither in the split nor predicted counts 0)."""
     y, p = _as_class_ids(labels), _as_class_ids(preds)
-    if set(np.unique(y)) | set(np.unique(p)) <= {0, 1}:
-        return float(f1_score(y, p, pos_label=1, average="binary", zero_division=0.0))
-    return float(f1_score(y, p, average="macro", zero_division=0.0))
+    which = [1] if num_labels <= 2 else list(range(num_labels))
+    return float(f1_score(y, p, labels=which, average="macro", zero_division=0.0))
+
+
+def metric_fn(name: str, num_labels: int = 2) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``fn(predictions, labels)`` of metric ``name`` on a task with ``num_labels`` labels: the
+    task decides the definition (``f1``: binary for two labels, macro for more), never the
+    predictions."""
+    if name == "f1":
+        return lambda preds, labels: _f1(preds, labels, num_labels)
+    return METRICS[name].fn
 
 
 def _mcc(preds: np.ndarray, labels: np.ndarray) -> float:
@@ -83,7 +95,8 @@ class Metric:
     name: str
     higher_is_better: bool
     fn: Callable[[np.ndarray, np.ndarray], float]
-    """``fn(predictions, labels)``: class ids, or floats for regression metrics."""
+    """``fn(predictions, labels)``: class ids, or floats for regression metrics (``f1`` here is
+    the two-label one; :func:`metric_fn` gives a task's own)."""
     bounds: tuple[float, float] = (0.0, 1.0)
     """The values the metric can take: an interval over seeds is clipped to them."""
 
@@ -158,7 +171,7 @@ def compute_metrics(
             raise ValueError(f"{task.display} {split}: no examples to score")
         sfx = task.metric_suffix(split)
         for m in task.base_metrics:
-            out[m + sfx] = METRICS[m].fn(preds, labels)
+            out[m + sfx] = metric_fn(m, task.num_labels)(preds, labels)
     return out
 
 

@@ -32,6 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from addrop_cli.data.config import DataSpec
+from addrop_cli.data.tasks import get_task
+from addrop_cli.errors import AddropError
 from addrop_cli.report.aggregate import Cell, TaskRow
 from addrop_cli.report.stats import batch_metric
 from addrop_cli.store.reader import StoreWarning
@@ -97,8 +100,26 @@ def cell_bootstrap(
     if not pairs:
         return None
     return paired_bootstrap(
-        pairs, row.main_metric, resamples=resamples, seed=seed, level=level, where=row.display
+        pairs,
+        row.main_metric,
+        resamples=resamples,
+        seed=seed,
+        level=level,
+        where=row.display,
+        num_labels=_num_labels(row, cell),
     )
+
+
+def _num_labels(row: TaskRow, cell: Cell) -> int | None:
+    """The task's label count: a metric's definition depends on it (None: not known)."""
+    if row.info is not None:
+        return row.info.num_labels
+    for run in cell.runs:  # a custom task: its definition travels in each run's data settings
+        try:
+            return get_task(run.task, DataSpec.model_validate(run.config.data)).num_labels
+        except (AddropError, ValueError):
+            continue
+    return None
 
 
 def paired_bootstrap(
@@ -109,6 +130,7 @@ def paired_bootstrap(
     seed: int = 0,
     level: float = 0.95,
     where: str = "",
+    num_labels: int | None = None,
 ) -> BootstrapCI | None:
     """The two-level bootstrap of ``metric(variant) - metric(reference)``, averaged over seeds.
 
@@ -119,7 +141,9 @@ def paired_bootstrap(
     seeds, var, ref, labels = _aligned(pairs, where)
     if not seeds or labels.size == 0:
         return None
-    fn = batch_metric(metric)
+    if num_labels is None:  # not known: the gold labels' classes (the same in every resample)
+        num_labels = max(2, int(np.max(labels)) + 1)
+    fn = batch_metric(metric, num_labels)
     per_seed = _resampled_differences(var, ref, labels, fn, resamples, np.random.default_rng(seed))
     observed = fn(var, np.broadcast_to(labels, var.shape)) - fn(
         ref, np.broadcast_to(labels, ref.shape)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from addrop_cli.data.metrics import METRICS, base_metric
+from addrop_cli.data.metrics import base_metric, metric_fn
 
 MARKERS = ((0.01, "**"), (0.05, "*"))
 """(threshold, marker) on Holm-adjusted p-values, strictest first."""
@@ -106,16 +106,21 @@ def marker(p: float | None) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def batch_metric(metric_key: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A function scoring each row of (resamples x examples) arrays with ``metric_key``.
+def batch_metric(
+    metric_key: str, num_labels: int = 2
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A function scoring each row of (resamples x examples) arrays with ``metric_key`` as a task
+    of ``num_labels`` labels defines it (:func:`addrop_cli.data.metrics.metric_fn`).
 
     The common GLUE metrics are vectorised here; any other metric of
     :data:`addrop_cli.data.metrics.METRICS` is applied row by row.
     """
     name = base_metric(metric_key)
+    if name == "f1":
+        return lambda p, y: _f1(p, y, num_labels)
     if name in _BATCH:
         return _BATCH[name]
-    fn = METRICS[name].fn
+    fn = metric_fn(name, num_labels)
     return lambda p, y: np.array([fn(pr, yr) for pr, yr in zip(p, y, strict=True)])
 
 
@@ -132,20 +137,16 @@ def _accuracy(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.mean(p == y, axis=1)
 
 
-def _f1(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per row, as metrics.py: F1 of class 1 when only classes 0 and 1 occur, else the macro F1
-    over the classes that occur."""
+def _f1(p: np.ndarray, y: np.ndarray, num_labels: int = 2) -> np.ndarray:
+    """Per row, as metrics.py: with two labels the F1 of class 1, with more the macro F1 over
+    the task's labels (0 for a label neither present nor predicted), whatever the rows hold."""
     c = _confusion(p, y)
     tp = np.diagonal(c, axis1=1, axis2=2)
     fp, fn = c.sum(axis=1) - tp, c.sum(axis=2) - tp
     denom = 2 * tp + fp + fn
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    present = denom > 0
-    macro = np.sum(f1 * present, axis=1) / np.maximum(present.sum(axis=1), 1)
-    if c.shape[1] < 2:
-        return np.zeros(len(c))
-    binary = ~present[:, 2:].any(axis=1)
-    return np.where(binary, f1[:, 1], macro)
+    f1 = np.pad(f1, ((0, 0), (0, max(0, max(num_labels, 2) - f1.shape[1]))))
+    return f1[:, 1] if num_labels <= 2 else f1[:, :num_labels].mean(axis=1)
 
 
 def _mcc(p: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -176,7 +177,6 @@ def _spearman(p: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 _BATCH = {
     "accuracy": _accuracy,
-    "f1": _f1,
     "mcc": _mcc,
     "pearson": _pearson,
     "spearman": _spearman,
