@@ -9,6 +9,8 @@ import pytest
 import torch
 from fault_points import faults  # noqa: F401  (the fixture, for every test)
 
+from addrop_cli.report import verdicts
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY_BERT = ROOT / "experiments" / "assets" / "tiny-bert"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -33,6 +35,14 @@ def fixtures_dir() -> Path:
 
 ARTIFACTS = ROOT / "results" / "ci-artifacts"
 """Where tests may leave files for people to look at (screenshots); git ignores results/."""
+
+
+@pytest.fixture(autouse=True)
+def _quick_aso(monkeypatch: pytest.MonkeyPatch) -> None:
+    """deepsig's ASO costs about 6 ms per bootstrap iteration: the tests' in-process reports
+    use 50 instead of its 1,000 (ASO's wiring is checked at explicit counts against deepsig's own
+    call in test_report_verdicts.py; reports made by the CLI in a subprocess keep 1,000)."""
+    monkeypatch.setattr(verdicts, "ASO_ITERATIONS", 50)
 
 
 def _results_listing() -> set[str]:

@@ -75,7 +75,7 @@ def test_aso_power_and_both_intervals_appear_for_every_comparison_in_every_forma
     page = html_page(report)
     assert "ASO ε_min" in page and "detectable Δ" in page and "seeds for Δ" in page
     doc = json.loads(to_json(report))
-    assert doc["family"]["size"] == 8
+    assert doc["family"]["size"] == 8 and doc["missing"]["line"] == ""
     for row in doc["statistics"]:
         assert row["aso_eps_min"] is not None and row["aso_threshold"] == 0.2
         assert row["power_detectable"] > 0 and row["power_alpha"] == pytest.approx(0.05 / 8)

@@ -23,7 +23,6 @@ from addrop_cli.report.evidence import Behaviour, behaviours, degeneracy_warning
 from addrop_cli.report.frame import variant_keys
 from addrop_cli.report.missing import Missing, find_missing
 from addrop_cli.report.protocol import describe_protocol
-from addrop_cli.report.verdicts import ASO_ITERATIONS
 from addrop_cli.store.reader import (
     RunRecord,
     StoreWarning,
@@ -82,7 +81,7 @@ def build_report(
     reference: str | None = None,
     resamples: int = RESAMPLES,
     seed: int = 0,
-    aso_iterations: int = ASO_ITERATIONS,
+    aso_iterations: int | None = None,
 ) -> Report:
     """Load every run under ``paths`` and compute the report (no files written).
 

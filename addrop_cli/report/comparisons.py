@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from addrop_cli.report import verdicts
 from addrop_cli.report.aggregate import Cell, Table, TaskRow
 from addrop_cli.report.bootstrap import RESAMPLES, BootstrapCI, cell_bootstrap
 from addrop_cli.report.stats import MIN_SEEDS, SeedTests, holm, marker, seed_tests
-from addrop_cli.report.verdicts import ASO_ITERATIONS, Power, aso_eps_min, power_of
+from addrop_cli.report.verdicts import Power, aso_eps_min, power_of
 
 ALPHA = 0.05
 """The family's level: a corrected p below it is significant."""
@@ -75,11 +76,13 @@ def compare(
     seed: int = 0,
     level: float = 0.95,
     min_seeds: int = MIN_SEEDS,
-    aso_iterations: int = ASO_ITERATIONS,
+    aso_iterations: int | None = None,
 ) -> tuple[list[Comparison], Family]:
     """Every non-reference cell against the reference cell of its row, and their family.
 
-    ``aso_iterations=0`` leaves ASO out (None)."""
+    ``aso_iterations``: deepsig's bootstrap iterations (default
+    :data:`~addrop_cli.report.verdicts.ASO_ITERATIONS`, read at call time); 0 leaves ASO out."""
+    iterations = verdicts.ASO_ITERATIONS if aso_iterations is None else aso_iterations
     pending = _seed_tests(table, min_seeds)
     adjusted = holm([item[5] for item in pending])
     tested = [item for item in pending if item[5] is not None]
@@ -107,9 +110,9 @@ def compare(
                 if table.epoch != "best"
                 else cell_bootstrap(row, cell, base, resamples=resamples, seed=seed, level=level),
                 aso=aso_eps_min(
-                    *scores, comparisons=max(1, family.size), seed=seed, iterations=aso_iterations
+                    *scores, comparisons=max(1, family.size), seed=seed, iterations=iterations
                 )
-                if enough and aso_iterations > 0
+                if enough and iterations > 0
                 else None,
                 power=power_of(cell.seed_scores, base.seed_scores, alpha=alpha)
                 if tests.n_paired >= min_seeds

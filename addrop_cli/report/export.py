@@ -152,6 +152,7 @@ def to_json(report: Report) -> str:
         "glue_formula": report.glue_formula,
         "legend": report.legend,
         "family": asdict(report.family),
+        "missing": {"line": report.missing.line} | asdict(report.missing),
         "tasks": [
             {"name": t.name, "display": t.display, "metrics": list(t.metrics)}
             | {"main_metric": t.main_metric}
