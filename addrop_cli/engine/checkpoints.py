@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from addrop_cli.models.loading import quiet_transformers
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.atomic import atomic_folder
 from addrop_cli.store.records import RunMetrics
@@ -63,6 +64,7 @@ def save_checkpoint(
     if label_names:
         model.config.id2label = dict(enumerate(label_names))
         model.config.label2id = {name: i for i, name in enumerate(label_names)}
+    quiet_transformers()  # its "Writing model shards" bar is not for --plain output
     with atomic_folder(folder) as tmp:
         model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
         if tokenizer is not None:

@@ -68,7 +68,10 @@ def load_config(model: ModelSpec, **kwargs: object):
         ) from err
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
+    """No transformers log lines or progress bars in this process (a run's, or a prediction's):
+    its "Loading weights" and "Writing model shards" bars are carriage-return lines that break
+    --plain output and train.log, and its load reports are expected for fine-tuning."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -90,6 +93,7 @@ def load_model_and_tokenizer(
     ``pretrained=False`` builds the model from its config with random weights; the caller seeds
     that initialisation with ``torch.manual_seed``.
     """
+    quiet_transformers()  # every model this process builds, pretrained or not, and saves later
     extra: dict[str, object] = {"num_labels": num_labels}
     if is_regression:
         extra["problem_type"] = "regression"
@@ -108,9 +112,6 @@ def load_model_and_tokenizer(
     )
     try:
         if model.pretrained:
-            # the new head's "MISSING" load report and the weights progress bar are expected
-            # for fine-tuning; they would flood every run's log
-            _quiet_transformers()
             net = AutoModelForSequenceClassification.from_pretrained(
                 where, config=config, revision=model.revision, attn_implementation=attn
             )
