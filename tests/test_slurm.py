@@ -183,7 +183,7 @@ def test_ctrl_c_while_waiting_leaves_the_jobs_running_and_a_rerun_waits_for_them
             subprocess.run(["scancel", job_id], capture_output=True)
     output = "".join(seen) + rest
     assert again.returncode == 0, output
-    assert "1 runs already queued or running from an earlier submission" in output
+    assert "1 run already queued or running from an earlier submission" in output
     jobs_file = (experiment / "slurm" / "jobs.jsonl").read_text().splitlines()
     assert len(jobs_file) == 1  # submitted once: the rerun waited for the same job
     (record,) = load_runs(experiment)

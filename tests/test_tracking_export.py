@@ -33,7 +33,7 @@ def test_finished_runs_are_exported_and_read_back(capsys, tmp_path: Path, monkey
     for name in ("mlflow", "tensorboard"):
         result = run_cli(capsys, "track", experiment, "--to", name)
         assert result.code == 0, result.out + result.err
-        assert f"exported 1 finished runs to {name}" in result.out
+        assert f"exported 1 finished run to {name}" in result.out
         assert f"trackers: {name} -> {experiment / 'tracking'}" in result.out
 
     (found,) = mlflow_runs(mlflow_store(experiment), "smoke")

@@ -20,6 +20,9 @@ def status(
     ],
     results: ResultsOpt = None,
     show_all: Annotated[bool, typer.Option("--all", help="List finished runs too.")] = False,
+    run: Annotated[
+        str | None, typer.Option("--run", help="Only this run (its id, or a unique prefix).")
+    ] = None,
 ) -> None:
     """Show what each run is doing: queued, running, done, failed, interrupted (not started).
 
@@ -30,6 +33,8 @@ def status(
       addrop status results/pq-sweep
 
       addrop status experiments/pq-sweep.yaml --all
+
+      addrop status results/smoke --run 3f2a
     """
     from addrop_cli.execution.status import status_command
 
@@ -40,7 +45,7 @@ def status(
             f"{' '.join(map(str, targets)) or '(none)'}; e.g. addrop status results/smoke"
         )
     code = status_command(
-        targets[0], overrides, results_root=results, show_all=show_all, console=console
+        targets[0], overrides, results_root=results, show_all=show_all, run=run, console=console
     )
     raise typer.Exit(code)
 
@@ -56,7 +61,10 @@ def report(
     formats: Annotated[
         list[str] | None,
         typer.Option(
-            "--format", "-f", help="terminal, markdown, csv, latex, html, json (repeatable)."
+            "--format",
+            "-f",
+            help="terminal, markdown (report.md and the self-contained report.html), csv, latex, "
+            "html, json; repeatable [default: terminal and markdown].",
         ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for report files and plots.")] = None,
@@ -68,7 +76,8 @@ def report(
         ),
     ] = False,
 ) -> None:
-    """Turn stored runs into comparison tables, statistics and plots.
+    """Turn stored runs into comparison tables, statistics and plots: printed, and written to
+    <folder>/report/ as report.md with a self-contained report.html beside it.
 
     [bold]Examples[/bold]
 
@@ -91,7 +100,7 @@ def report(
         epoch=epoch,  # type: ignore[arg-type]
         agg=agg,  # type: ignore[arg-type]
         reference=reference,
-        formats=formats or ["terminal"],
+        formats=formats or ["terminal", "markdown"],
         out=out,
         plots=plots,
         raw=raw,
@@ -118,7 +127,7 @@ def predict(
     ] = None,
     results: ResultsOpt = None,
     run: Annotated[
-        str | None, typer.Option("--run", help="With --text/--file: the run id that predicts.")
+        str | None, typer.Option("--run", help="With --text/--file: the run (id or unique prefix).")
     ] = None,
     text: Annotated[
         list[str] | None,
@@ -166,6 +175,12 @@ def predict(
 def track(
     path: Annotated[Path, typer.Argument(help="results/<name>: an experiment folder.")],
     to: Annotated[str, typer.Option("--to", help="tensorboard, mlflow or wandb.")],
+    folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", help="Put the tracker's files here [default: results/<name>/tracking]."
+        ),
+    ] = None,
 ) -> None:
     """Send the finished runs of a results folder to a tracker, from the store's records.
 
@@ -175,7 +190,9 @@ def track(
     [bold]Examples[/bold]
 
       addrop track results/smoke --to mlflow
+
+      addrop track results/smoke --to tensorboard --dir runs/
     """
     from addrop_cli.execution.export import export_runs
 
-    raise typer.Exit(export_runs(path, to, console))
+    raise typer.Exit(export_runs(path, to, console, tracking_dir=folder))

@@ -26,15 +26,19 @@ from addrop_cli.execution.tracking import (
 from addrop_cli.spec.trackers import TRACKERS
 from addrop_cli.store.reader import RunRecord, StoreWarning, load_runs
 from addrop_cli.store.records import EpochRecord
+from addrop_cli.words import plural
 
 
-def export_runs(path: Path, to: str, console: Console) -> int:
-    """Send every done run under ``path`` to tracker ``to``; 0, or 2 for a bad ``--to``."""
+def export_runs(path: Path, to: str, console: Console, tracking_dir: Path | None = None) -> int:
+    """Send every done run under ``path`` to tracker ``to`` (its files in ``tracking_dir``, else
+    each experiment's ``tracking/``); 0, or 2 for a bad ``--to`` or ``--dir``."""
     if to not in TRACKERS:
         raise SpecError(f"--to: {TRACKERS.unknown(to)}")
     _, missing = installed([to])
     if missing:
         raise SpecError(missing[0])
+    if tracking_dir is not None:
+        _writable(tracking_dir)
     records = load_runs(path)
     left = Counter(r.status for r in records if r.status != "done")
     done, again, bare = [], [], 0
@@ -45,19 +49,21 @@ def export_runs(path: Path, to: str, console: Console) -> int:
             continue
         if to in _TRACKER_RUNS and to in tracker_ids(record.path):
             again.append(record)
-        for tracker in start_trackers([to], _info(record), _warn(console)):
+        for tracker in start_trackers([to], _info(record, tracking_dir), _warn(console)):
             for evaluation in evaluations:
                 tracker.on_eval(evaluation)
             tracker.on_end("done", "")
         done.append(record)
     places = sorted({str(r.path.parent.parent) for r in done})
     for place in places:
-        console.print(where_files_go([to], Path(place)), highlight=False, markup=False)
+        line = where_files_go([to], Path(place), tracking_dir)
+        console.print(line, highlight=False, markup=False)
     others = ", ".join(f"{n} {state}" for state, n in sorted(left.items()))
     if bare:
         others += f"{', ' if others else ''}{bare} done without evaluations"
     console.print(
-        f"exported {len(done)} finished runs to {to}" + (f"; left out: {others}" if others else ""),
+        f"exported {plural(len(done), 'finished run')} to {to}"
+        + (f"; left out: {others}" if others else ""),
         highlight=False,
     )
     if again:
@@ -91,7 +97,21 @@ _TRACKER_RUNS = ("mlflow", "wandb")
 """Trackers where each export is a new run (TensorBoard rewrites the run's folder)."""
 
 
-def _info(record: RunRecord) -> RunInfo:
+def _writable(folder: Path) -> None:
+    """``--dir``: a folder addrop can create and write in, or one line naming it (exit 2)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".addrop-write-test"
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+    except OSError as err:
+        raise SpecError(
+            f"--dir {folder}: cannot write there ({err.strerror or err}); give a folder you can "
+            "write to"
+        ) from None
+
+
+def _info(record: RunRecord, tracking_dir: Path | None = None) -> RunInfo:
     return RunInfo(
         run_id=record.run_id,
         experiment=record.experiment,
@@ -102,6 +122,7 @@ def _info(record: RunRecord) -> RunInfo:
         folder=record.path,
         experiment_dir=record.path.parent.parent,
         config=record.config.model_dump(mode="json"),
+        tracking_dir=tracking_dir.resolve() if tracking_dir is not None else None,
     )
 
 

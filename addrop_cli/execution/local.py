@@ -54,8 +54,12 @@ def _placement_text(placement: Placement) -> str:
         gpus = ", ".join(
             f"{n} on GPU {gpu}" if n > 1 else f"GPU {gpu}" for gpu, n in per_gpu.items()
         )
-        return f"{gpus}; {threads} torch threads each"
-    return f"{threads} torch threads each"
+        return f"{gpus}; {threads} {_threads(threads)} each"
+    return f"{threads} {_threads(threads)} each"
+
+
+def _threads(shown: str) -> str:
+    return "torch thread" if shown == "1" else "torch threads"
 
 
 class PoolBackend:

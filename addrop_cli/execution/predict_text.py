@@ -22,6 +22,7 @@ from addrop_cli.data.examples import Example
 from addrop_cli.data.tasks import TaskInfo, get_task
 from addrop_cli.errors import AddropError, DataError, StoreError
 from addrop_cli.store.atomic import atomic_write_text
+from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.reader import read_run
 
 
@@ -145,11 +146,8 @@ def predict_text_command(
             f"{results}: --text and --file need --run ID (the run whose checkpoint predicts); "
             f"addrop status {results} --all lists the run ids"
         )
+    run_id = ExperimentStore(results).find_run(run_id)  # a unique prefix is enough
     run_dir = results / "runs" / run_id
-    if not run_dir.is_dir():
-        raise StoreError(
-            f"{results}: no run {run_id!r}; addrop status {results} --all lists the run ids"
-        )
     rows = predict_texts(run_dir, texts, file, pick_device(device), console)
     lines = ["prediction\ttext"] + [
         f"{label}\t{e.text_a}" + (f"\t{e.text_b}" if e.text_b is not None else "")

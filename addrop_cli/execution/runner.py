@@ -21,6 +21,7 @@ from addrop_cli.spec.only import select_runs
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.identity import point_label
+from addrop_cli.words import plural
 
 # Store helpers shared by `addrop run` and `addrop sweep`
 # ---------------------------------------------------------------------------------------------
@@ -69,7 +70,7 @@ def print_plan(
     ``addrop run`` with the same flags would do with it)."""
     console.rule("resolved spec")
     console.print(spec_to_yaml(spec), markup=False, highlight=False)
-    table = Table(title=f"{len(runs)} runs -> {store.root}")
+    table = Table(title=f"{plural(len(runs), 'run')} -> {store.root}")
     swept = any(run.sweep for run in runs)
     factors = any(run.factors for run in runs)
     for column in ("run id", "task", "variant", "method", *(["factors"] if factors else [])):
@@ -114,12 +115,17 @@ def print_state_size(runs: list[RunSpec], console: Console) -> None:
     every = runs[0].train.checkpoint_every_steps if runs else None
     when = "at the end of every epoch" + (f" and every {every} steps" if every else "")
     for key, size in sizes.items():
-        amount = f"about {size / 1e6:,.0f} MB" if size is not None else "unknown (no model config)"
+        amount = f"about {_megabytes(size)}" if size is not None else "unknown (no model config)"
         console.print(
             f"training state of {key}: {amount} per unfinished run (weights and AdamW moments), "
             f"written {when} into <run>/state/; the latest only, deleted when the run is done",
             highlight=False,
         )
+
+
+def _megabytes(size: int) -> str:
+    """``273 MB``; below half a megabyte in kB (a tiny model's state is not "0 MB")."""
+    return f"{size / 1e6:,.0f} MB" if size >= 500_000 else f"{max(size / 1e3, 1):,.0f} kB"
 
 
 def _state_label(
@@ -165,7 +171,9 @@ def run_experiment(
         every = len(runs)
         runs = select_runs(spec, runs, only, str(spec_path))
         picked = " ".join(f"--only {o}" for o in only)
-        console.print(f"{picked}: {len(runs)} of the spec's {every} runs", highlight=False)
+        console.print(
+            f"{picked}: {len(runs)} of the spec's {plural(every, 'run')}", highlight=False
+        )
     store = experiment_store(spec, results_root)
     if dry_run:
         from addrop_cli.execution.preflight import preflight
@@ -231,8 +239,8 @@ def execute_runs(
         else:
             pending.append(run)
     console.print(
-        f"{name}: {len(runs)} runs, {len(summary.skipped)} already in {shown(context.store.root)} "
-        f"(skipped), {len(pending)} to run",
+        f"{name}: {plural(len(runs), 'run')}, {len(summary.skipped)} already in "
+        f"{shown(context.store.root)} (skipped), {len(pending)} to run",
         highlight=False,
     )
     try:
@@ -243,7 +251,7 @@ def execute_runs(
         _count_from_store(pending, context, summary)
         print_summary(console, summary, context.store)
         console.print(
-            f"interrupted: {len(summary.left)} runs left; run the same command again to "
+            f"interrupted: {plural(len(summary.left), 'run')} left; run the same command again to "
             "finish them (finished runs are kept and skipped)",
             highlight=False,
         )

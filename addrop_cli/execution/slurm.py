@@ -34,6 +34,7 @@ from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.spec.schema import SlurmSpec
 from addrop_cli.store.atomic import now_iso
 from addrop_cli.store.folders import ExperimentStore
+from addrop_cli.words import plural
 
 JOBS_FILE = "jobs.jsonl"
 QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED"}
@@ -170,7 +171,7 @@ class SlurmBackend:
                 to_submit.append(run)
         if watching:
             console.print(
-                f"slurm: {len(watching)} runs already queued or running from an earlier "
+                f"slurm: {plural(len(watching), 'run')} already queued or running from an earlier "
                 "submission; waiting for them instead of submitting them again",
                 highlight=False,
             )

@@ -150,7 +150,7 @@ def print_status(
     counts = Counter(s.state for s in states)
     shown = [state for state in STATES if counts[state] or state not in _SHOWN_WHEN_ANY]
     console.print(
-        f"{store.root}: {len(states)} runs: "
+        f"{store.root}: {len(states)} run{'' if len(states) == 1 else 's'}: "
         + ", ".join(f"{counts[state]} {state}" for state in shown),
         highlight=False,
     )
@@ -172,9 +172,11 @@ def status_command(
     *,
     results_root: Path | None = None,
     show_all: bool = False,
+    run: str | None = None,
     console: Console | None = None,
 ) -> int:
-    """Print the state of every run of a spec (file) or results folder; returns 0."""
+    """Print the state of every run of a spec (file) or results folder (or of the one run whose
+    id starts with ``run``); returns 0."""
     console = console or Console()
     if target.is_file() or target.suffix in (".yaml", ".yml"):
         store, runs = spec_runs(target, overrides, results_root)
@@ -194,6 +196,9 @@ def status_command(
             )
         store, runs = ExperimentStore(target.resolve()), None
     states = collect(store, runs)
+    if run is not None:
+        run_id = store.find_run(run)
+        states, show_all = [s for s in states if s.run_id == run_id], True
     print_status(console, store, states, show_all=show_all)
     return 0
 

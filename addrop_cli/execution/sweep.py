@@ -40,6 +40,7 @@ from addrop_cli.execution.sweep_summary import (
 )
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.spec.sweeps import OPTUNA_SEARCHES
+from addrop_cli.words import plural
 
 if TYPE_CHECKING:
     from addrop_cli.execution.context import Backend, RunContext
@@ -60,7 +61,7 @@ def _headline(spec: ExperimentSpec, plan: SweepPlan) -> str:
             f"{', '.join(plan.swept_variants) or 'none'}; stage 2: {stage2}"
         )
     return (
-        f"sweep {spec.name}: {len(plan.points)} points x {len(spec.tasks)} tasks, "
+        f"sweep {spec.name}: {len(plan.points)} points x {plural(len(spec.tasks), 'task')}, "
         f"variants swept: {', '.join(plan.swept_variants) or 'none'}; "
         f"stage 1: {len(plan.select_runs)} selection runs + {len(plan.fixed_runs)} runs of "
         f"unswept variants; stage 2: {stage2}"

@@ -58,11 +58,17 @@ class RunInfo:
     log_every_steps: int = 1
     """Training metrics go to the trackers every this many optimiser steps (the spec's
     ``tracking.log_every_steps``); evaluations always do."""
+    tracking_dir: Path | None = None
+    """Where the trackers' files go instead of results/<experiment>/tracking (track --dir)."""
 
     @property
     def params(self) -> dict[str, Any]:
         """The config as hyperparameters: without ``identity``, which repeats its settings."""
         return {k: v for k, v in self.config.items() if k != "identity"}
+
+    @property
+    def tracking_folder(self) -> Path:
+        return self.tracking_dir or self.experiment_dir / "tracking"
 
     @property
     def label(self) -> str:
@@ -182,7 +188,7 @@ class TensorBoardTracker(Tracker):
             from torch.utils.tensorboard.summary import hparams
         except ImportError as err:
             raise _missing(self.name, err) from err
-        folder = run.experiment_dir / "tracking" / "tensorboard" / _slug(run)
+        folder = run.tracking_folder / "tensorboard" / _slug(run)
         self.folder, self.metrics_file, self._hparams = folder, run.folder / "metrics.json", hparams
         self.params = {k: _hparam(v) for k, v in flatten(run.params).items()} | run.tags
         if run.resume_step is not None:
@@ -235,9 +241,11 @@ class MLflowTracker(Tracker):
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO lines among ours
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_store(run.experiment_dir)
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_store(
+            run.experiment_dir, run.tracking_folder
+        )
         # parallel workers would race to create the database and the experiment
-        with FileLock(run.experiment_dir / "tracking" / ".mlflow.lock"):
+        with FileLock(run.tracking_folder / ".mlflow.lock"):
             self.client = MlflowClient(tracking_uri=uri)
             experiment = self.client.get_experiment_by_name(run.experiment)
             experiment_id = (
@@ -277,9 +285,10 @@ class MLflowTracker(Tracker):
         self.client.set_terminated(self.run_id, "FINISHED" if status == "done" else "FAILED")
 
 
-def mlflow_store(experiment_dir: Path) -> str:
-    """The default tracking URI: a SQLite file under the experiment's ``tracking/``."""
-    folder = experiment_dir / "tracking"
+def mlflow_store(experiment_dir: Path, folder: Path | None = None) -> str:
+    """The default tracking URI: a SQLite file under the experiment's ``tracking/`` (or
+    ``folder``)."""
+    folder = folder or experiment_dir / "tracking"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(folder / 'mlflow.db').resolve()}"
 
@@ -298,7 +307,7 @@ class WandbTracker(Tracker):
             import wandb
         except ImportError as err:
             raise _missing(self.name, err) from err
-        folder = run.experiment_dir / "tracking"
+        folder = run.tracking_folder
         folder.mkdir(parents=True, exist_ok=True)
         ident = remembered(run, self.name) or secrets.token_hex(4)  # W&B ids: [a-z0-9]
         remember(run, self.name, ident)
@@ -375,9 +384,9 @@ def start_trackers(
     return started
 
 
-def where_files_go(names: Sequence[str], experiment_dir: Path) -> str:
+def where_files_go(names: Sequence[str], experiment_dir: Path, folder: Path | None = None) -> str:
     """One line saying where each tracker's files (or runs) go, shown once per experiment."""
-    folder = experiment_dir / "tracking"
+    folder = folder or experiment_dir / "tracking"
     places = {
         "tensorboard": f"{folder / 'tensorboard'} (tensorboard --logdir {folder / 'tensorboard'})",
         "mlflow": os.environ.get("MLFLOW_TRACKING_URI") or f"{folder / 'mlflow.db'}",

@@ -228,6 +228,25 @@ class ExperimentStore:
     def run(self, run_id: str) -> RunFolder:
         return RunFolder(self.runs_dir / run_id)
 
+    def find_run(self, prefix: str) -> str:
+        """The id of the one run whose id starts with ``prefix`` (a whole id, or enough of it to
+        be unique); none or several is one StoreError line (exit code 2)."""
+        hint = f"addrop status {self.root} --all lists the run ids"
+        folders = self.runs_dir.iterdir() if self.runs_dir.is_dir() else iter(())
+        ids = sorted(p.name for p in folders if p.is_dir() and not p.name.startswith("."))
+        if prefix in ids:
+            return prefix
+        found = [run_id for run_id in ids if prefix and run_id.startswith(prefix)]
+        if not found:
+            raise StoreError(f"{self.root}: no run {prefix!r}; {hint}")
+        if len(found) > 1:
+            shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
+            raise StoreError(
+                f"{self.root}: run id prefix {prefix!r} matches {len(found)} runs ({shown}); "
+                f"give more of the id ({hint})"
+            )
+        return found[0]
+
     def open_for_writing(self, name: str, spec_hash: str, spec_yaml: str) -> None:
         """Create the folder (or check an existing one's format) and record this spec version.
 
