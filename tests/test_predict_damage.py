@@ -90,3 +90,60 @@ def test_a_failed_or_interrupted_prediction_leaves_the_submission_as_it_was(
         predict_command(spec, SMOKE, out=out, variant=None, console=Console())
     assert not out.exists() or not any(out.iterdir()), "no partial submission"
     assert not list(tmp_path.glob(".board*")), "no staging folder left behind"
+
+
+def _sst2_run(results: Path) -> Path:
+    return min(
+        p
+        for p in (results / "smoke" / "runs").iterdir()
+        if p.is_dir() and '"sst2"' in (p / "run.json").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        ("a fine film\nand a bad one", "holds a line break"),
+        ("a fine film\r", "holds a line break"),
+        ("", "an empty text"),
+        ("   ", "an empty text"),
+    ],
+)
+def test_a_text_that_would_break_the_tsv_or_is_empty_is_one_line(
+    capsys: pytest.CaptureFixture[str], trained: Path, tmp_path: Path, text: str, said: str
+) -> None:
+    results = trained / "smoke"
+    run = _sst2_run(trained).name
+    out = tmp_path / "labels.tsv"
+    result = run_cli(capsys, "predict", results, "--run", run, "--text", text, "--out", out)
+    assert result.code == 2, result.out
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith("error: --text 1: ") and said in line
+    assert not out.exists()
+
+
+def test_an_unfinished_run_is_not_blamed_on_save_checkpoint(
+    capsys: pytest.CaptureFixture[str], trained: Path, tmp_path: Path
+) -> None:
+    results = copy_of(trained, tmp_path)
+    run = _sst2_run(results)
+    (run / "DONE").unlink()
+    result = run_cli(capsys, "predict", results / "smoke", "--run", run.name, "--text", "good")
+    assert result.code == 2
+    (line,) = result.err.strip().splitlines()
+    assert "the run is unfinished" in line and "save_checkpoint" not in line
+
+
+def test_run_without_text_and_out_folder_get_the_right_hints(
+    capsys: pytest.CaptureFixture[str], trained: Path, tmp_path: Path
+) -> None:
+    results = trained / "smoke"
+    run = _sst2_run(trained).name
+    bare = run_cli(capsys, "predict", results, "--run", run)
+    assert bare.code == 2
+    (line,) = bare.err.strip().splitlines()
+    assert "--text" in line and f"--run {run} --text" in line and "YAML" not in line
+    folder = run_cli(capsys, "predict", results, "--run", run, "--text", "good", "--out", tmp_path)
+    assert folder.code == 2
+    (line,) = folder.err.strip().splitlines()
+    assert f"--out {tmp_path}: is a folder" in line and "--out labels.tsv" in line

@@ -147,9 +147,15 @@ def predict(
 
       addrop predict results/smoke --run 3f2a9c1e7d04 --file reviews.txt --out labels.tsv
     """
-    if text or file is not None:
+    if text is not None or file is not None:
         from addrop_cli.execution.predict_text import predict_text_command
 
+        if out is not None and out.is_dir():
+            raise SpecError(
+                f"--out {out}: is a folder; with --text/--file --out is the TSV file to write, "
+                "e.g. --out labels.tsv (a folder takes leaderboard files: addrop predict "
+                "SPEC.yaml --out DIR)"
+            )
         folder, overrides = one_spec(args)
         if overrides or not folder.is_dir():
             raise SpecError(
@@ -160,6 +166,11 @@ def predict(
             folder, run, text or [], file, out=out, device=device, console=console
         )
         raise typer.Exit(code)
+    if run is not None:
+        raise SpecError(
+            f"--run {run}: labels texts: give them with --text 'a sentence' or --file "
+            f"inputs.txt, e.g. addrop predict {' '.join(args)} --run {run} --text 'a sentence'"
+        )
     from addrop_cli.execution.predict import predict_command
     from addrop_cli.spec.load import load_spec
 

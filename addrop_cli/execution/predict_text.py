@@ -41,12 +41,21 @@ def read_examples(texts: Sequence[str], file: Path | None, task: TaskInfo) -> li
         raise DataError("nothing to predict: give --text 'a sentence' or --file inputs.txt")
     examples = []
     for where, line in lines:
+        if "".join(line.splitlines()) != line:  # the output is one TSV line per input
+            raise DataError(
+                f"{where}: holds a line break, and the output has one line per input; give "
+                "each line as its own --text (or a line of --file), or join them with a space"
+            )
         parts = line.split("\t")
         if len(parts) != len(task.text_columns):
             wanted = " <TAB> ".join(task.text_columns)
             raise DataError(
                 f"{where}: {task.display} takes {len(task.text_columns)} text(s) per input "
                 f"({wanted}), got {len(parts)}; separate a pair's sentences with one tab"
+            )
+        if any(not part.strip() for part in parts):
+            raise DataError(
+                f"{where}: an empty text; give a sentence (empty lines of --file are skipped)"
             )
         second = parts[1] if task.is_pair else None
         examples.append(Example(f"input-{len(examples)}", parts[0], second, None))
@@ -102,6 +111,11 @@ def predict_texts(
     record = read_run(run_dir)
     if record is None:
         raise StoreError(f"{run_dir}: no readable run.json; pass a run id `addrop status` lists")
+    if record.status != "done":  # only a finished run has its best checkpoint
+        raise StoreError(
+            f"{run_dir}: the run is {record.status} ({record.reason}); only a done run predicts: "
+            "finish it with `addrop run` on its spec (addrop status lists the done runs)"
+        )
     config = record.config
     task = get_task(config.task, DataSpec.model_validate(config.data) if config.data else None)
     examples = read_examples(texts, file, task)
