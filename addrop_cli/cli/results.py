@@ -148,24 +148,7 @@ def predict(
       addrop predict results/smoke --run 3f2a9c1e7d04 --file reviews.txt --out labels.tsv
     """
     if text is not None or file is not None:
-        from addrop_cli.execution.predict_text import predict_text_command
-
-        if out is not None and out.is_dir():
-            raise SpecError(
-                f"--out {out}: is a folder; with --text/--file --out is the TSV file to write, "
-                "e.g. --out labels.tsv (a folder takes leaderboard files: addrop predict "
-                "SPEC.yaml --out DIR)"
-            )
-        folder, overrides = one_spec(args)
-        if overrides or not folder.is_dir():
-            raise SpecError(
-                f"{' '.join(args)}: --text/--file take a results folder and no overrides; "
-                "e.g. addrop predict results/smoke --run ID --text 'a sentence'"
-            )
-        code = predict_text_command(
-            folder, run, text or [], file, out=out, device=device, console=console
-        )
-        raise typer.Exit(code)
+        raise typer.Exit(_predict_texts(args, run, text or [], file, out, device))
     if run is not None:
         raise SpecError(
             f"--run {run}: labels texts: give them with --text 'a sentence' or --file "
@@ -180,6 +163,32 @@ def predict(
         spec, path, out=out, variant=variant, results_root=results, console=console
     )
     raise typer.Exit(code)
+
+
+def _predict_texts(
+    args: list[str],
+    run: str | None,
+    text: list[str],
+    file: Path | None,
+    out: Path | None,
+    device: str,
+) -> int:
+    """``addrop predict RESULTS --run ID --text ... | --file FILE``."""
+    from addrop_cli.execution.predict_text import predict_text_command
+
+    if out is not None and out.is_dir():
+        raise SpecError(
+            f"--out {out}: is a folder; with --text/--file --out is the TSV file to write, "
+            "e.g. --out labels.tsv (a folder takes leaderboard files: addrop predict "
+            "SPEC.yaml --out DIR)"
+        )
+    folder, overrides = one_spec(args)
+    if overrides or not folder.is_dir():
+        raise SpecError(
+            f"{' '.join(args)}: --text/--file take a results folder and no overrides; "
+            "e.g. addrop predict results/smoke --run ID --text 'a sentence'"
+        )
+    return predict_text_command(folder, run, text, file, out=out, device=device, console=console)
 
 
 @app.command()
