@@ -129,3 +129,34 @@ def test_counted_nouns() -> None:
     assert _placement_text([(None, 1), (None, 1)]) == "1 torch thread each"
     assert _placement_text([(None, 2)]) == "2 torch threads each"
     assert _megabytes(273_000_000) == "273 MB" and _megabytes(180_000) == "180 kB"
+
+
+COMMANDS = ["", "run", "sweep", "report", "status", "predict", "track", "validate", "list"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_prose_is_wrapped_by_the_terminal_not_by_the_docstring(command: str) -> None:
+    """At 80 columns a prose line is only short where its paragraph ends: a docstring's own line
+    breaks (``state (written`` / ``every epoch ...``) would leave short lines mid-sentence."""
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {"COLUMNS": "80", "TERM": "dumb", "NO_COLOR": "1"}
+    args = [sys.executable, "-m", "addrop_cli", *command.split(), "--help"]
+    out = subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout
+    lines = out.split("╭")[0].splitlines()  # the prose and examples above the option boxes
+    prose = [line.rstrip() for line in lines]
+    short = [
+        f"{line!r} then {after!r}"
+        for line, after in zip(prose, prose[1:], strict=False)
+        if line.startswith(" ")
+        and not line.startswith("  ")
+        and line.strip()
+        and after.startswith(" ")
+        and not after.startswith("  ")
+        and after.strip()
+        and not line.lstrip().startswith("Usage:")
+        and len(line) < 60
+    ]
+    assert short == [], f"addrop {command} --help breaks sentences at the docstring's lines"

@@ -83,7 +83,7 @@ def run(
 
       addrop run experiments/glue.yaml --dry-run
 
-      addrop run experiments/curve-sst2.yaml --only seed=1 --only data.train_size=500,1000
+      addrop run experiments/curve-sst2.yaml --only data.train_size=500,1000
     """
     from addrop_cli.execution.runner import run_experiment
 

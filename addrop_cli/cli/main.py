@@ -12,9 +12,12 @@ import typer
 
 # the command modules register their commands on the app when imported
 from addrop_cli.cli import experiments, listing, results  # noqa: F401
-from addrop_cli.cli.app import app, err_console, state
+from addrop_cli.cli.app import app, err_console, list_app, state
+from addrop_cli.cli.terminal import reflow_help
 from addrop_cli.errors import AddropError
 from addrop_cli.store.reader import StoreWarning
+
+reflow_help(app, list_app)  # a docstring's line breaks are not the terminal's
 
 
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:

@@ -4,6 +4,7 @@ closed pipe, and help screens without a value placeholder beside on/off flags.""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
 from typing import Any
@@ -65,3 +66,31 @@ def flags_without_metavar() -> None:
         return None if self.is_flag else shown(self, ctx)
 
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+def reflow(text: str) -> str:
+    """A docstring as a help screen: a line that continues the one before it is joined to it,
+    so the terminal wraps the sentence at its own width (a docstring's line breaks fall
+    mid-sentence at 80 columns); indented lines (examples) and paragraphs stay as written."""
+    lines = inspect.cleandoc(text).split("\n")
+    out: list[str] = []
+    for line in lines:
+        continues = out and out[-1].strip() and line.strip() and not line.startswith((" ", "\b"))
+        if continues and not out[-1].startswith((" ", "\b")):
+            out[-1] = f"{out[-1]} {line}"
+        else:
+            out.append(line)
+    # typer dedents the paragraphs after the first as one block: where they are the examples
+    # alone, their indent would go too; an empty markup tag in front keeps it
+    return "\n".join(f"[dim][/dim]{line}" if line.startswith("  ") else line for line in out)
+
+
+def reflow_help(*apps: Any) -> None:
+    """Every command's help of these Typer apps, reflowed (:func:`reflow`)."""
+    for typer_app in apps:
+        if isinstance(typer_app.info.help, str):
+            typer_app.info.help = reflow(typer_app.info.help)
+        for info in typer_app.registered_commands:
+            text = info.help or (info.callback.__doc__ if info.callback else None)
+            if text:
+                info.help = reflow(text)
