@@ -164,21 +164,19 @@ def to_json(report: Report) -> str:
         "table": _records(table_frame(report)),
         "statistics": _records(stats_frame(report)),
         "cost": _records(report.cost),
-        "runs": [
-            {
-                "run_id": r.run_id,
-                "path": str(r.path),
-                "task": r.task,
-                "variant": r.variant,
-                "seed": r.seed,
-                "status": r.status,
-                "reason": r.reason,
-            }
-            for r in report.records
-        ],
+        "runs": _runs(report),
         "warnings": list(report.warnings),
     }
     return json.dumps(_finite(doc), indent=2, default=str, allow_nan=False) + "\n"
+
+
+def _runs(report: Report) -> list[dict[str, Any]]:
+    """Every run loaded, finished or not, with its status and why it is not a result."""
+    return [
+        {"run_id": r.run_id, "path": str(r.path), "task": r.task, "variant": r.variant}
+        | {"seed": r.seed, "status": r.status, "reason": r.reason}
+        for r in report.records
+    ]
 
 
 def _finite(value: Any) -> Any:
