@@ -5,7 +5,6 @@ loads, and still renders stores written before the fields existed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -13,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from fixtures.store import make_store
 
 from addrop_cli.engine.evaluation import Evaluator
 from addrop_cli.engine.loop import RunLoop, run_one
@@ -27,17 +27,6 @@ SMOKE = ROOT / "experiments" / "smoke.yaml"
 STORE = ROOT / "tests" / "fixtures" / "store"
 BUSY = 0.5
 """CPU seconds each evaluation spins for in the run test: more than training leaves unmeasured."""
-
-
-def _make_store():
-    spec = importlib.util.spec_from_file_location("make_store", STORE / "make_store.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_store = _make_store()
 
 
 def _spin(seconds: float) -> None:

@@ -5,27 +5,16 @@ seed scores called what they are."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
+from fixtures.store import make_store
 
 from addrop_cli.report import build_report, write_markdown_report
 
-STORE = Path(__file__).resolve().parent / "fixtures" / "store"
 NOT_UTF8 = b"\xff\xfe\x00 not text\n"
-
-
-def _make_store():
-    spec = importlib.util.spec_from_file_location("make_store", STORE / "make_store.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_store = _make_store()
 
 
 def _experiment(tmp_path: Path, scores: dict[str, tuple[float, ...]] | None = None) -> Path:

@@ -4,13 +4,13 @@ plot, and nested training subsets."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
+from fixtures.store import make_store
 
 from addrop_cli.data.examples import Example
 from addrop_cli.data.subsets import _rng, nested_sample, stratified_order, stratified_sample
@@ -22,19 +22,8 @@ from addrop_cli.store.records import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "experiments" / "smoke.yaml"
-STORE = Path(__file__).resolve().parent / "fixtures" / "store"
 SIZES = "factors.data.train_size=[16,32]"
 QUICK = ["tasks=[sst2]", "seeds=[1]", "train.epochs=1", "train.threads=1"]
-
-
-def _make_store():
-    spec = importlib.util.spec_from_file_location("make_store", STORE / "make_store.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_store = _make_store()
 
 
 def test_factor_values_cross_tasks_variants_and_seeds_with_their_own_ids() -> None:

@@ -4,7 +4,6 @@ by hand (see make_store.py), unfinished runs shown as such, every format rendere
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import math
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fixtures.store import make_store
 from rich.console import Console
 
 from addrop_cli.errors import SpecError, StoreError
@@ -30,16 +30,6 @@ from addrop_cli.report import (
 
 STORE = Path(__file__).resolve().parent / "fixtures" / "store"
 GLUE_SMALL = STORE / "glue-small"
-
-
-def _make_store():
-    spec = importlib.util.spec_from_file_location("make_store", STORE / "make_store.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_store = _make_store()
 
 
 @pytest.fixture(scope="module")

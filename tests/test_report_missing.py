@@ -4,10 +4,10 @@ short of the seeds the spec plans, and "not run" rows in the curve table."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from fixtures.store import make_store
 from rich.console import Console
 
 from addrop_cli.report import build_report, write_markdown_report
@@ -23,16 +23,6 @@ methods:
 factors:
   data.train_size: [100, 1000, 4000, 10000]
 """
-
-
-def _make_store():
-    spec = importlib.util.spec_from_file_location("make_store", FIXTURES / "make_store.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_store = _make_store()
 
 
 def _sizes(exp: Path, spec: str | None = SPEC, *, skip=(("addrop", 1000, 3),)) -> None:
