@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from addrop_cli.methods import addrop_ops as ops
+from addrop_cli.methods.config import AddropParams
 
 
 def _batch(lengths: list[int], heads: int = 3, length: int | None = None, seed: int = 0):
@@ -126,8 +127,9 @@ def test_dropped_fraction_counts_real_positions_only() -> None:
 
 
 def test_cross_tuning_schedule() -> None:
-    assert [ops.is_addrop_epoch(e, True) for e in range(5)] == [False, True, False, True, False]
-    assert all(ops.is_addrop_epoch(e, False) for e in range(5))
+    crossed, always = AddropParams(cross_tuning=True), AddropParams(cross_tuning=False)
+    assert [crossed.active_in(e) for e in range(5)] == [False, True, False, True, False]
+    assert all(always.active_in(e) for e in range(5))
 
 
 def test_objectives_and_integrated_attribution() -> None:

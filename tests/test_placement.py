@@ -102,6 +102,27 @@ def test_run_memory_estimate_grows_with_what_it_should() -> None:
     assert spec_run_bytes(plain, SMOKE.parent) > PROCESS_OVERHEAD
 
 
+def test_the_memory_estimate_counts_the_forward_passes_each_method_keeps_alive() -> None:
+    """R-Drop keeps both dropout passes' graphs until its one backward, so its run needs a second
+    pass's activations, as AD-DROP's does (the estimate once counted AD-DROP's alone)."""
+    from transformers import AutoConfig
+
+    def run_bytes(methods: str) -> int:
+        return spec_run_bytes(load_spec(SMOKE, [f"methods={methods}"]), SMOKE.parent)
+
+    train = load_spec(SMOKE).train
+    config = AutoConfig.from_pretrained(ROOT / "experiments" / "assets" / "tiny-bert")
+    mixed = train.precision != "fp32"
+    one_pass = activation_bytes(
+        config, train.batch_size, train.max_length, mixed_precision=mixed, passes=1
+    )
+    baseline = run_bytes("{baseline: {}}")
+    assert run_bytes("{rdrop: {}}") == baseline + one_pass
+    assert run_bytes("{addrop: {}}") == baseline + one_pass
+    assert run_bytes("{childtuning: {}, mixout: {}, dropout: {}}") == baseline
+    assert run_bytes("{baseline: {}, rdrop: {alpha: 1.0}}") == baseline + one_pass  # the largest
+
+
 def test_make_backend_packs_runs_on_the_visible_gpus(monkeypatch) -> None:
     monkeypatch.setattr(runner, "visible_gpus", lambda: ["0", "1"])
     spec = load_spec(SMOKE, ["train.device=auto", "executor.runs_per_gpu=3"])

@@ -140,17 +140,18 @@ def plan_pool(
 
 
 def spec_run_bytes(spec: ExperimentSpec, base_dir: Path) -> int:
-    """One run of ``spec``, estimated (:mod:`addrop_cli.models.footprint`); its largest method."""
+    """One run of ``spec``, estimated (:mod:`addrop_cli.models.footprint`) for the method that
+    keeps the most forward passes alive (each config's ``forward_graphs``)."""
     from addrop_cli.models.footprint import run_memory_bytes
     from addrop_cli.models.loading import load_config
     from addrop_cli.models.location import located
 
     config = load_config(located(spec.model, base_dir))
-    addrop = any(params.method == "addrop" for params in spec.methods.values())
+    passes = max(params.forward_graphs() for params in spec.methods.values())
     return run_memory_bytes(
         config,
         spec.train.batch_size,
         spec.train.max_length,
         mixed_precision=spec.train.precision != "fp32",
-        passes=2 if addrop else 1,
+        passes=passes,
     )

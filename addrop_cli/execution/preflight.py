@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from addrop_cli.methods.config import AddropParams
 from addrop_cli.models.config import ModelSpec
 from addrop_cli.models.location import located
 from addrop_cli.spec.schema import ExperimentSpec, TrainSpec
@@ -154,9 +153,10 @@ def _model_problems(
     problems = check_model(model, None) + _length_problems(model, spec, source)
     problems += _depth_problems(model, spec, source)
     for variant, params in spec.methods.items():
-        if not isinstance(params, AddropParams):
+        layers = params.attention_layers()
+        if layers is None:
             continue
-        for line in check_model(model, params.layers):
+        for line in check_model(model, layers):
             if line in problems:
                 continue  # a model-wide problem, already reported once
             key = f"methods.{variant}."

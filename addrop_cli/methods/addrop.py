@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from addrop_cli.methods import addrop_ops as ops
 from addrop_cli.methods.api import AddropHandle, attach_addrop
 from addrop_cli.methods.base import Method, StepOutput
 from addrop_cli.methods.config import AddropParams
@@ -20,13 +19,12 @@ from addrop_cli.methods.config import AddropParams
 class AddropMethod(Method):
     """AD-DROP with cross-tuning; see docs/algorithm.md and :mod:`addrop_cli.methods.api`."""
 
-    name = "addrop"
+    params: AddropParams
 
     def __init__(
         self, params: AddropParams, *, is_regression: bool, seed: int, device: torch.device
     ) -> None:
-        super().__init__(is_regression=is_regression)
-        self.params = params
+        super().__init__(params, is_regression=is_regression, seed=seed, device=device)
         self.seed = seed
         self.generator = self.own_generator(seed, device)
         self.handle: AddropHandle | None = None
@@ -48,7 +46,7 @@ class AddropMethod(Method):
             self.handle.set_epoch(epoch)
 
     def epoch_stats(self) -> dict[str, float]:
-        active = ops.is_addrop_epoch(self.epoch, self.params.cross_tuning)
+        active = self.params.active_in(self.epoch)
         return {**super().epoch_stats(), "addrop_epoch": float(active)}
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:

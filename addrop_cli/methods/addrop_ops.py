@@ -17,11 +17,6 @@ _EPS = 1e-6
 """Guards the floors against float error: (1 - 0.9) * 10 is 0.999..., but means 1."""
 
 
-def is_addrop_epoch(epoch: int, cross_tuning: bool) -> bool:
-    """Cross-tuning: plain fine-tuning on even 0-based epochs, AD-DROP on odd ones."""
-    return epoch % 2 == 1 if cross_tuning else True
-
-
 def candidate_counts(n_real: torch.Tensor, p: float, drop: Drop = "high") -> torch.Tensor:
     """Size of the candidate discard region per example.
 

@@ -122,7 +122,7 @@ class AddropHandle:
     @property
     def active(self) -> bool:
         """Whether the next training step runs AD-DROP (enabled, and an AD-DROP epoch)."""
-        return self.enabled and ops.is_addrop_epoch(self.epoch, self.config.cross_tuning)
+        return self.enabled and self.config.active_in(self.epoch)
 
     def enable(self) -> None:
         self._check_attached("enable")

@@ -2,7 +2,12 @@
 
 The training loop calls :meth:`Method.training_step` and back-propagates the loss it returns;
 it never knows which method runs. A method owns its per-epoch statistics, so the loop can log
-whatever the method thinks a user needs to trust it.
+whatever the method thinks a user needs to trust it. Every hook a driver (the loop,
+:class:`~addrop_cli.methods.trainer.MethodTrainer`) may call is declared here, with the
+constructor the registry calls; the facts a caller needs before a method exists (its forward
+passes kept alive, the layers it hooks, the epochs it is active in) are on its config
+(:class:`~addrop_cli.methods.config.MethodConfig`). ``tests/test_method_conformance.py`` checks
+every registered method against this contract.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from addrop_cli.methods.config import MethodConfig
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -83,17 +90,27 @@ class EpochStats:
 class Method(ABC):
     """A fine-tuning method: how one batch becomes a loss."""
 
-    name: str
     generator: torch.Generator | None = None
     """Set by :meth:`own_generator` in methods that draw their own random numbers."""
     prepare_seconds: float | None = None
     """Wall seconds of :meth:`prepare`'s pass, in methods that have one (the run's cost table
     shows it); keep it in :meth:`state_dict`, as a resumed run does not prepare again."""
 
-    def __init__(self, *, is_regression: bool) -> None:
+    def __init__(
+        self, params: MethodConfig, *, is_regression: bool, seed: int, device: torch.device
+    ) -> None:
+        """What :func:`~addrop_cli.methods.registry.build_method` calls: the method's parameters,
+        the task's kind, the run's seed and device (for a generator of its own:
+        :meth:`own_generator`). Build nothing from the model here: :meth:`attach` gets it."""
+        self.params = params
         self.is_regression = is_regression
         self.epoch = 0
         self.stats = EpochStats()
+
+    @property
+    def name(self) -> str:
+        """The registered name (its config's ``method``): the prefix of its Trainer logs."""
+        return self.params.method_name()
 
     def config_overrides(self) -> dict:
         """Model config values this method sets before the model is loaded (dropout rates)."""

@@ -12,18 +12,7 @@ from addrop_cli.methods.config import BaselineParams, DropoutParams
 class BaselineMethod(Method):
     """One forward pass, the task loss; the model's config decides its dropout."""
 
-    name = "baseline"
-
-    def __init__(
-        self,
-        params: BaselineParams | DropoutParams,
-        *,
-        is_regression: bool,
-        seed: int,
-        device: torch.device,
-    ) -> None:
-        super().__init__(is_regression=is_regression)
-        self.params = params
+    params: BaselineParams | DropoutParams
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
         return self.plain_step(model, batch)

@@ -70,13 +70,12 @@ def fisher_mask(fisher: dict[str, torch.Tensor], reserve: float) -> dict[str, to
 class ChildtuningMethod(Method):
     """Plain steps; the gradients are masked between backward and the optimiser step."""
 
-    name = "childtuning"
+    params: ChildtuningParams
 
     def __init__(
         self, params: ChildtuningParams, *, is_regression: bool, seed: int, device: torch.device
     ) -> None:
-        super().__init__(is_regression=is_regression)
-        self.params = params
+        super().__init__(params, is_regression=is_regression, seed=seed, device=device)
         self.generator = self.own_generator(seed, device)
         self.mask: dict[str, torch.Tensor] | None = None
 

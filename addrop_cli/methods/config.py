@@ -37,6 +37,26 @@ class MethodConfig(BaseModel):
                     raise ValueError(f"{key}: {err}") from None
         return data
 
+    @classmethod
+    def method_name(cls) -> str:
+        """The method's name: the one spelling, its ``method`` field's literal (the registry,
+        the spec's tag and :attr:`Method.name <addrop_cli.methods.base.Method.name>` read it)."""
+        return cls.model_fields["method"].default
+
+    def forward_graphs(self) -> int:
+        """Forward passes a training step may keep in memory at once: what the memory estimate
+        of ``runs_per_gpu: auto`` counts (activations per pass). One for a plain step."""
+        return 1
+
+    def attention_layers(self) -> list[int] | Literal["all"] | None:
+        """The attention layers the method hooks, which the model's family must support (the
+        preflight checks them); None: the method asks nothing of the model."""
+        return None
+
+    def active_in(self, epoch: int) -> bool:
+        """Whether the method's own step runs in this 0-based epoch (else a plain step)."""
+        return True
+
     def inert(self) -> dict[str, str]:
         """Settings that cannot change what this method computes, given the others: field ->
         why. Validation names the ones a user set, and :meth:`effective` ignores them all."""
@@ -84,6 +104,20 @@ class AddropParams(MethodConfig):
     """Integrated gradients: textbook (gradient at the scaled attention) or the authors' code
     (attention output scaled, gradient w.r.t. the unscaled attention); docs/algorithm.md."""
 
+    def forward_graphs(self) -> int:
+        """Two: the attribution pass (:meth:`AddropHandle.attribution
+        <addrop_cli.methods.api.AddropHandle.attribution>`, with gradients to the attention) and
+        the masked pass whose loss is back-propagated. An upper bound: the gradient pass's graph
+        is freed before the masked pass, and random dropping has no attribution pass."""
+        return 2
+
+    def attention_layers(self) -> list[int] | Literal["all"]:
+        return self.layers
+
+    def active_in(self, epoch: int) -> bool:
+        """Cross-tuning: plain fine-tuning on even 0-based epochs, AD-DROP on odd ones."""
+        return epoch % 2 == 1 if self.cross_tuning else True
+
     def inert(self) -> dict[str, str]:
         """Random dropping (RD) draws its mask with rate p*q and ranks nothing: no attribution
         settings apply. Attention scores need no gradient, so no label choice either."""
@@ -126,6 +160,11 @@ class RdropParams(MethodConfig):
     """``glue``: the authors' BERT GLUE code (both task losses summed; regression compares the
     two predictions by 2 x their mean squared difference). ``readme``: their README's snippet
     (the mean of the two task losses; the same KL term)."""
+
+    def forward_graphs(self) -> int:
+        """Two: both passes' logits enter the one loss, so both graphs live until its backward
+        (:meth:`RdropMethod.training_step <addrop_cli.methods.rdrop.RdropMethod.training_step>`)."""
+        return 2
 
 
 class MixoutParams(MethodConfig):

@@ -9,7 +9,6 @@ from addrop_cli.methods.config import DropoutParams
 class DropoutMethod(BaselineMethod):
     """The baseline step, on a model whose config carries the spec's dropout rates."""
 
-    name = "dropout"
     params: DropoutParams
 
     def config_overrides(self) -> dict:

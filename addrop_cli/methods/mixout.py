@@ -103,13 +103,7 @@ class MixoutMethod(Method):
     """The baseline step on a model whose linear layers are :class:`MixLinear`; at p = 0 the
     model is left as it is (the recipe's ``if args.mixout > 0``)."""
 
-    name = "mixout"
-
-    def __init__(
-        self, params: MixoutParams, *, is_regression: bool, seed: int, device: torch.device
-    ) -> None:
-        super().__init__(is_regression=is_regression)
-        self.params = params
+    params: MixoutParams
 
     def config_overrides(self) -> dict:
         if self.params.p == 0:

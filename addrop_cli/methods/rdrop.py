@@ -49,13 +49,7 @@ def rdrop_loss(
 class RdropMethod(Method):
     """Two passes with the model's dropout on; the loop back-propagates their joint loss once."""
 
-    name = "rdrop"
-
-    def __init__(
-        self, params: RdropParams, *, is_regression: bool, seed: int, device: torch.device
-    ) -> None:
-        super().__init__(is_regression=is_regression)
-        self.params = params
+    params: RdropParams
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
         inputs = model_inputs(batch)

@@ -1,10 +1,11 @@
-"""The one method registry: a method's name, its parameter model and where its class lives.
+"""The one method registry: a method's parameter model and where its class lives.
 
-The spec's discriminated union of method parameters, ``addrop list methods`` and
-:func:`addrop_cli.methods.build_method` are all built from :data:`METHODS`. The classes are named
-by import path so that reading a spec never imports torch. Adding a method is its parameter
-model in :mod:`addrop_cli.methods.config`, one module with its :class:`Method` subclass, and one
-line here.
+The spec's discriminated union of method parameters, ``addrop list methods``,
+:func:`build_method` and the method conformance suite (``tests/test_method_conformance.py``) are
+all built from :data:`METHODS`, a :class:`~addrop_cli.registry.Registry`. A method's name is
+spelled once, in its parameter model's ``method`` literal. The classes are named by import path
+so that reading a spec never imports torch. Adding a method is its parameter model in
+:mod:`addrop_cli.methods.config`, one module with its :class:`Method` subclass, and one line here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from addrop_cli.methods.config import (
     MixoutParams,
     RdropParams,
 )
+from addrop_cli.registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -31,10 +33,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class MethodInfo:
-    name: str
     params: type[MethodConfig]
     implementation: str
     """``module:Class`` of the :class:`~addrop_cli.methods.base.Method` subclass."""
+
+    @property
+    def name(self) -> str:
+        return self.params.method_name()
 
     @property
     def summary(self) -> str:
@@ -45,20 +50,19 @@ class MethodInfo:
         return getattr(importlib.import_module(module), cls)
 
 
-METHODS: dict[str, MethodInfo] = {
-    info.name: info
-    for info in (
-        MethodInfo("baseline", BaselineParams, "addrop_cli.methods.baseline:BaselineMethod"),
-        MethodInfo("dropout", DropoutParams, "addrop_cli.methods.dropout:DropoutMethod"),
-        MethodInfo("addrop", AddropParams, "addrop_cli.methods.addrop:AddropMethod"),
-        MethodInfo("rdrop", RdropParams, "addrop_cli.methods.rdrop:RdropMethod"),
-        MethodInfo(
-            "childtuning", ChildtuningParams, "addrop_cli.methods.childtuning:ChildtuningMethod"
-        ),
-        MethodInfo("mixout", MixoutParams, "addrop_cli.methods.mixout:MixoutMethod"),
-    )
-}
-METHOD_NAMES = tuple(METHODS)
+METHODS: Registry[MethodInfo] = Registry(
+    "method",
+    [
+        MethodInfo(BaselineParams, "addrop_cli.methods.baseline:BaselineMethod"),
+        MethodInfo(DropoutParams, "addrop_cli.methods.dropout:DropoutMethod"),
+        MethodInfo(AddropParams, "addrop_cli.methods.addrop:AddropMethod"),
+        MethodInfo(RdropParams, "addrop_cli.methods.rdrop:RdropMethod"),
+        MethodInfo(ChildtuningParams, "addrop_cli.methods.childtuning:ChildtuningMethod"),
+        MethodInfo(MixoutParams, "addrop_cli.methods.mixout:MixoutMethod"),
+    ],
+    key=lambda info: info.name,
+)
+METHOD_NAMES = METHODS.names
 
 
 def build_method(
@@ -66,5 +70,5 @@ def build_method(
 ) -> Method:
     """The method the parameters name; its mask generator (if any) lives on ``device``,
     seeded from ``seed`` and separate from the data-order and initialisation generators."""
-    cls = METHODS[params.method].load()  # type: ignore[attr-defined]
-    return cls(params, is_regression=is_regression, seed=seed, device=device)  # type: ignore[call-arg]
+    cls = METHODS[params.method_name()].load()
+    return cls(params, is_regression=is_regression, seed=seed, device=device)

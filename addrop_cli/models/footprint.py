@@ -29,7 +29,8 @@ def activation_bytes(
 ) -> int:
     """Activations kept for backward: per layer about ``b s (34 h + 5 a s)`` bytes in half
     precision (Korthikanti et al., 2022), twice that in fp32, times the forward passes a step
-    keeps alive (AD-DROP: the attribution pass and the masked pass)."""
+    keeps alive (a method's ``forward_graphs``: AD-DROP's attribution and masked passes, R-Drop's
+    two dropout passes)."""
     hidden = config.hidden_size
     heads = config.num_attention_heads
     per_layer = batch_size * length * (34 * hidden + 5 * heads * length)
