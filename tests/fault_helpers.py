@@ -35,6 +35,20 @@ _CHILD_ENV = {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
 JSON_FILES = ("run.json", "metrics.json", "predictions.json", "env.json")
 DONE_FILES = (*JSON_FILES, "epochs.jsonl")
 
+# What a resumed run may store differently from an uninterrupted one (measured, or counted)
+TIMING = {"wall_time_s", "train_time_s", "prepare_time_s", "train_samples_per_s"}
+TIMING |= {"peak_memory_mb", "attempts"}  # measured, or how often the run was started
+EPOCH_TIMING = {"epoch_time_s", "train_samples_per_s", "cpu_time_s", "load_1m"}  # measured
+METHOD_TIMING = {"fisher_seconds"}  # Child-Tuning_D's Fisher pass: measured wall time
+
+
+def without_timing(record: dict, keys: set[str]) -> dict:
+    """``record`` without ``keys`` (and its ``method`` numbers without measured times)."""
+    out = {k: v for k, v in record.items() if k not in keys}
+    if isinstance(out.get("method"), dict):
+        out["method"] = without_timing(out["method"], METHOD_TIMING)
+    return out
+
 
 def smoke_args(seeds: Sequence[int], epochs: int = 3) -> list[str]:
     """Overrides for a small experiment: sst2 only, baseline and AD-DROP, well under 1 s a run.

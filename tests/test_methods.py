@@ -11,7 +11,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from addrop_cli.methods.addrop import AddropMethod
 from addrop_cli.methods.base import task_loss
 from addrop_cli.methods.config import AddropParams, BaselineParams, DropoutParams
-from addrop_cli.methods.registry import METHODS, build_method
+from addrop_cli.methods.registry import METHOD_NAMES, METHODS, build_method
 from addrop_cli.models.compiling import compile_model, compile_problem
 from addrop_cli.models.hook import AttentionHook
 
@@ -82,10 +82,19 @@ def inputs_of(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def test_registry_and_build_method() -> None:
-    assert set(METHODS) == {"baseline", "dropout", "addrop", "rdrop", "childtuning", "mixout"}
-    for info in METHODS.values():  # each name builds its own class, from default parameters
+    """Each registered name is its config's ``method`` literal (spelled once), the spec accepts
+    it, ``addrop list methods`` shows it, and it builds its own class from default parameters."""
+    from addrop_cli.spec.load import load_spec
+
+    smoke = Path(__file__).resolve().parent.parent / "experiments" / "smoke.yaml"
+    assert METHODS.names and METHODS.names == METHOD_NAMES
+    for name, info in METHODS.items():
+        assert name == info.name == info.params.method_name() == info.params().method
+        spec = load_spec(smoke, [f"methods={{v: {{method: {name}}}}}"])
+        assert type(spec.methods["v"]) is info.params
         method = build_method(info.params(), is_regression=False, seed=0, device=CPU)
-        assert method.name == info.name
+        assert method.name == name and isinstance(method, info.load())
+        assert method.params == info.params()
     dropout = build_method(
         DropoutParams(hidden_dropout=0.2, attention_dropout=0.05),
         is_regression=False,

@@ -18,26 +18,30 @@ from pathlib import Path
 import pytest
 import torch
 from cli_helpers import run_cli
-from fault_helpers import SMOKE, run_until_killed, smoke_args, start_addrop
+from fault_helpers import (
+    EPOCH_TIMING,
+    SMOKE,
+    TIMING,
+    run_until_killed,
+    smoke_args,
+    start_addrop,
+    without_timing,
+)
 
 from addrop_cli.errors import StoreError
+from addrop_cli.methods.registry import METHODS
 from addrop_cli.store.folders import RunFolder
 from addrop_cli.store.state import TrainingStateFiles
 
 STEPS_PER_EPOCH = 15  # the sample's 240 SST-2 sentences in batches of 16
-TIMING = {"wall_time_s", "train_time_s", "prepare_time_s", "train_samples_per_s"}
-TIMING |= {"peak_memory_mb", "attempts"}  # measured, or how often the run was started
-EPOCH_TIMING = {"epoch_time_s", "train_samples_per_s", "cpu_time_s", "load_1m"}  # measured
-METHOD_TIMING = {"fisher_seconds"}  # Child-Tuning_D's Fisher pass: measured wall time
 
 pytestmark = pytest.mark.resume
 
 
 VARIANTS = {
-    "baseline": "{}",
-    "addrop": "{cross_tuning: true}",
-    "rdrop": "{alpha: 0.5}",  # two dropout draws per step from the global generator
-    "childtuning": "{mode: d}",  # the Fisher mask: made before step 0, restored on resume
+    # every registered method with its defaults: AD-DROP cross-tunes, R-Drop draws twice from
+    # the global generator, Child-Tuning_D's Fisher mask is made before step 0 and restored
+    **{name: "{}" for name in METHODS.names},
     "childtuning_f": "{method: childtuning, mode: f}",  # the mask generator's state
     # the settings: re-drawn top layer (before the initial state) and per-layer learning rates
     "addrop-reinit-llrd": "{method: addrop, train: {reinit_layers: 1, layer_lr_decay: 0.8}}",
@@ -57,13 +61,6 @@ def _stored(results: Path) -> tuple[dict, list[dict], dict, Path]:
     epochs = [json.loads(line) for line in (folder / "epochs.jsonl").read_text().splitlines()]
     predictions = json.loads((folder / "predictions.json").read_text())
     return metrics, epochs, predictions, folder
-
-
-def _without(record: dict, keys: set[str]) -> dict:
-    out = {k: v for k, v in record.items() if k not in keys}
-    if isinstance(out.get("method"), dict):
-        out["method"] = _without(out["method"], METHOD_TIMING)
-    return out
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -91,9 +88,9 @@ def test_sigkill_mid_epoch_then_resume_ends_identical_to_an_uninterrupted_run(
 
     ref_metrics, ref_epochs, ref_predictions, _ = _stored(tmp_path / "reference")
     metrics, epochs, predictions, folder = _stored(results)
-    assert _without(metrics, TIMING) == _without(ref_metrics, TIMING)
-    assert [_without(e, EPOCH_TIMING) for e in epochs] == [
-        _without(e, EPOCH_TIMING) for e in ref_epochs
+    assert without_timing(metrics, TIMING) == without_timing(ref_metrics, TIMING)
+    assert [without_timing(e, EPOCH_TIMING) for e in epochs] == [
+        without_timing(e, EPOCH_TIMING) for e in ref_epochs
     ]
     assert predictions == ref_predictions
     if variant == "addrop":

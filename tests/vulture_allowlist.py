@@ -27,6 +27,7 @@ DropoutMethod  # methods/registry.py names it by import path
 RdropMethod  # methods/registry.py names it by import path
 ChildtuningMethod  # methods/registry.py names it by import path
 MixoutMethod  # methods/registry.py names it by import path
+ForgetfulMethod  # tests/throwaway_methods.py registers it by import path
 pytest_collection_modifyitems  # pytest hook (tests/conftest.py)
 pytestmark  # pytest reads it from the module
 quick_polls  # an autouse pytest fixture
