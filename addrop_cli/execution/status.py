@@ -59,7 +59,7 @@ def held_locks() -> set[int] | None:
 
 
 def lock_held(store: ExperimentStore, run_id: str, locks: set[int] | None) -> bool:
-    path = store.runs_dir / f".{run_id}.lock"
+    path = store.lock_path(run_id)
     if locks is None or not path.exists():
         return False
     return os.stat(path).st_ino in locks

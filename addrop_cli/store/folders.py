@@ -305,10 +305,14 @@ class ExperimentStore:
             )
         return meta
 
+    def lock_path(self, run_id: str) -> Path:
+        """The run's lock file: held while a process trains the run (``addrop status`` reads it)."""
+        return self.runs_dir / f".{run_id}.lock"
+
     @contextlib.contextmanager
     def lock(self, run_id: str) -> Iterator[bool]:
         """Hold the run's lock; yields False (without waiting) if another process holds it."""
-        path = self.runs_dir / f".{run_id}.lock"
+        path = self.lock_path(run_id)
         lock = FileLock(path, timeout=0)
         try:
             with writing(path):
