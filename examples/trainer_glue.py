@@ -69,8 +69,8 @@ class _DefaultsShown(argparse.HelpFormatter):
     """--help says each option's default, where it has one."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False, argparse.SUPPRESS):
-            return action.help or ""
+        if any(action.default is nothing for nothing in (None, False, argparse.SUPPRESS)):
+            return action.help or ""  # (`is`: a default of 0 equals False, and is shown)
         return f"{action.help} (default: %(default)s)"
 
 

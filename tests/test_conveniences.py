@@ -160,3 +160,10 @@ def test_help_prose_is_wrapped_by_the_terminal_not_by_the_docstring(command: str
         and len(line) < 60
     ]
     assert short == [], f"addrop {command} --help breaks sentences at the docstring's lines"
+
+
+def test_plot_file_names_have_no_stray_underscores() -> None:
+    from addrop_cli.report.plots import _slug
+
+    assert _slug("sst2 (train_size=120)") == "sst2_train_size_120"
+    assert _slug("addrop-every") == "addrop-every" and _slug("(())") == "_"

@@ -77,8 +77,8 @@ def need_optuna() -> Any:
         import optuna
     except ImportError:  # the search extra is optional; the message is the fix
         raise SpecError(
-            "sweep.search: tpe and cmaes need Optuna; pip install 'addrop[search]' "
-            "(or pip install optuna cmaes)"
+            "sweep.search: tpe and cmaes need Optuna; pip install -e '.[search]' in a clone of "
+            "addrop, pip install 'addrop-cli[search]' otherwise (or pip install optuna cmaes)"
         ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna

@@ -321,7 +321,8 @@ def _save(fig: Figure, stem: Path) -> list[Path]:
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    """A file-name part: ``sst2 (train_size=120)`` -> ``sst2_train_size_120`` (no stray ``_``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "_"
 
 
 def png_files(paths: Iterable[Path]) -> list[Path]:
