@@ -59,7 +59,7 @@ def test_html_report_opens_in_chromium_with_every_image_decoded(page: Path) -> N
         assert image.get("error") is None, image
         assert image["src"] == "data:image/png;base64,"
         assert image["complete"] and image["width"] > 0
-    assert tables == 4 and title == "Report: glue-small"
+    assert tables == 5 and title == "Report: glue-small"  # dev, statistics, runs, cost, not counted
     assert widths[0] <= widths[1]  # no sideways scrolling of the page on a laptop screen
     for png in (shot, full):
         assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png.stat().st_size > 10_000
