@@ -167,3 +167,28 @@ def test_plot_file_names_have_no_stray_underscores() -> None:
 
     assert _slug("sst2 (train_size=120)") == "sst2_train_size_120"
     assert _slug("addrop-every") == "addrop-every" and _slug("(())") == "_"
+
+
+def test_make_quick_reads_the_glue_folder_or_else_the_bundled_sample(tmp_path: Path) -> None:
+    """make quick's two paths, as make would run them (make -n), and the sample path's overrides
+    accepted by addrop (a dry run: no training)."""
+    import os
+    import subprocess
+    import sys
+
+    def planned(glue: str) -> str:
+        args = ["make", "-n", "-o", ".venv/.installed-stamp", "quick", f"ADDROP_GLUE_DIR={glue}"]
+        return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+    real, sample = planned("/some/glue_data"), planned("")
+    assert "addrop run experiments/quick.yaml" in real and "addrop report results/quick\n" in real
+    assert "data.glue_dir" not in real
+    overrides = "name=quick-sample data.glue_dir=experiments/sample/glue"
+    assert overrides in sample and "addrop report results/quick-sample" in sample
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    env.pop("ADDROP_GLUE_DIR", None)
+    args = [sys.executable, "-m", "addrop_cli", "run", "experiments/quick.yaml", *overrides.split()]
+    args += ["--dry-run", "--results", str(tmp_path)]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"4 runs -> {tmp_path / 'quick-sample'}" in " ".join(done.stdout.split())
