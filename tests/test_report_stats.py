@@ -102,7 +102,8 @@ def test_fixture_comparisons_use_scipy_and_holm_across_tasks() -> None:
     boot = rte.bootstrap
     assert boot is not None and boot.seeds == (1, 2) and boot.n_examples == 100
     assert boot.diff == pytest.approx(((0.65 - 0.60) + (0.69 - 0.62)) / 2)
-    assert boot.low < boot.diff < boot.high
+    assert boot.example_low < boot.diff < boot.example_high
+    assert boot.low is None and boot.p is None  # two seeds: no two-level interval
     assert by_task["mrpc"].bootstrap is None  # no predictions stored for MRPC
 
 
@@ -126,10 +127,8 @@ def test_paired_bootstrap_matches_a_plain_loop() -> None:
     assert (got.example_low, got.example_high) == pytest.approx((low, high))
     observed = acc(mine, labels) - acc(theirs, labels)
     assert got.diff == pytest.approx(observed)
-    # one seed: no seed level, the two-level interval is the example one centred on the observed
-    shift = observed - np.mean(diffs)
-    assert (got.low, got.high) == pytest.approx((low + shift, high + shift))
-    assert got.seed_scale == 0
+    # one seed cannot stand for the seeds a new run would draw: no two-level interval, no p
+    assert (got.low, got.high, got.p, got.seed_scale) == (None, None, None, 0)
     again = paired_bootstrap(
         {1: (_record(mine, labels), _record(theirs, labels))}, "accuracy", resamples=300, seed=7
     )
@@ -142,8 +141,8 @@ def test_paired_bootstrap_matches_on_guid_and_is_null_for_equal_predictions() ->
     guids = [f"g{i}" for i in range(8)]
     reversed_mine = _record(preds[::-1], labels[::-1], guids[::-1])
     got = paired_bootstrap({1: (reversed_mine, _record(preds, labels, guids))}, "f1", seed=1)
-    assert (got.diff, got.low, got.high, got.p) == (0.0, 0.0, 0.0, 1.0)
-    assert (got.example_low, got.example_high) == (0.0, 0.0)
+    assert (got.diff, got.example_low, got.example_high) == (0.0, 0.0, 0.0)
+    assert got.low is None  # one seed: the examples-only interval alone
 
 
 def test_paired_bootstrap_averages_seeds_and_detects_a_clear_gain() -> None:

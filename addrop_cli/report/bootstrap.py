@@ -36,7 +36,7 @@ from addrop_cli.data.config import DataSpec
 from addrop_cli.data.tasks import get_task
 from addrop_cli.errors import AddropError
 from addrop_cli.report.aggregate import Cell, TaskRow
-from addrop_cli.report.stats import batch_metric
+from addrop_cli.report.stats import MIN_SEEDS, batch_metric
 from addrop_cli.store.reader import StoreWarning
 
 RESAMPLES = 10_000
@@ -53,12 +53,13 @@ class BootstrapCI:
     metric: str
     diff: float
     """Observed difference, averaged over the paired seeds."""
-    low: float
-    high: float
-    """The two-level interval (seeds and examples): the headline."""
-    p: float
+    low: float | None
+    high: float | None
+    """The two-level interval (seeds and examples): the headline; None with fewer than
+    :data:`~addrop_cli.report.stats.MIN_SEEDS` paired seeds (too few to stand for new seeds)."""
+    p: float | None
     """Two-sided percentile p of the two-level distribution (resolves no finer than
-    :func:`p_floor`)."""
+    :func:`p_floor`); None where the interval is."""
     example_low: float
     example_high: float
     """Seeds held fixed, examples resampled: the test-set part of the uncertainty."""
@@ -67,7 +68,7 @@ class BootstrapCI:
     n_examples: int
     seeds: tuple[int, ...]
     seed_scale: float
-    """How much the seed level was widened for the small seed count (0 with one seed)."""
+    """How much the seed level was widened for the small seed count (0 without a seed level)."""
 
 
 def p_floor(resamples: int) -> float:
@@ -150,21 +151,23 @@ def paired_bootstrap(
     )
     k = len(seeds)
     examples = per_seed.mean(axis=1)
-    scale = seed_scale(k, level)
-    two_level = (
-        float(np.mean(observed))
-        + _example_level(per_seed, examples)
-        + scale * (_seed_level(observed, resamples, seed) if k > 1 else 0.0)
-    )
     tail = (1 - level) / 2
-    low, high = np.quantile(two_level, [tail, 1 - tail])
     ex_low, ex_high = np.quantile(examples, [tail, 1 - tail])
-    p = min(1.0, 2 * min(float(np.mean(two_level <= 0)), float(np.mean(two_level >= 0))))
+    low = high = p = None
+    if k >= MIN_SEEDS:  # fewer seeds cannot stand for the seeds a new run would draw
+        seeds_part = _seed_level(observed, resamples, seed)
+        two_level = (
+            float(np.mean(observed))
+            + _example_level(per_seed, examples, float(np.var(seeds_part)) * k / (k - 1))
+            + seed_scale(k, level) * seeds_part
+        )
+        low, high = (float(x) for x in np.quantile(two_level, [tail, 1 - tail]))
+        p = min(1.0, 2 * min(float(np.mean(two_level <= 0)), float(np.mean(two_level >= 0))))
     return BootstrapCI(
         metric=metric,
         diff=float(np.mean(observed)),
-        low=float(low),
-        high=float(high),
+        low=low,
+        high=high,
         p=p,
         example_low=float(ex_low),
         example_high=float(ex_high),
@@ -172,7 +175,7 @@ def paired_bootstrap(
         resamples=resamples,
         n_examples=int(labels.size),
         seeds=tuple(seeds),
-        seed_scale=scale,
+        seed_scale=seed_scale(k, level) if k >= MIN_SEEDS else 0.0,
     )
 
 
@@ -184,21 +187,23 @@ def _seed_level(observed: np.ndarray, resamples: int, seed: int) -> np.ndarray:
     return draws @ observed / k - observed.mean()
 
 
-def _example_level(per_seed: np.ndarray, examples: np.ndarray) -> np.ndarray:
+def _example_level(per_seed: np.ndarray, examples: np.ndarray, seed_var: float) -> np.ndarray:
     """Deviations of the seed-averaged difference over resampled examples, shrunk to the example
     effects alone: the seed x example interaction is in the seed level already (each seed's
     score holds its own example noise), and counting it twice would make the interval too wide.
     Its share here is estimated from the same resamples: the per-seed variance minus the
-    variance of the seed average, over k - 1 (a crossed design's variance decomposition)."""
+    variance of the seed average, over k - 1 (a crossed design's variance decomposition). No
+    more is taken out than the seed level holds (``seed_var``: the variance of the seed average
+    it estimates), so the interval is never narrower than its examples-only part for seeds that
+    happen to agree."""
     k = per_seed.shape[1]
     deviation = examples - examples.mean()
-    if k < 2:
-        return deviation
     v_mean = float(np.var(examples))
-    interaction = (float(np.mean(np.var(per_seed, axis=0))) - v_mean) / (k - 1)
-    if v_mean <= 0:
+    if k < 2 or v_mean <= 0:
         return deviation
-    return deviation * math.sqrt(max(v_mean - interaction, 0.0) / v_mean)
+    interaction = (float(np.mean(np.var(per_seed, axis=0))) - v_mean) / (k - 1)
+    removed = min(max(interaction, 0.0), seed_var)
+    return deviation * math.sqrt(max(v_mean - removed, 0.0) / v_mean)
 
 
 def example_indices(rng: np.random.Generator, rows: int, n: int, k: int) -> np.ndarray:

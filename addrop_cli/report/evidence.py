@@ -173,7 +173,8 @@ def stats_text(
         "'beats'.",
         "95% CI seeds+examples: the two-level bootstrap (seeds, and dev examples with one index "
         "set shared by every seed), the interval to read; examples only: the seeds held fixed, "
-        "the test-set part of the uncertainty. boot p: the two-level one, no finer than its "
+        "the test-set part of the uncertainty (the only one below 3 seeds). boot p: the two-level "
+        "one, no finer than its "
         "resamples resolve (docs/statistics.md).",
         f"ASO ε_min (deepsig, Bonferroni over the {family.size}): below {ASO_THRESHOLD} the "
         "variant almost stochastically dominates the reference; 0.5 is no order either way.",
@@ -199,12 +200,12 @@ def _interval(c: Comparison, which: str) -> str:
     if b is None:
         return "—"
     low, high = (b.low, b.high) if which == "two" else (b.example_low, b.example_high)
-    return f"[{_signed(low)}, {_signed(high)}]"
+    return "—" if low is None else f"[{_signed(low)}, {_signed(high)}]"
 
 
 def _boot_p(c: Comparison) -> str:
     b = c.bootstrap
-    if b is None:
+    if b is None or b.p is None:
         return "—"
     floor = p_floor(b.resamples)
     return f"<{floor:g}" if b.p < floor else _p(b.p)
