@@ -157,7 +157,7 @@ def test_search_without_optuna_says_how_to_install_it(monkeypatch: pytest.Monkey
     from addrop_cli.execution.study import need_optuna
 
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
-    with pytest.raises(SpecError, match=r"need Optuna; pip install 'addrop\[search\]'"):
+    with pytest.raises(SpecError, match=r"need Optuna; pip install -e '\.\[search\]' in a clone"):
         need_optuna()
 
 
