@@ -38,11 +38,13 @@ ARTIFACTS = ROOT / "results" / "ci-artifacts"
 
 
 @pytest.fixture(autouse=True)
-def _quick_aso(monkeypatch: pytest.MonkeyPatch) -> None:
+def _quick_aso(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """deepsig's ASO costs about 6 ms per bootstrap iteration: the tests' in-process reports
     use 50 instead of its 1,000 (ASO's wiring is checked at explicit counts against deepsig's own
-    call in test_report_verdicts.py; reports made by the CLI in a subprocess keep 1,000)."""
-    monkeypatch.setattr(verdicts, "ASO_ITERATIONS", 50)
+    call in test_report_verdicts.py; reports made by the CLI in a subprocess keep 1,000). Tests
+    marked ``full_aso`` (a committed report made again) keep the real count."""
+    if request.node.get_closest_marker("full_aso") is None:
+        monkeypatch.setattr(verdicts, "ASO_ITERATIONS", 50)
 
 
 def _results_listing() -> set[str]:

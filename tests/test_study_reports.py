@@ -38,6 +38,7 @@ def _studies() -> list[str]:
     )
 
 
+@pytest.mark.full_aso  # the committed reports were made with deepsig's own iteration count
 @pytest.mark.parametrize("study", _studies())
 def test_a_committed_report_is_what_its_committed_records_make(
     study: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
