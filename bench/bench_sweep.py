@@ -84,7 +84,7 @@ def sweep_throughput(
 ) -> list[dict]:
     """Part 1; returns one row per K (bench/gpu_check.py keeps them): wall time, runs per hour,
     the exit code and the largest peak memory a run recorded (MiB; CUDA allocator on a GPU)."""
-    from addrop_cli.execution.runner import run_experiment
+    from addrop_cli.execution.planning.runner import run_experiment
     from addrop_cli.spec.load import load_spec
     from addrop_cli.store.reader import load_runs
 

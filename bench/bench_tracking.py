@@ -26,7 +26,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from addrop_cli.engine.loggers import StepEvent  # noqa: E402
-from addrop_cli.execution.tracking import RunInfo, start_trackers  # noqa: E402
+from addrop_cli.execution.trackers.tracking import RunInfo, start_trackers  # noqa: E402
 from addrop_cli.spec.trackers import LOG_EVERY_STEPS, TRACKERS  # noqa: E402
 
 SENTENCES = [

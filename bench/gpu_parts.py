@@ -234,8 +234,8 @@ def placement(sizes: Sizes) -> dict:
     """Each method's run on the GPU (4 at once); its measured peak (CUDA allocator) against
     placement's estimate for a spec of that method alone (minus the process overhead, which the
     allocator does not count)."""
-    from addrop_cli.execution.placement import spec_run_bytes
-    from addrop_cli.execution.runner import run_experiment
+    from addrop_cli.execution.backends.placement import spec_run_bytes
+    from addrop_cli.execution.planning.runner import run_experiment
     from addrop_cli.models.footprint import PROCESS_OVERHEAD
     from addrop_cli.spec.load import load_spec
     from addrop_cli.store.reader import load_runs

@@ -121,8 +121,8 @@ def test_track_dir_puts_the_tracker_files_there(
 
 
 def test_counted_nouns() -> None:
-    from addrop_cli.execution.local import _placement_text
-    from addrop_cli.execution.runner import _megabytes
+    from addrop_cli.execution.backends.local import _placement_text
+    from addrop_cli.execution.planning.runner import _megabytes
 
     assert [plural(n, "run") for n in (0, 1, 2)] == ["0 runs", "1 run", "2 runs"]
     assert plural(1, "task") == "1 task" and plural(3, "query", "queries") == "3 queries"

@@ -154,7 +154,7 @@ def test_a_folder_write_that_fails_leaves_the_old_folder_and_no_temporary(
 
 
 def test_search_without_optuna_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from addrop_cli.execution.study import need_optuna
+    from addrop_cli.execution.sweeps.study import need_optuna
 
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
     with pytest.raises(SpecError, match=r"need Optuna; pip install -e '\.\[search\]' in a clone"):
@@ -170,7 +170,7 @@ def test_a_tracker_whose_package_does_not_import_is_one_line_with_the_install(
 ) -> None:
     """Installed enough for the pre-flight check (the package is found) but broken or partial,
     so its import fails when the run starts."""
-    from addrop_cli.execution import tracking
+    from addrop_cli.execution.trackers import tracking
 
     # imported whole first: blocking a submodule of a package that is not imported yet would
     # leave the package half-imported for every later test
@@ -230,7 +230,7 @@ def test_slurm_is_unavailable_when_its_controller_does_not_answer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """sbatch and squeue installed, the controller down: squeue fails, the back-end says no."""
-    from addrop_cli.execution.slurm import slurm_available
+    from addrop_cli.execution.backends.slurm import slurm_available
 
     down = "echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1"
     monkeypatch.setenv("PATH", _path_with(tmp_path, {"sbatch": "exit 0", "squeue": down}))
@@ -249,7 +249,7 @@ def test_a_folder_outside_git_or_without_git_has_no_commit(
 def test_no_usable_cuda_is_no_gpu_and_free_memory_falls_back_to_torch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from addrop_cli.execution import placement
+    from addrop_cli.execution.backends import placement
 
     def broken() -> int:
         raise RuntimeError("CUDA driver initialization failed")
@@ -266,7 +266,7 @@ def test_no_usable_cuda_is_no_gpu_and_free_memory_falls_back_to_torch(
 
 
 def test_a_dry_run_says_the_state_size_is_unknown_without_a_model_config(tmp_path: Path) -> None:
-    from addrop_cli.execution.runner import print_state_size
+    from addrop_cli.execution.planning.runner import print_state_size
     from addrop_cli.spec.load import load_spec
     from addrop_cli.spec.matrix import expand
 
@@ -277,7 +277,7 @@ def test_a_dry_run_says_the_state_size_is_unknown_without_a_model_config(tmp_pat
 
 
 def test_a_stage_with_nothing_stored_has_no_records(tmp_path: Path) -> None:
-    from addrop_cli.execution.selection import stage_records
+    from addrop_cli.execution.sweeps.selection import stage_records
     from addrop_cli.spec.load import load_spec
     from addrop_cli.spec.matrix import expand
 
@@ -286,7 +286,7 @@ def test_a_stage_with_nothing_stored_has_no_records(tmp_path: Path) -> None:
 
 
 def test_our_own_one_line_errors_pass_through_the_checkpoint_guard_unchanged() -> None:
-    from addrop_cli.execution.predict_text import readable_checkpoint
+    from addrop_cli.execution.inspection.predict_text import readable_checkpoint
 
     mine = StoreError("checkpoint: base model gone; pass --model")
     with pytest.raises(StoreError) as caught, readable_checkpoint(Path("ckpt")):
@@ -297,7 +297,7 @@ def test_our_own_one_line_errors_pass_through_the_checkpoint_guard_unchanged() -
 def test_held_locks_is_unknown_where_proc_locks_cannot_be_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from addrop_cli.execution import status
+    from addrop_cli.execution.inspection import status
 
     real = Path.read_text
 
@@ -316,8 +316,8 @@ def test_status_of_a_search_with_no_trial_yet_lists_only_the_runs_it_knows(tmp_p
     """The study database exists (a search just started) but holds no study for the swept
     variant yet: `addrop status` plans no trial for it instead of failing."""
     pytest.importorskip("optuna")
-    from addrop_cli.execution.search import open_storage, storage_url, studied_plan
-    from addrop_cli.execution.sweep_plan import plan_sweep
+    from addrop_cli.execution.sweeps.plan import plan_sweep
+    from addrop_cli.execution.sweeps.search import open_storage, storage_url, studied_plan
     from addrop_cli.spec.load import load_spec
 
     search = ["sweep.search=tpe", "sweep.select_seeds=[1]", "sweep.report_seeds=[2]"]

@@ -90,7 +90,7 @@ def test_the_learning_rate_is_the_trainers_at_every_step(schedule: str) -> None:
 def test_a_warning_during_a_run_reaches_its_train_log(tmp_path: Path) -> None:
     """The thread-count warning of a resume (and any library warning while the run goes) is
     written to the run's train.log, not only to the console; none after the run's end."""
-    from addrop_cli.execution.display import TrainLog
+    from addrop_cli.execution.attempt.display import TrainLog
 
     path = tmp_path / "run" / "train.log"
     path.parent.mkdir()

@@ -16,15 +16,15 @@ import torch
 from cli_helpers import run_cli
 
 from addrop_cli.engine.failures import describe_failure
-from addrop_cli.execution import runner
-from addrop_cli.execution.local import PoolBackend, SerialBackend
-from addrop_cli.execution.placement import (
+from addrop_cli.execution.backends.local import PoolBackend, SerialBackend
+from addrop_cli.execution.backends.placement import (
     AUTO_MAX_RUNS_PER_GPU,
     auto_runs_per_gpu,
     plan_pool,
     runs_sharing,
     spec_run_bytes,
 )
+from addrop_cli.execution.planning import runner
 from addrop_cli.models.footprint import PROCESS_OVERHEAD, activation_bytes, parameter_count
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.schema import ExecutorSpec

@@ -11,9 +11,9 @@ import pytest
 import torch
 from cli_helpers import run_cli
 
-from addrop_cli.execution.runner import experiment_store
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.matrix import expand
+from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.state import TrainingStateFiles
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ ONE = ("tasks=[sst2]", "seeds=[1]", "methods.addrop.layers=[0]")
 def one_run_dir(results: Path) -> Path:
     spec = load_spec(SMOKE, list(ONE))
     runs = [r for r in expand(spec, SMOKE.parent) if r.variant == "addrop"]
-    folder = experiment_store(spec, results).run(runs[0].run_id).path
+    folder = ExperimentStore.located(spec.name, spec.results_dir, results).run(runs[0].run_id).path
     folder.mkdir(parents=True)
     return folder
 
@@ -67,7 +67,9 @@ def test_status_agrees_with_the_dry_run_on_a_damaged_state(
     states.write({"x": torch.arange(64)}, step=6, epoch=0)
     (states.current / "state.pt").write_bytes(b"")
     spec = load_spec(SMOKE, list(ONE))
-    status = run_cli(capsys, "status", experiment_store(spec, tmp_path).root)
+    status = run_cli(
+        capsys, "status", ExperimentStore.located(spec.name, spec.results_dir, tmp_path).root
+    )
     assert "starts again from step 0" in status.out and "resumes from step" not in status.out
 
 
@@ -98,7 +100,8 @@ def test_status_says_where_a_run_resumes_and_why_an_old_state_does_not(
 ) -> None:
     states = TrainingStateFiles(one_run_dir(tmp_path))
     states.write({"x": torch.arange(4)}, step=6, epoch=1)  # the loop's position: second epoch
-    store = experiment_store(load_spec(SMOKE, list(ONE)), tmp_path).root
+    spec = load_spec(SMOKE, list(ONE))
+    store = ExperimentStore.located(spec.name, spec.results_dir, tmp_path).root
     assert "resumes from step 6 (epoch 2) of its training state" in run_cli(
         capsys, "status", store
     ).out.replace("\n", "")

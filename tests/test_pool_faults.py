@@ -87,7 +87,7 @@ def test_a_lost_run_is_recorded_failed_once_and_left_alone_when_it_finished_or_i
     process holds keeps what it has."""
     from filelock import FileLock
 
-    from addrop_cli.execution.context import Outcome, RunContext, record_lost
+    from addrop_cli.execution.attempt.context import Outcome, RunContext, record_lost
     from addrop_cli.store.folders import ExperimentStore
 
     runs = expand(load_spec(SMOKE, smoke_args([1, 2])), SMOKE.parent)
@@ -114,7 +114,7 @@ def test_a_lost_run_is_recorded_failed_once_and_left_alone_when_it_finished_or_i
 
 
 def test_a_dead_workers_reason_names_the_signal_or_the_exit_code() -> None:
-    from addrop_cli.execution.local import death_reason
+    from addrop_cli.execution.backends.local import death_reason
 
     assert "signal 9 (SIGKILL; likely out of memory)" in death_reason(-9)
     assert "signal 15 (SIGTERM)" in death_reason(-15)

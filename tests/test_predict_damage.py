@@ -83,7 +83,7 @@ def test_a_failed_or_interrupted_prediction_leaves_the_submission_as_it_was(
 
     monkeypatch.setattr(evaluation, "predict_split", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        from addrop_cli.execution.predict import predict_command
+        from addrop_cli.execution.inspection.predict import predict_command
         from addrop_cli.spec.load import load_spec
 
         spec = load_spec(SMOKE, [*ARGS, "tasks=[sst2]", f"results_dir={results}"])

@@ -18,23 +18,22 @@ from rich.console import Console
 optuna = pytest.importorskip("optuna")
 
 from addrop_cli.engine.pruning import RunPruned  # noqa: E402
-from addrop_cli.execution.context import RunContext, attempt  # noqa: E402
-from addrop_cli.execution.display import PlainProgress  # noqa: E402
-from addrop_cli.execution.runner import experiment_store  # noqa: E402
-from addrop_cli.execution.selection import select_winners, stage_records  # noqa: E402
-from addrop_cli.execution.status import collect  # noqa: E402
-from addrop_cli.execution.study import (  # noqa: E402
+from addrop_cli.execution.attempt.context import RunContext, attempt  # noqa: E402
+from addrop_cli.execution.attempt.display import PlainProgress  # noqa: E402
+from addrop_cli.execution.inspection.status import collect  # noqa: E402
+from addrop_cli.execution.sweeps.plan import plan_sweep  # noqa: E402
+from addrop_cli.execution.sweeps.selection import select_winners, stage_records  # noqa: E402
+from addrop_cli.execution.sweeps.study import (  # noqa: E402
     PRUNED_MARK,
     TrialJudge,
     point_of,
     search_space,
     trial_link,
 )
-from addrop_cli.execution.sweep_plan import plan_sweep  # noqa: E402
 from addrop_cli.report import load_runs  # noqa: E402
 from addrop_cli.spec.load import load_spec  # noqa: E402
 from addrop_cli.spec.matrix import expand  # noqa: E402
-from addrop_cli.store.folders import RunFolder  # noqa: E402
+from addrop_cli.store.folders import ExperimentStore, RunFolder  # noqa: E402
 from addrop_cli.store.reader import epochs_saved, read_run  # noqa: E402
 from addrop_cli.store.records import EpochRecord  # noqa: E402
 
@@ -102,7 +101,7 @@ def test_a_pruned_run_is_stored_as_pruned_never_retried_and_never_a_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = load_spec(SMOKE, ["tasks=[sst2]", "seeds=[1, 2]", "train.epochs=3"])
-    store = experiment_store(spec, tmp_path)
+    store = ExperimentStore.located(spec.name, spec.results_dir, tmp_path)
     store.open_for_writing(spec.name, "hash", "")
     runs = [r for r in expand(spec, SMOKE.parent) if r.variant == "addrop"]
     point = {"methods.addrop.p": 0.3}

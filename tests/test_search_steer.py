@@ -14,24 +14,24 @@ from cli_helpers import run_cli
 optuna = pytest.importorskip("optuna")
 
 from addrop_cli.engine.pruning import RunPruned  # noqa: E402
-from addrop_cli.execution.proposals import REPEAT_MARK, sampler_note  # noqa: E402
-from addrop_cli.execution.search import (  # noqa: E402
+from addrop_cli.execution.sweeps.plan import plan_sweep  # noqa: E402
+from addrop_cli.execution.sweeps.proposals import REPEAT_MARK, sampler_note  # noqa: E402
+from addrop_cli.execution.sweeps.search import (  # noqa: E402
     next_trials,
     open_studies,
     searched_plan,
     studied_plan,
     tell,
 )
-from addrop_cli.execution.selection import select_winners, stage_records  # noqa: E402
-from addrop_cli.execution.study import (  # noqa: E402
+from addrop_cli.execution.sweeps.selection import select_winners, stage_records  # noqa: E402
+from addrop_cli.execution.sweeps.study import (  # noqa: E402
     SAMPLER_MARK,
     TrialJudge,
     search_space,
     startup_trials,
     trial_link,
 )
-from addrop_cli.execution.sweep_plan import plan_sweep  # noqa: E402
-from addrop_cli.execution.sweep_summary import search_text, write_summary  # noqa: E402
+from addrop_cli.execution.sweeps.summary import search_text, write_summary  # noqa: E402
 from addrop_cli.spec.load import load_spec  # noqa: E402
 from addrop_cli.store.records import EpochRecord  # noqa: E402
 
@@ -206,7 +206,7 @@ def test_repeats_are_bounded_by_max_repeats(tmp_path: Path) -> None:
 
 
 def test_swept_epochs_give_every_seed_the_same_steps_in_every_trial(tmp_path: Path) -> None:
-    from addrop_cli.execution.search import trial_runs
+    from addrop_cli.execution.sweeps.search import trial_runs
 
     overrides = (P_RANGE, "sweep.grid.train.epochs=[2, 5]", "sweep.select_seeds=[1, 2]")
     overrides += ("sweep.report_seeds=[3]",)
@@ -246,14 +246,14 @@ def test_a_pruned_point_shows_as_pruned_in_the_terminal_and_summary_md(
 
     from rich.console import Console
 
-    from addrop_cli.execution.context import RunContext, attempt
-    from addrop_cli.execution.display import PlainProgress
-    from addrop_cli.execution.runner import experiment_store
-    from addrop_cli.execution.sweep_summary import print_selection
+    from addrop_cli.execution.attempt.context import RunContext, attempt
+    from addrop_cli.execution.attempt.display import PlainProgress
+    from addrop_cli.execution.sweeps.summary import print_selection
+    from addrop_cli.store.folders import ExperimentStore
 
     spec = load_spec(SMOKE, [*SEARCH, "sweep.search=grid", "sweep.grid.methods.addrop.p=[0.1]"])
     plan = plan_sweep(spec, SMOKE.parent)
-    store = experiment_store(spec, tmp_path)
+    store = ExperimentStore.located(spec.name, spec.results_dir, tmp_path)
     store.open_for_writing(spec.name, "hash", "")
 
     def pruned(run, *, loggers, **_):  # type: ignore[no-untyped-def]

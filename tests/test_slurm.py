@@ -21,8 +21,13 @@ from cli_helpers import run_cli
 from fault_helpers import child_env, default_sigint, smoke_command
 from fault_points import fault_env
 
-from addrop_cli.execution.slurm import SlurmBackend, slurm_available, squeue_states, submitted_jobs
-from addrop_cli.execution.sweep_plan import plan_sweep
+from addrop_cli.execution.backends.slurm import (
+    SlurmBackend,
+    slurm_available,
+    squeue_states,
+    submitted_jobs,
+)
+from addrop_cli.execution.sweeps.plan import plan_sweep
 from addrop_cli.report import load_runs
 from addrop_cli.spec.load import load_spec
 from addrop_cli.store.folders import ExperimentStore, RunFolder

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from addrop_cli.errors import SpecError
-from addrop_cli.execution.slurm import SlurmBackend
+from addrop_cli.execution.backends.slurm import SlurmBackend
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.schema import SlurmSpec
 

@@ -16,10 +16,10 @@ from cli_helpers import run_cli
 from filelock import FileLock
 
 from addrop_cli.errors import SpecError
-from addrop_cli.execution.placement import worker_placement
-from addrop_cli.execution.selection import report_runs, select_winners
-from addrop_cli.execution.status import collect
-from addrop_cli.execution.sweep_plan import plan_sweep, sweep_points
+from addrop_cli.execution.backends.placement import worker_placement
+from addrop_cli.execution.inspection.status import collect
+from addrop_cli.execution.sweeps.plan import plan_sweep, sweep_points
+from addrop_cli.execution.sweeps.selection import report_runs, select_winners
 from addrop_cli.report import build_report, load_runs
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.schema import ExperimentSpec

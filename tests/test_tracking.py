@@ -24,8 +24,8 @@ from tracking_readers import (
 )
 
 from addrop_cli.engine.loggers import Loggers, QuietLogger, StepEvent
-from addrop_cli.execution import tracker_servers, tracking
-from addrop_cli.execution.tracking import RunInfo, Tracker, mlflow_store, start_trackers
+from addrop_cli.execution.trackers import servers, tracking
+from addrop_cli.execution.trackers.tracking import RunInfo, Tracker, mlflow_store, start_trackers
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.spec.trackers import TRACKERS, TrackingSpec
 
@@ -328,10 +328,10 @@ def test_a_silent_server_is_one_line_in_the_timeout(monkeypatch) -> None:
 
     address = silent_address()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", address.replace("//", "//user:secret@"))
-    (line,) = tracker_servers.silent_servers(["tensorboard", "mlflow"], timeout=0.2)
+    (line,) = servers.silent_servers(["tensorboard", "mlflow"], timeout=0.2)
     assert f"MLFLOW_TRACKING_URI={address} does not answer (no answer within 0.2 s)" in line
     assert "secret" not in line
-    assert tracker_servers.silent_servers(["tensorboard"], timeout=0.2) == []  # mlflow not tracked
+    assert servers.silent_servers(["tensorboard"], timeout=0.2) == []  # mlflow not tracked
 
 
 @pytest.mark.usefixtures("local_only")
@@ -347,7 +347,7 @@ def test_a_server_that_answers_with_any_status_passes(monkeypatch, tmp_path: Pat
         for path in ("/", "/missing"):  # 200, and 404: both an answer
             address = f"http://127.0.0.1:{server.server_port}{path}"
             monkeypatch.setenv("MLFLOW_TRACKING_URI", address)
-            assert tracker_servers.silent_servers(["mlflow"], timeout=2) == []
+            assert servers.silent_servers(["mlflow"], timeout=2) == []
     finally:
         server.shutdown()
         server.server_close()
@@ -365,15 +365,15 @@ def test_a_refused_or_malformed_address_is_one_line(monkeypatch) -> None:
         ("http://127.0.0.1:notaport", "port"),
     ]:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", address)
-        (line,) = tracker_servers.silent_servers(["mlflow"], timeout=1)
+        (line,) = servers.silent_servers(["mlflow"], timeout=1)
         assert f"{address} does not answer (" in line and why in line.lower(), line
 
 
 def test_a_local_store_is_not_checked(monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////nonexistent/mlflow.db")
-    assert tracker_servers.silent_servers(["mlflow"], timeout=0.2) == []
+    assert servers.silent_servers(["mlflow"], timeout=0.2) == []
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert tracker_servers.silent_servers(["mlflow"], timeout=0.2) == []
+    assert servers.silent_servers(["mlflow"], timeout=0.2) == []
 
 
 def test_one_registry_names_the_trackers_the_spec_accepts_and_the_classes_that_run_them() -> None:

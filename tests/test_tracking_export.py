@@ -10,7 +10,7 @@ import pytest
 from cli_helpers import run_cli
 from tracking_readers import mlflow_runs, tensorboard_hparam_metrics, tensorboard_scalars
 
-from addrop_cli.execution.tracking import mlflow_store
+from addrop_cli.execution.trackers.tracking import mlflow_store
 
 pytestmark = pytest.mark.tracking
 

@@ -12,7 +12,7 @@ import pytest
 from fault_helpers import run_until_killed, smoke_args, start_addrop
 from tracking_readers import tensorboard_steps, wandb_run_ids
 
-from addrop_cli.execution.tracking import RunInfo, mlflow_store, remembered
+from addrop_cli.execution.trackers.tracking import RunInfo, mlflow_store, remembered
 from addrop_cli.store.state import TrainingStateFiles
 
 pytestmark = [pytest.mark.tracking, pytest.mark.resume]

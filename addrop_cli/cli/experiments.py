@@ -85,7 +85,7 @@ def run(
 
       addrop run experiments/curve-sst2.yaml --only data.train_size=500,1000
     """
-    from addrop_cli.execution.runner import run_experiment
+    from addrop_cli.execution.planning.runner import run_experiment
 
     path, overrides = one_spec(args)
     overrides += executor_overrides(locals())
@@ -126,7 +126,7 @@ def validate(
 
       addrop validate experiments/sst2.yaml methods.addrop.p=0.5
     """
-    from addrop_cli.execution.preflight import preflight
+    from addrop_cli.execution.planning.preflight import preflight
 
     specs, overrides = split_args(args)
     if not specs:

@@ -36,7 +36,7 @@ def status(
 
       addrop status results/smoke --run 3f2a
     """
-    from addrop_cli.execution.status import status_command
+    from addrop_cli.execution.inspection.status import status_command
 
     targets, overrides = split_args(args)
     if len(targets) != 1:
@@ -154,7 +154,7 @@ def predict(
             f"--run {run}: labels texts: give them with --text 'a sentence' or --file "
             f"inputs.txt, e.g. addrop predict {' '.join(args)} --run {run} --text 'a sentence'"
         )
-    from addrop_cli.execution.predict import predict_command
+    from addrop_cli.execution.inspection.predict import predict_command
     from addrop_cli.spec.load import load_spec
 
     path, overrides = one_spec(args)
@@ -174,7 +174,7 @@ def _predict_texts(
     device: str,
 ) -> int:
     """``addrop predict RESULTS --run ID --text ... | --file FILE``."""
-    from addrop_cli.execution.predict_text import predict_text_command
+    from addrop_cli.execution.inspection.predict_text import predict_text_command
 
     if out is not None and out.is_dir():
         raise SpecError(
@@ -213,6 +213,6 @@ def track(
 
       addrop track results/smoke --to tensorboard --dir runs/
     """
-    from addrop_cli.execution.export import export_runs
+    from addrop_cli.execution.inspection.export import export_runs
 
     raise typer.Exit(export_runs(path, to, console, tracking_dir=folder))

@@ -1,5 +1,5 @@
 """Hyperparameter sweeps: grid, random, TPE or CMA-ES search over spec paths, and an honest
-selection (tpe/cmaes: Optuna's samplers and pruners, ``execution/search.py``).
+selection (tpe/cmaes: Optuna's samplers and pruners, ``execution/sweeps/search.py``).
 
 A sweep point is a mapping ``spec path -> value`` (``{"methods.addrop.p": 0.3, ...}``),
 applied to the spec like a ``key=value`` override and validated again. A point only concerns
@@ -25,14 +25,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from addrop_cli.execution.search import run_search
-from addrop_cli.execution.selection import Selection, report_runs, select_winners, stage_records
-from addrop_cli.execution.sweep_plan import SweepPlan, plan_sweep
-from addrop_cli.execution.sweep_summary import (
+from addrop_cli.execution.attempt.context import EXIT_RUNS_FAILED, Backend, RunContext
+from addrop_cli.execution.planning.runner import (
+    execute_runs,
+    make_backend,
+    open_context,
+    print_plan,
+)
+from addrop_cli.execution.sweeps.plan import SweepPlan, plan_sweep
+from addrop_cli.execution.sweeps.search import run_search
+from addrop_cli.execution.sweeps.selection import (
+    Selection,
+    report_runs,
+    select_winners,
+    stage_records,
+)
+from addrop_cli.execution.sweeps.summary import (
     print_selection,
     protocol_text,
     search_text,
@@ -40,10 +51,8 @@ from addrop_cli.execution.sweep_summary import (
 )
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.spec.sweeps import OPTUNA_SEARCHES
+from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.words import plural
-
-if TYPE_CHECKING:
-    from addrop_cli.execution.context import Backend, RunContext
 
 # ---------------------------------------------------------------------------------------------
 # `addrop sweep`
@@ -84,17 +93,9 @@ def run_sweep(
 
     Returns the exit code: 0, 1 when a run failed or was lost, 130 when interrupted.
     """
-    from addrop_cli.execution.runner import (
-        execute_runs,
-        experiment_store,
-        make_backend,
-        open_context,
-        print_plan,
-    )
-
     console = console or Console()
     plan = plan_sweep(spec, spec_path.parent.resolve(), str(spec_path))
-    store = experiment_store(spec, results_root)
+    store = ExperimentStore.located(spec.name, spec.results_dir, results_root)
     head = _headline(spec, plan)
     if dry_run:
         print_plan(spec, plan.stage1(), store, console)
@@ -145,9 +146,6 @@ def _stage_two(
     retry_failed: bool,
 ) -> _StageEnd:
     """Re-run each winner on the report seeds, once every selection run has its result."""
-    from addrop_cli.execution.context import EXIT_RUNS_FAILED
-    from addrop_cli.execution.runner import execute_runs
-
     store = context.store
     unresolved = [
         r

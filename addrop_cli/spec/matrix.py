@@ -35,8 +35,8 @@ class RunSpec(Frozen):
     factors: dict[str, Any] | None = None
     """Spec path -> value of this run's point in the spec's ``factors`` (None without)."""
     trial: dict[str, Any] | None = None
-    """A tpe/cmaes search's trial this run reports its evaluations to (``execution/study.py``);
-    not part of the run's identity: the point (in ``sweep``) is."""
+    """A tpe/cmaes search's trial this run reports its evaluations to
+    (``execution/sweeps/study.py``); not part of the run's identity: the point (in ``sweep``) is."""
     base_dir: Path = Path(".")
     """The spec file's folder: relative paths in the spec resolve against it."""
 

@@ -1,6 +1,7 @@
 """The trackers a spec may name, in one registry: the ``tracking:`` values the schema accepts,
-the pip extra and the module each needs, and what it writes. ``execution/tracking.py`` holds one
-class per name here (a test checks that the two agree)."""
+the pip extra and the module each needs, and what it writes.
+``execution/trackers/tracking.py`` holds one class per name here (a test checks that the
+two agree)."""
 
 from __future__ import annotations
 

@@ -221,6 +221,15 @@ class ExperimentStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    @classmethod
+    def located(
+        cls, name: str, results_dir: str | os.PathLike[str], results_root: Path | None = None
+    ) -> ExperimentStore:
+        """``<results root>/<name>``: the root from --results, else the spec's ``results_dir``
+        (``~`` expanded, a relative one against the working folder)."""
+        root = results_root if results_root is not None else Path(results_dir).expanduser()
+        return cls(root.resolve() / name)
+
     @property
     def runs_dir(self) -> Path:
         return self.root / "runs"

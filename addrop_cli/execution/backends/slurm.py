@@ -1,16 +1,15 @@
 """The ``slurm`` back-end: one submitit job array per call, watched through the store.
 
 Each array task runs one run (or ``runs_per_job`` runs) with
-:func:`addrop_cli.execution.context.attempt`, the same code as the local back-ends: the store lock
-keeps a run from being done twice and the DONE marker keeps a finished run from being redone. A
-job that reaches its time limit or is pre-empted gets submitit's signal, is requeued by
-:class:`RunJob.checkpoint`, and on restart skips its finished runs and goes on with its
-interrupted one from its latest training state (``<run>/state/``).
-
-The submitting process waits, reading completion from the store (not from ``sacct``, which needs
-Slurm's accounting database) and queue state from ``squeue``. Ctrl-C leaves the jobs running;
-``addrop status`` shows them and rerunning the same command waits for them again instead of
-submitting them twice (``<results>/<experiment>/slurm/jobs.jsonl`` records what was submitted).
+:func:`addrop_cli.execution.attempt.context.attempt`, the same code as the local back-ends: the
+store lock keeps a run from being done twice and the DONE marker keeps a finished run from being
+redone. A job that reaches its time limit or is pre-empted gets submitit's signal, is requeued by
+:class:`RunJob.checkpoint`, and on restart skips its finished runs and goes on with its interrupted
+one from its latest training state (``<run>/state/``). The submitting process waits, reading
+completion from the store (not from ``sacct``, which needs Slurm's accounting database) and queue
+state from ``squeue``. Ctrl-C leaves the jobs running; ``addrop status`` shows them and rerunning
+the same command waits for them again instead of submitting them twice
+(``<results>/<experiment>/slurm/jobs.jsonl`` records what was submitted).
 """
 
 from __future__ import annotations
@@ -28,8 +27,14 @@ from typing import Any
 from rich.console import Console
 
 from addrop_cli.errors import RunError, SpecError
-from addrop_cli.execution.context import RunContext, Summary, attempt, record_lost, with_threads
-from addrop_cli.execution.display import PlainProgress
+from addrop_cli.execution.attempt.context import (
+    RunContext,
+    Summary,
+    attempt,
+    record_lost,
+    with_threads,
+)
+from addrop_cli.execution.attempt.display import PlainProgress
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.spec.schema import SlurmSpec
 from addrop_cli.store.atomic import now_iso

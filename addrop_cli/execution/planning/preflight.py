@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from addrop_cli.data.hub import offline_problem
+from addrop_cli.data.sources import check_data, data_source, load_examples
+from addrop_cli.data.subsets import split_train
+from addrop_cli.data.tasks import get_task
+from addrop_cli.errors import AddropError
 from addrop_cli.models.config import ModelSpec
 from addrop_cli.models.location import located
+from addrop_cli.spec.factors import factor_points
 from addrop_cli.spec.schema import ExperimentSpec, TrainSpec
+from addrop_cli.spec.sweeps import apply_point
 
 
 def preflight(
@@ -42,8 +49,6 @@ def _factor_problems(
     """The data and model checks again at each factor point that changes what they read, so a
     factor value is checked as the same setting given as an override is (a re-init depth or a
     model path a run would fail on, a train_size above the data: its line)."""
-    from addrop_cli.spec.factors import factor_points
-    from addrop_cli.spec.sweeps import apply_point
 
     checked = {("data", spec.data.model_dump_json()), ("model", _model_key(spec))}
     problems: list[str] = []
@@ -73,6 +78,7 @@ def _device_problems(spec: ExperimentSpec, source: str | None) -> list[str]:
     wanted = spec.train.device
     if wanted in ("auto", "cpu") or spec.executor.backend != "local":
         return []
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     import torch
 
     if wanted == "cuda" and torch.cuda.is_available():
@@ -100,11 +106,6 @@ def _executor_problems(spec: ExperimentSpec, source: str | None) -> list[str]:
 
 
 def _data_problems(spec: ExperimentSpec, base_dir: Path) -> list[str]:
-    from addrop_cli.data.hub import offline_problem
-    from addrop_cli.data.sources import check_data, data_source, load_examples
-    from addrop_cli.data.subsets import split_train
-    from addrop_cli.data.tasks import get_task
-    from addrop_cli.errors import AddropError
 
     problems: list[str] = []
     for name in spec.tasks:
@@ -135,7 +136,7 @@ def _data_problems(spec: ExperimentSpec, base_dir: Path) -> list[str]:
 def _model_problems(
     spec: ExperimentSpec, base_dir: Path, source: str | None, hub: bool, notes: list[str] | None
 ) -> list[str]:
-    from addrop_cli.errors import AddropError
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.models.loading import check_model, is_cached_or_local
 
     try:
@@ -173,7 +174,7 @@ def _trains(spec: ExperimentSpec) -> dict[str, TrainSpec]:
 
 def _length_problems(model: ModelSpec, spec: ExperimentSpec, source: str | None) -> list[str]:
     """train.max_length beyond the model's position embeddings: a long example would crash."""
-    from addrop_cli.errors import AddropError
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.models.families import max_tokens
     from addrop_cli.models.loading import load_config
 
@@ -205,7 +206,7 @@ def _length_problems(model: ModelSpec, spec: ExperimentSpec, source: str | None)
 
 def _depth_problems(model: ModelSpec, spec: ExperimentSpec, source: str | None) -> list[str]:
     """train.reinit_layers beyond the model's layers: there is nothing above layer 0 to re-draw."""
-    from addrop_cli.errors import AddropError
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.models.layerwise import layer_count
     from addrop_cli.models.loading import load_config
 

@@ -100,7 +100,7 @@ class SweepPlan:
     """``point_key`` -> the spec with that point applied (a cache the stages share)."""
     study_counts: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)
     """tpe/cmaes: per study (``task/variant``), its trials, new points, repeats, trial states
-    and how many trials each sampler proposed (``execution/proposals.py``)."""
+    and how many trials each sampler proposed (``execution/sweeps/proposals.py``)."""
 
     def stage1(self) -> list[RunSpec]:
         return self.select_runs + self.fixed_runs
@@ -119,7 +119,7 @@ def plan_sweep(spec: ExperimentSpec, base_dir: Path, source: str = "spec") -> Sw
             "factors: and sweep at one value at a time (e.g. data.train_size=500)"
         )
     sweep = spec.sweep
-    # tpe/cmaes: the study proposes the points as it goes (execution/search.py)
+    # tpe/cmaes: the study proposes the points as it goes (execution/sweeps/search.py)
     points = [] if sweep.search in OPTUNA_SEARCHES else sweep_points(sweep)
     paths = dict.fromkeys([*sweep.grid, *sweep.random])
     swept = [v for v in spec.methods if variant_point(paths, v)]

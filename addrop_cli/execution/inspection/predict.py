@@ -15,23 +15,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from statistics import mean
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from rich.console import Console
 
+from addrop_cli.data.batching import EvalBatches
+from addrop_cli.data.encoding import encode_split
+from addrop_cli.data.tasks import TaskInfo, get_task, task_names
 from addrop_cli.errors import StoreError
-from addrop_cli.execution.predict_text import load_checkpoint, readable_checkpoint
-from addrop_cli.execution.runner import experiment_store
+from addrop_cli.execution.inspection.predict_text import load_checkpoint, readable_checkpoint
 from addrop_cli.models.location import located
 from addrop_cli.spec.matrix import RunSpec, expand
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.store.atomic import atomic_write_json, atomic_write_text, fsync_dir
 from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.reader import read_run
-
-if TYPE_CHECKING:
-    from addrop_cli.data.tasks import TaskInfo
 
 
 def _finished_with_checkpoint(store: ExperimentStore, runs: list[RunSpec]) -> list[tuple]:
@@ -90,6 +89,7 @@ def _load_trained(run: RunSpec, checkpoint: Path, task: Any) -> tuple[Any, Any]:
     folder = checkpoint.parent
     if (folder / "config.json").is_file():
         return load_checkpoint(folder.parent)
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     from safetensors.torch import load_file
 
     from addrop_cli.models.loading import load_model_and_tokenizer
@@ -130,9 +130,8 @@ def predict_command(
 ) -> int:
     """Write each task's leaderboard files from its chosen run's checkpoint, and provenance.json
     (which run, seed and dev score each file came from)."""
-    from addrop_cli.data.tasks import get_task
 
-    store = experiment_store(spec, results_root)
+    store = ExperimentStore.located(spec.name, spec.results_dir, results_root)
     runs = expand(spec, spec_path.parent)
     out = out or store.root / "leaderboard"
     provenance: dict[str, Any] = {}
@@ -156,7 +155,7 @@ def _predict_task(
     spec: ExperimentSpec, task: Any, run: RunSpec, score: float, checkpoint: Path, out: Path
 ) -> dict[str, Any]:
     """One task's leaderboard files into ``out``, and their provenance entries."""
-    from addrop_cli.data.tasks import get_task, task_names
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.engine.devices import pick_device
 
     device = pick_device(spec.train.device)
@@ -210,8 +209,7 @@ def _write_predictions(
     spec: ExperimentSpec,
 ) -> int:
     """Predict one test split with ``model`` and write its leaderboard file; returns the rows."""
-    from addrop_cli.data.batching import EvalBatches
-    from addrop_cli.data.encoding import encode_split
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.engine.evaluation import predict_split
 
     split = encode_split(

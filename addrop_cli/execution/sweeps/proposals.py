@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from typing import Any
 
-from addrop_cli.execution.study import SAMPLER_MARK, startup_trials
+from addrop_cli.execution.sweeps.study import SAMPLER_MARK, startup_trials
 from addrop_cli.spec.schema import SweepSpec
 
 REPEAT_MARK = "addrop_repeat_of"

@@ -9,13 +9,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from addrop_cli.errors import SpecError
-from addrop_cli.execution.context import EXIT_OK, Backend, RunContext, Summary
-from addrop_cli.execution.local import PoolBackend, SerialBackend
-from addrop_cli.execution.placement import plan_pool, spec_run_bytes, visible_gpus
-from addrop_cli.execution.tracker_servers import silent_servers
-from addrop_cli.execution.tracking import installed, where_files_go
-from addrop_cli.spec.load import resolve_path, spec_to_yaml
+from addrop_cli.data.tasks import get_task
+from addrop_cli.errors import AddropError, SpecError
+from addrop_cli.execution.attempt.context import EXIT_OK, Backend, RunContext, Summary
+from addrop_cli.execution.backends.local import PoolBackend, SerialBackend
+from addrop_cli.execution.backends.placement import plan_pool, spec_run_bytes, visible_gpus
+from addrop_cli.execution.backends.slurm import SlurmBackend
+from addrop_cli.execution.planning.preflight import preflight
+from addrop_cli.execution.trackers.servers import silent_servers
+from addrop_cli.execution.trackers.tracking import installed, where_files_go
+from addrop_cli.models.footprint import parameter_count
+from addrop_cli.models.location import located
+from addrop_cli.spec.load import spec_to_yaml
 from addrop_cli.spec.matrix import RunSpec, expand, spec_version
 from addrop_cli.spec.only import select_runs
 from addrop_cli.spec.schema import ExperimentSpec
@@ -27,18 +32,11 @@ from addrop_cli.words import plural
 # ---------------------------------------------------------------------------------------------
 
 
-def experiment_store(spec: ExperimentSpec, results_root: Path | None) -> ExperimentStore:
-    """``<results root>/<name>``: the root from --results, else the spec's results_dir."""
-    root = results_root if results_root is not None else resolve_path(spec.results_dir, Path.cwd())
-    return ExperimentStore(root.resolve() / spec.name)
-
-
 def open_context(
     spec: ExperimentSpec, spec_path: Path, store: ExperimentStore, console: Console | None = None
 ) -> RunContext:
     """Check everything checkable (data, model, a tracking server), then open the store for
     writing. A tracker that is not installed is one line on ``console`` and left out."""
-    from addrop_cli.execution.preflight import preflight
 
     base_dir = spec_path.parent.resolve()
     problems = preflight(spec, base_dir, str(spec_path))
@@ -101,7 +99,6 @@ def print_plan(
 
 def print_state_size(runs: list[RunSpec], console: Console) -> None:
     """--dry-run: the disk a run's training state takes (only the latest is kept per run)."""
-    from addrop_cli.errors import AddropError
 
     sizes: dict[str, int | None] = {}
     for run in runs:
@@ -174,10 +171,8 @@ def run_experiment(
         console.print(
             f"{picked}: {len(runs)} of the spec's {plural(every, 'run')}", highlight=False
         )
-    store = experiment_store(spec, results_root)
+    store = ExperimentStore.located(spec.name, spec.results_dir, results_root)
     if dry_run:
-        from addrop_cli.execution.preflight import preflight
-
         # the checks `addrop run` makes first (offline): a plan it would refuse is refused
         problems = preflight(spec, spec_path.parent.resolve(), str(spec_path), hub=False)
         if problems:
@@ -283,8 +278,6 @@ def make_backend(
     """The back-end ``spec.executor`` asks for; a pool's plan note goes to ``console``."""
     executor = spec.executor
     if executor.backend == "slurm":
-        from addrop_cli.execution.slurm import SlurmBackend
-
         return SlurmBackend(executor.slurm, threads=executor.threads)
     gpus = visible_gpus() if spec.train.device in ("auto", "cuda") else []
     plan = plan_pool(executor, gpus, lambda: spec_run_bytes(spec, base_dir))
@@ -345,10 +338,8 @@ def _first_line(text: str) -> str:
 def expected_state_bytes(run: RunSpec) -> int:
     """About how large the run's training state is: the weights and AdamW's two moments (3x
     the model), plus the best weights when train.save_checkpoint keeps them (4x)."""
-    from addrop_cli.data.tasks import get_task
-    from addrop_cli.models.footprint import parameter_count
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.models.loading import load_config
-    from addrop_cli.models.location import located
 
     task = get_task(run.task, run.data)
     config = load_config(located(run.model, run.base_dir), num_labels=task.num_labels)

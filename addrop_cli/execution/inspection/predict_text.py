@@ -17,7 +17,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
+from addrop_cli.data.batching import EvalBatches
 from addrop_cli.data.config import DataSpec
+from addrop_cli.data.encoding import encode_examples
 from addrop_cli.data.examples import Example
 from addrop_cli.data.tasks import TaskInfo, get_task
 from addrop_cli.errors import AddropError, DataError, StoreError
@@ -70,6 +72,7 @@ def load_checkpoint(run_dir: Path) -> tuple[Any, Any]:
             f"{run_dir}: no checkpoint/ with a config.json; run with train.save_checkpoint=true "
             "to keep the best model"
         )
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -104,8 +107,7 @@ def predict_texts(
     run_dir: Path, texts: Sequence[str], file: Path | None, device: Any, console: Console
 ) -> list[tuple[str, Example]]:
     """(label, example) for every input, predicted by the run's best checkpoint."""
-    from addrop_cli.data.batching import EvalBatches
-    from addrop_cli.data.encoding import encode_examples
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.engine.evaluation import predict_split
 
     record = read_run(run_dir)
@@ -153,6 +155,7 @@ def predict_text_command(
     console: Console,
 ) -> int:
     """Label ``texts`` and the lines of ``file`` with run ``run_id`` of the results folder."""
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.engine.devices import pick_device
 
     if run_id is None:

@@ -1,12 +1,12 @@
 """Stage 1 of a tpe/cmaes sweep: Optuna proposes points, addrop runs them, the study learns.
 
-One study per (task, swept variant) in the results folder (``execution/study.py``). Each round
-asks every study for trials (as many at once as the back-end runs runs), runs their selection
+One study per (task, swept variant) in the results folder (``execution/sweeps/study.py``). Each
+round asks every study for trials (as many at once as the back-end runs runs), runs their selection
 runs through the same back-end as any sweep, and tells each trial its objective (the mean over
-select_seeds of the main metric on the selection split) or PRUNED. A trial's runs are the runs
-a grid sweep would have for its point, so their ids follow from the point alone and the store's
-skip and mid-run resume apply: a sweep killed at any moment and started again first finishes
-the trials the study still holds as RUNNING, then asks new ones until ``sweep.trials``.
+select_seeds of the main metric on the selection split) or PRUNED. A trial's runs are the runs a
+grid sweep would have for its point, so their ids follow from the point alone and the store's skip
+and mid-run resume apply: a sweep killed at any moment and started again first finishes the trials
+the study still holds as RUNNING, then asks new ones until ``sweep.trials``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,16 @@ from rich.console import Console
 from addrop_cli.data.metrics import higher_is_better
 from addrop_cli.data.tasks import get_task
 from addrop_cli.errors import SpecError
-from addrop_cli.execution.context import Backend, RunContext
-from addrop_cli.execution.proposals import (
+from addrop_cli.execution.attempt.context import Backend, RunContext
+from addrop_cli.execution.planning.runner import execute_runs
+from addrop_cli.execution.sweeps.plan import (
+    Point,
+    SweepPlan,
+    point_key,
+    spec_at_point,
+    variant_point,
+)
+from addrop_cli.execution.sweeps.proposals import (
     REPEAT_MARK,
     room,
     sampler_note,
@@ -29,12 +37,13 @@ from addrop_cli.execution.proposals import (
     space_size,
     study_counts,
 )
-from addrop_cli.execution.selection import select_winners, stage_records
-from addrop_cli.execution.study import (
+from addrop_cli.execution.sweeps.selection import select_winners, stage_records
+from addrop_cli.execution.sweeps.study import (
     SAMPLER_MARK,
     STUDY_DB,
     STUDY_JOURNAL,
     damaged,
+    judges,
     make_sampler,
     need_optuna,
     open_storage,
@@ -45,13 +54,6 @@ from addrop_cli.execution.study import (
     storage_errors,
     storage_url,
     trial_link,
-)
-from addrop_cli.execution.sweep_plan import (
-    Point,
-    SweepPlan,
-    point_key,
-    spec_at_point,
-    variant_point,
 )
 from addrop_cli.spec.matrix import RunSpec, expand
 from addrop_cli.store.identity import config_hash
@@ -97,8 +99,8 @@ def run_search(
     plan: SweepPlan, context: RunContext, backend: Backend, *, console: Console, retry_failed: bool
 ) -> SearchOutcome:
     """Run the search's rounds until every study holds ``sweep.trials`` finished trials."""
-    from addrop_cli.execution.runner import execute_runs
 
+    context = replace(context, judges=judges)  # each trial's runs report to its judge
     studies = open_studies(plan, context)
     per_round = max(1, _slots(plan, backend) // len(plan.select_seeds))
     notes = [sampler_note(plan.sweep, studies[0].space, per_round)] if studies else []

@@ -9,8 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from addrop_cli.execution.selection import Selection
-from addrop_cli.execution.sweep_plan import Point, SweepPlan
+from addrop_cli.execution.sweeps.plan import Point, SweepPlan
+from addrop_cli.execution.sweeps.selection import Selection
 from addrop_cli.store.atomic import atomic_write_json, atomic_write_text
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import queue
@@ -15,9 +16,15 @@ from typing import Any
 
 from rich.console import Console
 
-from addrop_cli.execution.context import RunContext, Summary, attempt, record_lost, with_threads
-from addrop_cli.execution.display import PlainProgress, make_progress
-from addrop_cli.execution.placement import Placement, runs_sharing
+from addrop_cli.execution.attempt.context import (
+    RunContext,
+    Summary,
+    attempt,
+    record_lost,
+    with_threads,
+)
+from addrop_cli.execution.attempt.display import PlainProgress, make_progress
+from addrop_cli.execution.backends.placement import Placement, runs_sharing
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.records import EpochRecord
 
@@ -305,8 +312,6 @@ def _interrupt_once(signum: int, frame: Any) -> None:
 def die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when its parent dies (no orphans holding run locks)."""
     with contextlib.suppress(Exception):
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)

@@ -15,7 +15,9 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from addrop_cli.data.tasks import get_task
 from addrop_cli.engine.loggers import QuietLogger
+from addrop_cli.engine.pruning import RunPruned
 from addrop_cli.errors import SpecError, StoreError
 from addrop_cli.spec.schema import GridRange, SweepSpec
 
@@ -270,7 +272,6 @@ class TrialJudge(QuietLogger):
         self.metric = metric
 
     def on_eval(self, record: EpochRecord) -> None:
-        from addrop_cli.engine.pruning import RunPruned
 
         value = float(record.select[self.metric])
         step = self.link["offset"] + record.epoch - 1  # the trial's steps count from 0
@@ -297,6 +298,5 @@ def judges(run: RunSpec) -> list[TrialJudge]:
     """The loggers a run reports to beyond the store: its trial's judge, for a search run."""
     if run.trial is None:
         return []
-    from addrop_cli.data.tasks import get_task
 
     return [TrialJudge(run.trial, get_task(run.task, run.data).main_metric)]

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
 
+from addrop_cli.data.tasks import get_task
+from addrop_cli.engine.environment import describe_environment
+from addrop_cli.engine.failures import describe_failure, release_accelerator_memory
+from addrop_cli.engine.pruning import RunPruned
 from addrop_cli.errors import StoreError
-from addrop_cli.execution.display import INTERRUPTED, PlainProgress
+from addrop_cli.execution.attempt.display import INTERRUPTED, PlainProgress
+from addrop_cli.execution.attempt.watch import AttemptClock, follow
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.spec.trackers import LOG_EVERY_STEPS
 from addrop_cli.store.folders import ExperimentStore, RunFolder
@@ -20,6 +25,7 @@ from addrop_cli.store.records import FailedMetrics, RunConfig
 from addrop_cli.store.status import AttemptStatus
 
 if TYPE_CHECKING:
+    from addrop_cli.engine.loggers import RunLogger
     from addrop_cli.engine.loop import RunOutcome
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -62,6 +68,11 @@ class Summary:
         return EXIT_RUNS_FAILED if self.failed or self.lost else EXIT_OK
 
 
+def no_judges(run: RunSpec) -> list[RunLogger]:  # noqa: ARG001 - the judges' signature
+    """A run judged by nobody but its own metrics (every run outside a search)."""
+    return []
+
+
 @dataclass(frozen=True)
 class RunContext:
     """What every back-end needs to carry out runs: the store, the spec version, the spec folder."""
@@ -78,6 +89,10 @@ class RunContext:
     """Trackers that follow each run (spec ``tracking``, ``--track``)."""
     track_every: int = LOG_EVERY_STEPS
     """Training metrics go to them every this many steps (``tracking.log_every_steps``)."""
+    judges: Callable[[RunSpec], Sequence[RunLogger]] = no_judges
+    """The loggers that judge a run beyond the store: a search passes its trial judges in (the
+    attempt knows nothing of studies); a module-level function, so a pool worker or a Slurm job
+    can take it along."""
 
 
 @dataclass(frozen=True)
@@ -194,12 +209,9 @@ def _execute(
 
     An unfinished run with a valid training state goes on from it; otherwise it starts clean.
     """
-    from addrop_cli.engine.failures import describe_failure, release_accelerator_memory
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.engine.loop import run_one
-    from addrop_cli.engine.pruning import RunPruned
     from addrop_cli.engine.resume import epochs_of
-    from addrop_cli.execution.study import judges
-    from addrop_cli.execution.watch import AttemptClock, follow
 
     config = run_config(run, context.spec_hash)
     loaded = folder.state.load() if folder.status == "unfinished" else None
@@ -211,7 +223,9 @@ def _execute(
     clock = AttemptClock(folder)
     loggers.required.append(clock)
     try:
-        loggers.required += judges(run)  # inside: a study that cannot be opened fails the run
+        loggers.required += context.judges(
+            run
+        )  # inside: a study that cannot be opened fails the run
         outcome = run_one(
             run,
             loggers=loggers,
@@ -257,9 +271,8 @@ def _store_outcome(
     run: RunSpec, folder: RunFolder, context: RunContext, outcome: RunOutcome
 ) -> None:
     """Results, checkpoints, then DONE; the training state goes last (unless kept)."""
-    from addrop_cli.data.tasks import get_task
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.engine.checkpoints import BEST, LAST, model_card, save_checkpoint
-    from addrop_cli.engine.environment import describe_environment
 
     metrics = outcome.metrics
     environment = describe_environment(context.base_dir, metrics.device, run.train.threads)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from addrop_cli.models.footprint import run_memory_bytes
+from addrop_cli.models.location import located
 from addrop_cli.spec.schema import ExecutorSpec, ExperimentSpec
 
 Placement = list[tuple[str | None, int | None]]
@@ -27,6 +29,7 @@ MEMORY_HEADROOM = 0.9
 def visible_gpus() -> list[str]:
     """The GPU ids this process may use (honouring CUDA_VISIBLE_DEVICES); [] without CUDA."""
     try:
+        # torch/transformers load in seconds: imported on use, so importing this stays fast
         import torch
 
         count = torch.cuda.device_count()
@@ -57,6 +60,7 @@ def free_gpu_memory(gpus: Sequence[str]) -> list[int]:
             return free
     except (OSError, subprocess.SubprocessError, ValueError):
         pass
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     import torch
 
     return [torch.cuda.mem_get_info(i)[0] for i in range(len(gpus))]
@@ -142,9 +146,8 @@ def plan_pool(
 def spec_run_bytes(spec: ExperimentSpec, base_dir: Path) -> int:
     """One run of ``spec``, estimated (:mod:`addrop_cli.models.footprint`) for the method that
     keeps the most forward passes alive (each config's ``forward_graphs``)."""
-    from addrop_cli.models.footprint import run_memory_bytes
+    # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.models.loading import load_config
-    from addrop_cli.models.location import located
 
     config = load_config(located(spec.model, base_dir))
     passes = max(params.forward_graphs() for params in spec.methods.values())

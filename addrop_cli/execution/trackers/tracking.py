@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from filelock import FileLock
+
 from addrop_cli.engine.loggers import QuietLogger, one_line
 from addrop_cli.spec.trackers import TRACKERS
 from addrop_cli.store.atomic import atomic_write_json
@@ -237,7 +239,6 @@ class MLflowTracker(Tracker):
             from mlflow.tracking import MlflowClient
         except ImportError as err:
             raise _missing(self.name, err) from err
-        from filelock import FileLock
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO lines among ours
         logging.getLogger("alembic").setLevel(logging.WARNING)

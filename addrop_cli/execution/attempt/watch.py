@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 
 from addrop_cli.engine.loggers import Loggers, QuietLogger, StepEvent
-from addrop_cli.execution.display import PlainProgress, RunDisplay, TrainLog
-from addrop_cli.execution.tracking import RunInfo, start_trackers
+from addrop_cli.execution.attempt.display import PlainProgress, RunDisplay, TrainLog
+from addrop_cli.execution.trackers.tracking import RunInfo, start_trackers
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.folders import RunFolder
 from addrop_cli.store.records import EpochRecord, RunConfig, RunMetrics

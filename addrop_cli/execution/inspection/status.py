@@ -22,7 +22,15 @@ from rich.console import Console
 from rich.table import Table
 
 from addrop_cli.errors import StoreError
-from addrop_cli.spec.matrix import RunSpec
+from addrop_cli.execution.backends.slurm import (
+    QUEUED_STATES,
+    slurm_available,
+    squeue_states,
+    submitted_jobs,
+)
+from addrop_cli.execution.sweeps.plan import plan_sweep
+from addrop_cli.spec.load import load_spec
+from addrop_cli.spec.matrix import RunSpec, expand
 from addrop_cli.spec.sweeps import OPTUNA_SEARCHES
 from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.reader import run_status
@@ -67,13 +75,6 @@ def lock_held(store: ExperimentStore, run_id: str, locks: set[int] | None) -> bo
 
 def collect(store: ExperimentStore, runs: Sequence[RunSpec] | None = None) -> list[RunState]:
     """Every run's state: the runs of a spec, or every run folder and Slurm job of the store."""
-    from addrop_cli.execution.slurm import (
-        QUEUED_STATES,
-        slurm_available,
-        squeue_states,
-        submitted_jobs,
-    )
-
     jobs = submitted_jobs(store) if store.root.exists() else {}
     queue = squeue_states() if jobs and slurm_available() else {}
     locks = held_locks()
@@ -207,21 +208,18 @@ def spec_runs(
     path: Path, overrides: list[str], results_root: Path | None
 ) -> tuple[ExperimentStore, list[RunSpec]]:
     """A spec's store and runs: its matrix, or for a sweep its selection and report runs."""
-    from addrop_cli.execution.runner import experiment_store
-    from addrop_cli.spec.load import load_spec
-    from addrop_cli.spec.matrix import expand
-
     spec = load_spec(path, overrides)
-    store = experiment_store(spec, results_root)
+    store = ExperimentStore.located(spec.name, spec.results_dir, results_root)
     if spec.sweep is None:
         return store, expand(spec, path.parent)
-    from addrop_cli.execution.selection import report_runs, select_winners, stage_records
-    from addrop_cli.execution.sweep_plan import plan_sweep
+
+    # the selection and the search import the GLUE metrics (scikit-learn, SciPy: seconds), which
+    # `addrop status` on a plain spec never needs
+    from addrop_cli.execution.sweeps.search import studied_plan
+    from addrop_cli.execution.sweeps.selection import report_runs, select_winners, stage_records
 
     plan = plan_sweep(spec, path.parent.resolve(), str(path))
     if spec.sweep.search in OPTUNA_SEARCHES:  # the trials proposed so far
-        from addrop_cli.execution.search import studied_plan
-
         plan = studied_plan(plan, store.root)
     runs = plan.stage1()
     if spec.sweep.protocol == "two_stage" and (store.root / "runs").is_dir():

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from addrop_cli.data.metrics import Summary, higher_is_better, summarize
-from addrop_cli.execution.sweep_plan import (
+from addrop_cli.errors import StoreError
+from addrop_cli.execution.sweeps.plan import (
     REPORT_STAGE,
     Point,
     SweepPlan,
@@ -18,7 +20,7 @@ from addrop_cli.execution.sweep_plan import (
     variant_point,
 )
 from addrop_cli.spec.matrix import RunSpec, expand
-from addrop_cli.store.reader import SELECT_STAGE, RunRecord
+from addrop_cli.store.reader import SELECT_STAGE, RunRecord, StoreWarning, load_runs
 
 # ---------------------------------------------------------------------------------------------
 # Selection: pure functions of stored runs
@@ -124,10 +126,6 @@ def _score(task: str, variant: str, runs: list[RunRecord], expected: int, epoch:
 
 def stage_records(root: Path, runs: Sequence[RunSpec]) -> list[RunRecord]:
     """The stored records of ``runs`` (other runs in the folder are left out)."""
-    import warnings
-
-    from addrop_cli.errors import StoreError
-    from addrop_cli.store.reader import StoreWarning, load_runs
 
     wanted = {r.run_id for r in runs}
     with warnings.catch_warnings():

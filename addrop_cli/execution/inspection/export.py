@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from addrop_cli.errors import SpecError
-from addrop_cli.execution.tracking import (
+from addrop_cli.execution.trackers.tracking import (
     RunInfo,
     installed,
     start_trackers,

@@ -1,0 +1,2 @@
+"""``addrop run``: the preflight (``preflight``), then the run matrix, the store and a back-end
+(``runner``)."""
