@@ -1,5 +1,5 @@
-"""Tiny randomly initialised models of every supported family, built from configs (no weights,
-no tokenizer), and padded batches of input ids for them."""
+"""Tiny randomly initialised models of every supported family (encoders and decoders), built from
+configs (no weights, no tokenizer), and right-padded batches of input ids for them."""
 
 from __future__ import annotations
 
@@ -15,6 +15,13 @@ BERT_SIZES = {
     "intermediate_size": 48,
     "vocab_size": 120,
     "max_position_embeddings": 64,
+}
+DECODER_SIZES = {
+    **BERT_SIZES,
+    "num_key_value_heads": 2,
+    "pad_token_id": 0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
 }
 TINY_CONFIGS: dict[str, dict[str, object]] = {
     "bert": BERT_SIZES,
@@ -52,6 +59,24 @@ TINY_CONFIGS: dict[str, dict[str, object]] = {
         "norm_rel_ebd": "layer_norm",
     },
     "deberta": {**BERT_SIZES, "relative_attention": True, "pos_att_type": ["c2p", "p2c"]},
+    "gpt2": {
+        "n_embd": 32,
+        "n_layer": 3,
+        "n_head": 4,
+        "n_inner": 48,
+        "vocab_size": 120,
+        "n_positions": 64,
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    },
+    # Llama-like decoders: grouped-query attention (4 query heads share 2 key/value heads)
+    "llama": DECODER_SIZES,
+    "qwen2": DECODER_SIZES,
+    "qwen3": {**DECODER_SIZES, "head_dim": 8},
+    # a window of 4 keys, shorter than the batches, so the window binds
+    "mistral": {**DECODER_SIZES, "sliding_window": 4},
+    "gemma": {**DECODER_SIZES, "head_dim": 8},
 }
 assert set(TINY_CONFIGS) == set(FAMILIES), "every supported family needs a tiny config here"
 
@@ -60,7 +85,7 @@ def tiny_config(model_type: str, *, num_labels: int = 3, **overrides: object):  
     """The family's tiny config with every dropout rate at 0 (both passes deterministic)."""
     config = AutoConfig.for_model(model_type, **TINY_CONFIGS[model_type], num_labels=num_labels)
     for key, value in config.to_dict().items():
-        if "dropout" in key and isinstance(value, float):
+        if ("dropout" in key or "pdrop" in key) and isinstance(value, float):
             setattr(config, key, 0.0)
     for key, value in overrides.items():
         setattr(config, key, value)

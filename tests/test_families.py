@@ -11,20 +11,22 @@ from __future__ import annotations
 import pytest
 import torch
 from family_models import padded_ids, stock_twin, target_layers, tiny_family_model
-from transformers import AutoModelForSequenceClassification, GPT2Config
+from transformers import AutoModelForSequenceClassification, OPTConfig
 
 from addrop_cli.errors import ModelError
+from addrop_cli.methods import addrop_ops as ops
 from addrop_cli.methods.addrop import AddropMethod
 from addrop_cli.methods.config import AddropParams
 from addrop_cli.models import attention_function
 from addrop_cli.models.attention import attach_attention_hook, detach_attention_hook
+from addrop_cli.models.causal import allowed_keys
 from addrop_cli.models.families import FAMILIES, SUPPORTED_MODEL_TYPES, max_tokens
 from addrop_cli.models.hook import AttentionHook
 from addrop_cli.models.probability_tap import ProbabilityTap
 
 FAMILY_TYPES = list(FAMILIES)
 LENGTHS = [9, 5, 2]
-ABSOLUTE_POSITIONS = {"bert", "roberta", "electra", "xlm-roberta", "distilbert", "albert"}
+ABSOLUTE_POSITIONS = {"bert", "roberta", "electra", "xlm-roberta", "distilbert", "albert", "gpt2"}
 """Families with learned absolute position embeddings (the others are relative or rotary)."""
 
 
@@ -62,8 +64,11 @@ def test_masked_pass_drops_exactly_the_mask_and_padding(model_type: str) -> None
     layers = target_layers(model)
     hook = attach_attention_hook(model, layers)
     batch = padded_ids(model, LENGTHS)
-    key_real = batch["attention_mask"].bool()
     shape = (len(LENGTHS), heads(model), 9, 9)
+    # the keys each row may attend to: real keys (encoders), own and earlier ones (decoders)
+    keys = allowed_keys(model.config, batch["attention_mask"])
+    may = ops.allowed(keys).expand(shape)
+    rows = ops.real_rows(keys).expand(shape)
     stock = stock_twin(model).eval()
     model.eval()
     with torch.no_grad():
@@ -73,21 +78,20 @@ def test_masked_pass_drops_exactly_the_mask_and_padding(model_type: str) -> None
         assert torch.allclose(explicit, stock(**batch).logits, atol=1e-5), "explicit == stock"
         drop = torch.zeros(shape, dtype=torch.bool)
         drop[:, :, :, 0] = True
-        drop[0, 1, 3, 5] = True
-        drop &= key_real[:, None, :, None]  # AD-DROP never masks padding query rows
+        drop[0, 1, 3, 2] = True
+        drop &= rows & may & (may.sum(-1, keepdim=True) > 2)  # AD-DROP never empties a row
+        assert drop.any()
         with hook.masking(dict.fromkeys(layers, drop)) as probs:
             logits = model(**batch).logits
     assert torch.isfinite(logits).all()
-    pad_keys = ~key_real[:, None, None, :].expand(shape)
-    real_rows = key_real[:, None, :, None].expand(shape)
     for layer in layers:
         p = probs[layer]
         assert p.shape == shape
         assert torch.all(p[drop] == 0), "dropped positions are exactly 0"
-        assert torch.all(p[pad_keys & real_rows] == 0), "padding keys are exactly 0"
-        sums = p.sum(-1)[key_real[:, None, :].expand(shape[:3])]
+        assert torch.all(p[~may & rows] == 0), "padding (and future) keys are exactly 0"
+        sums = p.sum(-1)[rows[..., 0]]
         assert torch.allclose(sums, torch.ones(()), atol=1e-5), "real rows sum to 1"
-        assert torch.all(p[:, :, :, 1][key_real[:, None, :].expand(shape[:3])] > 0)
+        assert torch.all(p[may & rows & ~drop] > 0), "every other allowed key keeps weight"
 
 
 @pytest.mark.parametrize("model_type", FAMILY_TYPES)
@@ -113,9 +117,11 @@ def test_gradient_attribution_matches_independent_autograd(model_type: str) -> N
         a.retain_grad()
     pseudo = out.logits.argmax(-1)
     out.logits.gather(1, pseudo[:, None]).sum().backward()
-    # Real keys only: AD-DROP never ranks padding, and padding tokens' hidden states differ
-    # between fused and eager kernels where a local window holds no real key (ModernBERT).
-    real = batch["attention_mask"].bool()[:, None, None, :].expand_as(scores[layers[0]])
+    # Allowed keys only: AD-DROP never ranks padding (nor a decoder's future keys), and padding
+    # tokens' hidden states differ between fused and eager kernels where a local window holds
+    # no real key (ModernBERT).
+    keys = allowed_keys(model.config, batch["attention_mask"])
+    real = (ops.allowed(keys) & ops.real_rows(keys)).expand_as(scores[layers[0]])
     for layer in layers:
         assert scores[layer].shape == out.attentions[layer].shape
         assert close(scores[layer][real], out.attentions[layer].grad[real]), f"layer {layer}"
@@ -162,13 +168,15 @@ def test_untargeted_layers_stay_on_the_stock_path(
 
 
 def test_unsupported_model_type_names_the_supported_ones() -> None:
-    gpt2 = AutoModelForSequenceClassification.from_config(
-        GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=100)
+    opt = AutoModelForSequenceClassification.from_config(
+        OPTConfig(
+            num_hidden_layers=2, hidden_size=32, num_attention_heads=4, ffn_dim=48, vocab_size=100
+        )
     )
     with pytest.raises(ModelError) as err:
-        attach_attention_hook(gpt2, [0])
+        attach_attention_hook(opt, [0])
     (line,) = err.value.problems
-    assert "gpt2" in line and all(t in line for t in SUPPORTED_MODEL_TYPES)
+    assert "opt" in line and all(t in line for t in SUPPORTED_MODEL_TYPES)
 
 
 def test_modernbert_local_layers_are_refused_and_all_means_global() -> None:

@@ -1,7 +1,10 @@
 """AD-DROP's maths as pure tensor functions (docs/algorithm.md), testable on hand-made tensors.
 
 Shapes: attribution scores and masks are B x H x T x T (batch, head, query row, key);
-``key_real`` is the B x T padding mask of the batch (True = real token). No model in here.
+``key_real`` is either the B x T padding mask of the batch (True = real token: an encoder's row
+may attend to every real key) or a B x T x T mask of the keys each query row may attend to (a
+decoder's: its own and earlier real keys, :mod:`addrop_cli.models.causal`). Every count, rank
+and rate below is taken among a row's allowed keys. No model in here.
 """
 
 from __future__ import annotations
@@ -29,9 +32,20 @@ def candidate_counts(n_real: torch.Tensor, p: float, drop: Drop = "high") -> tor
     return counts.clamp(min=0).to(torch.long)
 
 
+def allowed(key_real: torch.Tensor) -> torch.Tensor:
+    """The allowed keys as B x 1 x R x T (R = 1 for a padding mask, T for per-row masks)."""
+    return key_real[:, None, None, :] if key_real.dim() == 2 else key_real[:, None, :, :]
+
+
+def real_rows(key_real: torch.Tensor) -> torch.Tensor:
+    """B x 1 x T x 1: the query rows that are real tokens (and may attend to some key)."""
+    rows = key_real if key_real.dim() == 2 else key_real.any(-1)
+    return rows[:, None, :, None]
+
+
 def _masked_for_ranking(scores: torch.Tensor, key_real: torch.Tensor) -> torch.Tensor:
-    """Scores as float with padding keys at -inf, so they never rank among real keys."""
-    return scores.float().masked_fill(~key_real[:, None, None, :], -math.inf)
+    """Scores as float with keys a row may not attend to at -inf, so they never rank."""
+    return scores.float().masked_fill(~allowed(key_real), -math.inf)
 
 
 def candidate_region(
@@ -39,11 +53,11 @@ def candidate_region(
 ) -> torch.Tensor:
     """Boolean B x H x T x T: per row, the top (or bottom) candidate keys by attribution.
 
-    Uses one ``topk`` per row, not a full sort; exactly ``candidate_counts`` real keys per row,
-    padding never included. The counts grow with n, so the count at n = T bounds them all
-    without reading the batch back from the device.
+    Uses one ``topk`` per row, not a full sort; exactly ``candidate_counts`` allowed keys per
+    row (n = the row's allowed keys), padding never included. The counts grow with n, so the
+    count at n = T bounds them all without reading the batch back from the device.
     """
-    counts = candidate_counts(key_real.sum(-1), p, drop)
+    counts = candidate_counts(allowed(key_real).sum(-1), p, drop)  # B x 1 x R
     region = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
     k_max = int(candidate_counts(torch.tensor([scores.shape[-1]]), p, drop))
     if k_max == 0:
@@ -51,7 +65,7 @@ def candidate_region(
     ranked = scores if drop == "high" else -scores
     index = _masked_for_ranking(ranked, key_real).topk(k_max, dim=-1, sorted=True).indices
     rank = torch.arange(k_max, device=scores.device)
-    chosen = (rank < counts[:, None, None, None]).expand_as(index)
+    chosen = (rank < counts[..., None]).expand_as(index)
     return region.scatter_(-1, index, chosen)
 
 
@@ -66,7 +80,7 @@ def keep_one_per_row(
 
     Computed for every row without a data-dependent branch (no device sync).
     """
-    emptied = (drop | ~key_real[:, None, None, :]).all(-1, keepdim=True)  # B x H x T x 1
+    emptied = (drop | ~allowed(key_real)).all(-1, keepdim=True)  # B x H x T x 1
     best = _masked_for_ranking(scores, key_real).argmax(-1, keepdim=True)
     rescue = torch.zeros_like(drop).scatter_(-1, best, emptied)
     return drop & ~rescue
@@ -84,7 +98,7 @@ def drop_mask(
 ) -> torch.Tensor:
     """The boolean AD-DROP mask (True = drop) for one target layer.
 
-    ``scores=None`` is the random control (RD): every real key dropped with probability p*q,
+    ``scores=None`` is the random control (RD): every allowed key dropped with probability p*q,
     and an emptied row keeps a uniformly random key (the one with the largest draw). Padding
     query rows are never masked (their outputs are ignored). ``shape`` is needed only when
     ``scores`` is None.
@@ -93,7 +107,7 @@ def drop_mask(
         if shape is None:
             raise ValueError("drop_mask: give shape when scores is None")
         device = key_real.device
-        candidates = key_real[:, None, None, :].expand(shape)
+        candidates = allowed(key_real).expand(shape)
         rate = p * q
     else:
         shape, device = scores.shape, scores.device
@@ -102,18 +116,17 @@ def drop_mask(
     draws = _uniform(shape, generator, device)
     mask = candidates & (draws < rate)
     mask = keep_one_per_row(mask, draws if scores is None else scores, key_real)
-    return mask & key_real[:, None, :, None]
+    return mask & real_rows(key_real)
 
 
 def dropped_fraction(mask: torch.Tensor, key_real: torch.Tensor) -> torch.Tensor:
-    """Fraction of real (real query row, real key) positions dropped, over heads and batch.
+    """Fraction of allowed (real query row, allowed key) positions dropped, over heads and batch.
 
     A 0-d tensor on the mask's device, so a training step never waits on the device for it.
     """
-    n = key_real.sum(-1).to(torch.float64)
-    real_positions = (n * n).sum() * mask.shape[1]
-    pair = key_real[:, None, :, None] & key_real[:, None, None, :]
-    return (mask & pair).sum() / real_positions.clamp(min=1)
+    pair = real_rows(key_real) & allowed(key_real)  # B x 1 x T x T
+    positions = pair.sum().to(torch.float64) * mask.shape[1]
+    return (mask & pair).sum() / positions.clamp(min=1)
 
 
 def integrated_attribution(

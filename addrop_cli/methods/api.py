@@ -39,6 +39,7 @@ from addrop_cli.models.attention import (
     attach_attention_hook,
     detach_attention_hook,
 )
+from addrop_cli.models.causal import allowed_keys
 
 Scores = dict[int, torch.Tensor | None]
 
@@ -287,12 +288,13 @@ class AddropHandle:
             self.generator.manual_seed(self.seed)
         return self.generator
 
-    @staticmethod
-    def _key_real(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _key_real(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The keys each row may attend to: B x T real keys (encoders), or B x T x T for causal
+        families (own and earlier real keys); AD-DROP's candidates are among these."""
         mask = inputs.get("attention_mask")
         if mask is None:
-            return torch.ones_like(inputs["input_ids"], dtype=torch.bool)
-        return mask.bool()
+            mask = torch.ones_like(inputs["input_ids"], dtype=torch.bool)
+        return allowed_keys(self.model.config, mask)
 
     def _shape(self, inputs: dict[str, torch.Tensor]) -> torch.Size:
         batch, length = inputs["input_ids"].shape

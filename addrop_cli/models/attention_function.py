@@ -1,4 +1,5 @@
-"""Hook kind 1: transformers' attention-function registry (BERT-like families, ModernBERT).
+"""Hook kind 1: transformers' attention-function registry (BERT-like families, ModernBERT and
+the decoders).
 
 A family whose attention module calls ``ALL_ATTENTION_FUNCTIONS[config._attn_implementation]``
 is switched to the implementation registered here under :data:`ADDROP_ATTENTION`. It hands
@@ -9,7 +10,10 @@ function, and computes attention explicitly only in the target layers while the 
 transformers 5 builds the padding mask per attention implementation, so the registered name also
 gets a mask builder: the stock SDPA one (boolean, True = attend; for ModernBERT's local layers it
 also carries the sliding window). Untargeted layers therefore see exactly the mask the stock
-``sdpa`` model sees, and the explicit path turns it into the score dtype's minimum.
+``sdpa`` model sees, and the explicit path turns it into the score dtype's minimum. Where the
+builder returns no mask for a decoder (no padding: SDPA's ``is_causal`` does the work), the
+explicit path builds the causal one; grouped-query keys and values are repeated per head as SDPA
+does.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AttentionInterface
 from transformers.integrations import sdpa_attention
+from transformers.integrations.sdpa_attention import repeat_kv
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from addrop_cli.models.hook import AttentionHook, explicit_attention
@@ -50,13 +55,27 @@ def _addrop_attention(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     scale = query.size(-1) ** -0.5 if scaling is None else scaling
+    groups = getattr(module, "num_key_value_groups", 1)  # grouped-query attention (decoders)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    mask = attention_mask if attention_mask is not None else _causal(module, query, kwargs)
     probs = hook.probabilities(
         layer,
-        lambda drop: explicit_attention(query, key, attention_mask, scale, drop),
+        lambda drop: explicit_attention(query, key, mask, scale, drop),
         lambda p: F.dropout(p, p=dropout, training=module.training),
     )
     out = torch.matmul(probs.to(value.dtype), value)
     return out.transpose(1, 2).contiguous(), probs
+
+
+def _causal(module: nn.Module, query: torch.Tensor, kwargs: dict) -> torch.Tensor | None:
+    """The mask SDPA's ``is_causal`` stands for when transformers skipped building one (a
+    decoder batch without padding), as ``sdpa_attention_forward`` decides it; else None."""
+    causal = kwargs.get("is_causal")
+    causal = getattr(module, "is_causal", True) if causal is None else causal
+    length = query.shape[2]
+    if not (causal and length > 1):
+        return None
+    return torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
 
 
 def register() -> None:

@@ -1,4 +1,5 @@
-"""The encoder families AD-DROP supports, and how each one's attention is hooked.
+"""The model families AD-DROP supports (encoders and decoder-only classifiers), and how each one's
+attention is hooked.
 
 One :class:`Family` record per transformers ``model_type``; adding a family is one record here
 (and a tiny config in the family test matrix). Two hook kinds exist:
@@ -47,8 +48,20 @@ def _layer_count(config: Any) -> int:
 
 
 def _global_layers(config: Any) -> list[int]:
-    """ModernBERT's full-attention layers."""
-    return [i for i, kind in enumerate(config.layer_types) if kind == "full_attention"]
+    """ModernBERT's (and Qwen's) full-attention layers."""
+    kinds = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
+    return [i for i, kind in enumerate(kinds) if kind == "full_attention"]
+
+
+_ENCODER_DROPOUT = {
+    "hidden_dropout_prob": ("hidden_dropout_prob",),
+    "attention_probs_dropout_prob": ("attention_probs_dropout_prob",),
+}
+_DECODER_DROPOUT = {
+    "hidden_dropout_prob": (),
+    "attention_probs_dropout_prob": ("attention_dropout",),
+}
+"""Llama-like decoders have attention dropout only (no hidden dropout to set)."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +79,7 @@ class Family:
     """One module serves several layers (ALBERT): the layer index is the call order."""
     targetable: Callable[[Any], list[int]] = _all_layers
     """The layers AD-DROP may target, from the model's config."""
-    dropout_names: dict[str, tuple[str, ...]] = field(
-        default_factory=lambda: {
-            "hidden_dropout_prob": ("hidden_dropout_prob",),
-            "attention_probs_dropout_prob": ("attention_probs_dropout_prob",),
-        }
-    )
+    dropout_names: dict[str, tuple[str, ...]] = field(default_factory=lambda: _ENCODER_DROPOUT)
     """The dropout method's BERT-named rates -> this family's config keys."""
     position_offset: int = 0
     """Position ids taken before the first token (RoBERTa's start after the padding index)."""
@@ -81,6 +89,12 @@ class Family:
     """How many distinct layers (weights of their own) the model's config gives it."""
     compilable: bool = False
     """``train.compile`` compiles its dense blocks, matching the eager step (tests/test_methods)."""
+    causal: bool = False
+    """Decoder-only: causal attention, the head pools the last non-padding token."""
+    lora_targets: tuple[str, ...] = ("query", "value")
+    """The Linear modules a LoRA adapter wraps by default (the LoRA paper's W_q and W_v)."""
+    head_modules: tuple[str, ...] = ("classifier",)
+    """Modules an adapter run trains in full (newly initialised for the task)."""
     note: str = ""
 
     def attention_modules(self, model: nn.Module) -> list[nn.Module]:
@@ -91,6 +105,23 @@ class Family:
         """The module whose forward runs the layers (counter reset for shared layers)."""
         base = getattr(model, model.base_model_prefix, model)
         return base.encoder
+
+
+def _decoder(model_type: str, label: str, attention_class: str) -> Family:
+    """A Llama-like decoder: ``model.layers``, q/k/v/o projections, a ``score`` head."""
+    return Family(
+        model_type,
+        label,
+        "attention-function",
+        attention_class,
+        targetable=_global_layers,
+        layer_path="layers",
+        causal=True,
+        lora_targets=("q_proj", "v_proj"),
+        head_modules=("score",),
+        dropout_names=_DECODER_DROPOUT,
+        note="decoder: causal; pools the last non-padding token",
+    )
 
 
 FAMILIES: dict[str, Family] = {
@@ -120,6 +151,8 @@ FAMILIES: dict[str, Family] = {
             "attention-function",
             "DistilBertSelfAttention",
             layer_path="transformer.layer",
+            lora_targets=("q_lin", "v_lin"),
+            head_modules=("pre_classifier", "classifier"),
             dropout_names={
                 "hidden_dropout_prob": ("dropout",),
                 "attention_probs_dropout_prob": ("attention_dropout",),
@@ -142,6 +175,8 @@ FAMILIES: dict[str, Family] = {
             "ModernBertAttention",
             targetable=_global_layers,
             layer_path="layers",
+            lora_targets=("Wqkv",),
+            head_modules=("head", "classifier"),
             dropout_names={
                 "hidden_dropout_prob": ("mlp_dropout", "embedding_dropout"),
                 "attention_probs_dropout_prob": ("attention_dropout",),
@@ -154,6 +189,8 @@ FAMILIES: dict[str, Family] = {
             "probability-tap",
             "DisentangledSelfAttention",
             attn_implementation="eager",
+            lora_targets=("query_proj", "value_proj"),
+            head_modules=("pooler", "classifier"),
             note="disentangled attention: tap on the softmax output",
         ),
         Family(
@@ -162,7 +199,34 @@ FAMILIES: dict[str, Family] = {
             "probability-tap",
             "DisentangledSelfAttention",
             attn_implementation="eager",
+            lora_targets=("in_proj",),
+            head_modules=("pooler", "classifier"),
             note="disentangled attention: tap on the softmax output; no talking heads",
+        ),
+        Family(
+            "gpt2",
+            "GPT-2",
+            "attention-function",
+            "GPT2Attention",
+            layer_path="h",
+            causal=True,
+            lora_targets=("c_attn",),
+            head_modules=("score",),
+            dropout_names={
+                "hidden_dropout_prob": ("resid_pdrop", "embd_pdrop"),
+                "attention_probs_dropout_prob": ("attn_pdrop",),
+            },
+            note="decoder: causal; pools the last non-padding token",
+        ),
+        *(
+            _decoder(model_type, label, f"{prefix}Attention")
+            for model_type, label, prefix in (
+                ("llama", "Llama", "Llama"),
+                ("qwen2", "Qwen2", "Qwen2"),
+                ("qwen3", "Qwen3", "Qwen3"),
+                ("mistral", "Mistral", "Mistral"),
+                ("gemma", "Gemma", "Gemma"),
+            )
         ),
     )
 }
@@ -191,7 +255,7 @@ def model_type_problem(config: Any, where: str) -> str | None:
         " with talking heads" if model_type in FAMILIES else ", which addrop does not support"
     )
     return (
-        f"model.name_or_path: {where} is {what}; use an encoder of type "
+        f"model.name_or_path: {where} is {what}; use a model of type "
         f"{', '.join(SUPPORTED_MODEL_TYPES)} (addrop list models)"
     )
 
