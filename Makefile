@@ -8,7 +8,7 @@ TORCH   ?= torch==2.13.0
 # The real GLUE folder beside the checkout, when there is one (integration tests, quick start).
 export ADDROP_GLUE_DIR ?= $(abspath $(wildcard ../shared/glue_data))
 
-.PHONY: install test test-fast coverage lint docs format smoke demo quick quickstart study study-records study-report bench gpu-check clean
+.PHONY: install test test-fast coverage lint docs format smoke demo quick quickstart study study-records study-report replay-search bench gpu-check clean
 
 install: $(STAMP)
 
@@ -125,6 +125,19 @@ study-report: install
 	rm -f results/$(STUDY)/*.png results/$(STUDY)/*.svg
 	cp .cache/study-report/results/$(STUDY)/REPORT.md .cache/study-report/results/$(STUDY)/*.png \
 	  .cache/study-report/results/$(STUDY)/*.svg results/$(STUDY)/
+
+# The search benchmark (bench/replay_search.py, docs/benchmarks.md): every strategy replayed over
+# each recorded grid for 30 sampler seeds, from the grid's committed records alone (HEAD's
+# results/<grid> exported to .cache/, as study-report does), into results/<grid>/REPLAY.md;
+# tests/test_replay_search.py checks the committed files. GRIDS: name:trials for random/TPE/CMA-ES.
+GRIDS ?= grid-sst2-300:12 grid-sst2-300-every:6
+replay-search: install
+	rm -rf .cache/replay-search && mkdir -p .cache/replay-search
+	for g in $(GRIDS); do name=$${g%%:*}; \
+	  git archive HEAD results/$$name | tar -x -C .cache/replay-search && \
+	  $(PY) bench/replay_search.py .cache/replay-search/results/$$name --trials $${g##*:} \
+	    --write && cp .cache/replay-search/results/$$name/REPLAY.md results/$$name/ || exit 1; \
+	done
 
 bench: install
 	$(PY) bench/bench_step.py
