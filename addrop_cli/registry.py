@@ -9,8 +9,9 @@ so every layer can use it.
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -60,3 +61,10 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+def load_object(path: str) -> Any:
+    """The object a ``module:name`` path names (a registered record's implementation, imported
+    only when it is used)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -16,6 +16,7 @@ import torch
 from cli_helpers import run_cli
 
 from addrop_cli.engine.failures import describe_failure
+from addrop_cli.execution.backends import local
 from addrop_cli.execution.backends.local import PoolBackend, SerialBackend
 from addrop_cli.execution.backends.placement import (
     AUTO_MAX_RUNS_PER_GPU,
@@ -124,7 +125,7 @@ def test_the_memory_estimate_counts_the_forward_passes_each_method_keeps_alive()
 
 
 def test_make_backend_packs_runs_on_the_visible_gpus(monkeypatch) -> None:
-    monkeypatch.setattr(runner, "visible_gpus", lambda: ["0", "1"])
+    monkeypatch.setattr(local, "visible_gpus", lambda: ["0", "1"])
     spec = load_spec(SMOKE, ["train.device=auto", "executor.runs_per_gpu=3"])
     backend = runner.make_backend(spec, SMOKE.parent)
     assert isinstance(backend, PoolBackend)
@@ -154,7 +155,7 @@ def test_a_pool_sharing_one_gpu_fails_only_the_run_out_of_memory(
     """Two workers on (mocked) GPU 0; every AD-DROP step of seed 1 runs out of memory in its
     worker process. That run fails with advice; its neighbours finish."""
     faults(oom_at="addrop:1:*")
-    monkeypatch.setattr(runner, "visible_gpus", lambda: ["0"])
+    monkeypatch.setattr(local, "visible_gpus", lambda: ["0"])
     args = ["tasks=[sst2]", "seeds=[1,2]", "train.epochs=2", "train.device=auto"]
     result = run_cli(
         capsys, "run", SMOKE, *args, "--runs-per-gpu", "2", "--plain", "--results", tmp_path

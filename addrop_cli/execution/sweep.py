@@ -28,7 +28,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from addrop_cli.execution.attempt.context import EXIT_RUNS_FAILED, Backend, RunContext
+from addrop_cli.execution.attempt.context import EXIT_RUNS_FAILED, RunContext
+from addrop_cli.execution.backends.base import Backend
 from addrop_cli.execution.planning.runner import (
     execute_runs,
     make_backend,

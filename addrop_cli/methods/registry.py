@@ -10,7 +10,6 @@ so that reading a spec never imports torch. Adding a method is its parameter mod
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,7 @@ from addrop_cli.methods.config import (
     MixoutParams,
     RdropParams,
 )
-from addrop_cli.registry import Registry
+from addrop_cli.registry import Registry, load_object
 
 if TYPE_CHECKING:
     import torch
@@ -46,8 +45,7 @@ class MethodInfo:
         return (self.params.__doc__ or "").strip().splitlines()[0]
 
     def load(self) -> type[Method]:
-        module, _, cls = self.implementation.partition(":")
-        return getattr(importlib.import_module(module), cls)
+        return load_object(self.implementation)
 
 
 METHODS: Registry[MethodInfo] = Registry(

@@ -18,6 +18,7 @@ from addrop_cli.data.config import DataSpec
 from addrop_cli.methods.registry import METHODS
 from addrop_cli.models.config import ModelSpec
 from addrop_cli.settings import Frozen, check_names
+from addrop_cli.spec.backends import BACKENDS
 from addrop_cli.spec.trackers import TrackingSpec
 
 MethodParams = Annotated[
@@ -324,10 +325,13 @@ class SlurmSpec(Frozen):
         return v
 
 
+BackendName = Literal[BACKENDS.names]  # type: ignore[valid-type]  # registered by schema import
+
+
 class ExecutorSpec(Frozen):
     """Where and how runs execute: never part of a run's identity."""
 
-    backend: Literal["local", "slurm"] = "local"
+    backend: BackendName = "local"
     workers: Annotated[int, Field(ge=0, le=1024)] = 1
     """Local worker processes; 0 or ``auto``: one per visible GPU (one on a CPU machine)."""
     runs_per_gpu: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = 1

@@ -7,9 +7,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from addrop_cli.data.tasks import get_task
 from addrop_cli.engine.environment import describe_environment
@@ -101,17 +99,6 @@ class Outcome:
 
     status: AttemptStatus
     reason: str = ""
-
-
-class Backend(Protocol):
-    """Carries out runs; records each outcome in ``summary`` and returns when all have one.
-
-    ``KeyboardInterrupt`` propagates to the caller once the back-end has stopped cleanly.
-    """
-
-    def execute(
-        self, runs: Sequence[RunSpec], context: RunContext, summary: Summary, console: Console
-    ) -> None: ...
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,2 +1,2 @@
-"""Who carries out runs: in this process or a process pool (``local``), Slurm jobs (``slurm``), and
-how many runs share a GPU (``placement``)."""
+"""Who carries out runs: what a back-end is to its callers (``base``), in this process or a process
+pool (``local``), Slurm jobs (``slurm``), and how many runs share a GPU (``placement``)."""

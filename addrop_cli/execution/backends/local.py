@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -24,13 +25,41 @@ from addrop_cli.execution.attempt.context import (
     with_threads,
 )
 from addrop_cli.execution.attempt.display import PlainProgress, make_progress
-from addrop_cli.execution.backends.placement import Placement, runs_sharing
+from addrop_cli.execution.backends.base import Backend, Quiet
+from addrop_cli.execution.backends.placement import (
+    Placement,
+    plan_pool,
+    runs_sharing,
+    spec_run_bytes,
+    visible_gpus,
+)
 from addrop_cli.spec.matrix import RunSpec
+from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.store.records import EpochRecord
 
 
-class SerialBackend:
+class LocalBackend(Quiet):
+    """The ``local`` back-end: this process, or a pool of worker processes when more than one
+    run fits at once (``executor.workers``, ``runs_per_gpu``)."""
+
+    @classmethod
+    def from_spec(
+        cls, spec: ExperimentSpec, base_dir: Path, *, plain: bool, console: Console | None
+    ) -> Backend:
+        executor = spec.executor
+        gpus = visible_gpus() if spec.train.device in ("auto", "cuda") else []
+        plan = plan_pool(executor, gpus, lambda: spec_run_bytes(spec, base_dir))
+        if plan.note and console is not None:
+            console.print(f"note: {plan.note}", highlight=False)
+        if plan.workers == 1:
+            return SerialBackend(plain=plain, threads=executor.threads)
+        return PoolBackend(plan.placement)
+
+
+class SerialBackend(LocalBackend):
     """Runs one after another in this process, with live progress on a terminal."""
+
+    slots = 1
 
     def __init__(self, *, plain: bool = True, threads: int | None = None) -> None:
         self.plain = plain
@@ -69,11 +98,15 @@ def _threads(shown: str) -> str:
     return "torch thread" if shown == "1" else "torch threads"
 
 
-class PoolBackend:
+class PoolBackend(LocalBackend):
     """N worker processes pulling runs from a queue; the parent prints one line per event."""
 
     def __init__(self, placement: Placement):
         self.placement = placement
+
+    @property
+    def slots(self) -> int:
+        return len(self.placement)
 
     def execute(
         self, runs: Sequence[RunSpec], context: RunContext, summary: Summary, console: Console

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.console import Console
 
@@ -35,10 +35,12 @@ from addrop_cli.execution.attempt.context import (
     with_threads,
 )
 from addrop_cli.execution.attempt.display import PlainProgress
+from addrop_cli.execution.backends.base import LiveRun
 from addrop_cli.spec.matrix import RunSpec
-from addrop_cli.spec.schema import SlurmSpec
+from addrop_cli.spec.schema import ExperimentSpec, SlurmSpec
 from addrop_cli.store.atomic import now_iso
 from addrop_cli.store.folders import ExperimentStore
+from addrop_cli.store.status import LiveStatus
 from addrop_cli.words import plural
 
 JOBS_FILE = "jobs.jsonl"
@@ -140,6 +142,8 @@ class _Watch:
 class SlurmBackend:
     """Submit pending runs as one job array, then wait for the store to hold every result."""
 
+    journal: ClassVar[bool] = True  # its jobs run on other hosts: no SQLite over NFS
+
     poll_s = 3.0
     grace_s = 30.0
     """How long a run may lack a marker after its job left the queue before it is recorded FAILED
@@ -155,6 +159,45 @@ class SlurmBackend:
             ) from None
         self.options = options
         self.threads = threads or options.cpus
+
+    @classmethod
+    def from_spec(
+        cls, spec: ExperimentSpec, base_dir: Path, *, plain: bool, console: Console | None
+    ) -> SlurmBackend:
+        del base_dir, plain, console  # the jobs print to their own logs
+        return cls(spec.executor.slurm, threads=spec.executor.threads)
+
+    @property
+    def slots(self) -> int:
+        return self.options.array_parallelism
+
+    @staticmethod
+    def spec_problems(spec: ExperimentSpec, source: str) -> list[str]:
+        """Local-pool settings it would ignore (one job per run, one GPU each)."""
+        if spec.executor.runs_per_gpu == 1:
+            return []
+        return [
+            f"{source}: executor.runs_per_gpu: {spec.executor.runs_per_gpu} applies to the local "
+            "pool; the Slurm back-end runs one job per run on its own GPU; remove it "
+            "(or use --backend local)"
+        ]
+
+    @staticmethod
+    def live_runs(store: ExperimentStore) -> dict[str, LiveRun]:
+        """Every run it submitted for ``store``, with its job while the queue holds it."""
+        jobs = submitted_jobs(store) if store.root.exists() else {}
+        queue = squeue_states() if jobs and slurm_available() else {}
+        found = {}
+        for run_id, job in jobs.items():
+            state = queue.get(job["job_id"])
+            live: LiveStatus | None = None
+            if state == "RUNNING":
+                live = "running"
+            elif state in QUEUED_STATES:
+                live = "queued"
+            where = f"Slurm job {job['job_id']}" if state else ""
+            found[run_id] = LiveRun(job.get("label", run_id), where, live)
+        return found
 
     def execute(
         self, runs: Sequence[RunSpec], context: RunContext, summary: Summary, console: Console

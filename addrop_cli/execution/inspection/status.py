@@ -22,12 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from addrop_cli.errors import StoreError
-from addrop_cli.execution.backends.slurm import (
-    QUEUED_STATES,
-    slurm_available,
-    squeue_states,
-    submitted_jobs,
-)
+from addrop_cli.execution.backends.base import LiveRun, live_runs
 from addrop_cli.execution.sweeps.plan import plan_sweep
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.matrix import RunSpec, expand
@@ -75,8 +70,7 @@ def lock_held(store: ExperimentStore, run_id: str, locks: set[int] | None) -> bo
 
 def collect(store: ExperimentStore, runs: Sequence[RunSpec] | None = None) -> list[RunState]:
     """Every run's state: the runs of a spec, or every run folder and Slurm job of the store."""
-    jobs = submitted_jobs(store) if store.root.exists() else {}
-    queue = squeue_states() if jobs and slurm_available() else {}
+    held = live_runs(store)  # what the back-ends hold (a Slurm job, queued or running)
     locks = held_locks()
     labels: dict[str, str] = {}
     if runs is not None:
@@ -85,14 +79,13 @@ def collect(store: ExperimentStore, runs: Sequence[RunSpec] | None = None) -> li
         if store.runs_dir.is_dir():
             for folder in sorted(p for p in store.runs_dir.iterdir() if p.is_dir()):
                 labels[folder.name] = _folder_label(folder)
-        for run_id, job in jobs.items():
-            labels.setdefault(run_id, job.get("label", run_id))
+        for run_id, live in held.items():
+            labels.setdefault(run_id, live.label)
     states = []
     for run_id, label in labels.items():
         folder = store.run(run_id)
         status = folder.status
-        job = jobs.get(run_id)
-        job_state = queue.get(job["job_id"]) if job else None
+        live = held.get(run_id, LiveRun(label))
         if status == "done":
             status, why = run_status(folder.path)  # the report's reading: done or corrupt
         if status == "done":
@@ -104,11 +97,10 @@ def collect(store: ExperimentStore, runs: Sequence[RunSpec] | None = None) -> li
             states.append(RunState(run_id, label, "failed", folder.failure_reason()))
         elif status == "pruned":
             states.append(RunState(run_id, label, "pruned", folder.pruned_note()))
-        elif lock_held(store, run_id, locks) or job_state == "RUNNING":
-            where = f"Slurm job {job['job_id']}" if job_state else "on this machine"
-            states.append(RunState(run_id, label, "running", where))
-        elif job_state in QUEUED_STATES or (job_state and status == "absent"):
-            states.append(RunState(run_id, label, "queued", f"Slurm job {job['job_id']}"))
+        elif lock_held(store, run_id, locks) or live.state == "running":
+            states.append(RunState(run_id, label, "running", live.where or "on this machine"))
+        elif live.state == "queued" or (live.where and status == "absent"):
+            states.append(RunState(run_id, label, "queued", live.where))
         elif status == "unfinished":
             states.append(RunState(run_id, label, "unfinished", _resume_point(folder.path)))
         else:

@@ -15,6 +15,7 @@ from addrop_cli.data.sources import check_data, data_source, load_examples
 from addrop_cli.data.subsets import split_train
 from addrop_cli.data.tasks import get_task
 from addrop_cli.errors import AddropError
+from addrop_cli.execution.backends.base import backend_type
 from addrop_cli.models.config import ModelSpec
 from addrop_cli.models.location import located
 from addrop_cli.spec.factors import factor_points
@@ -36,7 +37,9 @@ def preflight(
     a Hub model that is not in the local cache is not fetched: a line saying so goes to
     ``notes`` instead (offline validation stays fast; `addrop run` fetches it anyway).
     """
-    problems = _device_problems(spec, source) + _executor_problems(spec, source)
+    problems = _device_problems(spec, source)
+    backend = backend_type(spec.executor.backend)  # settings the back-end cannot honour
+    problems += backend.spec_problems(spec, source or "spec")
     problems += _data_problems(spec, base_dir)
     problems += _model_problems(spec, base_dir, source, hub, notes)
     problems += _factor_problems(spec, base_dir, source, hub, notes)
@@ -90,18 +93,6 @@ def _device_problems(spec: ExperimentSpec, source: str | None) -> list[str]:
     return [
         f"{source or 'spec'}: train.device: {wanted}, but {what} on this machine; "
         "use --device auto (or cpu), or run where there is one (--backend slurm)"
-    ]
-
-
-def _executor_problems(spec: ExperimentSpec, source: str | None) -> list[str]:
-    """Local-pool settings the Slurm back-end would ignore (one job per run, one GPU each)."""
-    executor = spec.executor
-    if executor.backend != "slurm" or executor.runs_per_gpu == 1:
-        return []
-    return [
-        f"{source or 'spec'}: executor.runs_per_gpu: {executor.runs_per_gpu} applies to the local "
-        "pool; the Slurm back-end runs one job per run on its own GPU; remove it "
-        "(or use --backend local)"
     ]
 
 

@@ -11,10 +11,8 @@ from rich.table import Table
 
 from addrop_cli.data.tasks import get_task
 from addrop_cli.errors import AddropError, SpecError
-from addrop_cli.execution.attempt.context import EXIT_OK, Backend, RunContext, Summary
-from addrop_cli.execution.backends.local import PoolBackend, SerialBackend
-from addrop_cli.execution.backends.placement import plan_pool, spec_run_bytes, visible_gpus
-from addrop_cli.execution.backends.slurm import SlurmBackend
+from addrop_cli.execution.attempt.context import EXIT_OK, RunContext, Summary
+from addrop_cli.execution.backends.base import Backend, backend_type
 from addrop_cli.execution.planning.preflight import preflight
 from addrop_cli.execution.trackers.servers import silent_servers
 from addrop_cli.execution.trackers.tracking import installed, where_files_go
@@ -276,16 +274,8 @@ def make_backend(
     spec: ExperimentSpec, base_dir: Path, *, plain: bool = True, console: Console | None = None
 ) -> Backend:
     """The back-end ``spec.executor`` asks for; a pool's plan note goes to ``console``."""
-    executor = spec.executor
-    if executor.backend == "slurm":
-        return SlurmBackend(executor.slurm, threads=executor.threads)
-    gpus = visible_gpus() if spec.train.device in ("auto", "cuda") else []
-    plan = plan_pool(executor, gpus, lambda: spec_run_bytes(spec, base_dir))
-    if plan.note and console is not None:
-        console.print(f"note: {plan.note}", highlight=False)
-    if plan.workers == 1:
-        return SerialBackend(plain=plain, threads=executor.threads)
-    return PoolBackend(plan.placement)
+    kind = backend_type(spec.executor.backend)
+    return kind.from_spec(spec, base_dir, plain=plain, console=console)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from rich.console import Console
 from addrop_cli.data.metrics import higher_is_better
 from addrop_cli.data.tasks import get_task
 from addrop_cli.errors import SpecError
-from addrop_cli.execution.attempt.context import Backend, RunContext
+from addrop_cli.execution.attempt.context import RunContext
+from addrop_cli.execution.backends.base import Backend, backend_type
 from addrop_cli.execution.planning.runner import execute_runs
 from addrop_cli.execution.sweeps.plan import (
     Point,
@@ -102,7 +103,7 @@ def run_search(
 
     context = replace(context, judges=judges)  # each trial's runs report to its judge
     studies = open_studies(plan, context)
-    per_round = max(1, _slots(plan, backend) // len(plan.select_seeds))
+    per_round = max(1, backend.slots // len(plan.select_seeds))
     notes = [sampler_note(plan.sweep, studies[0].space, per_round)] if studies else []
     notes += [space_note(plan.sweep, f"{s.task}/{s.variant}", s.size) for s in studies]
     for note in filter(None, notes):
@@ -135,11 +136,9 @@ def run_search(
     return SearchOutcome(searched_plan(plan, studies), max(codes))
 
 
-def _slots(plan: SweepPlan, backend: Backend) -> int:
-    """How many runs the back-end runs at once."""
-    if plan.spec.executor.backend == "slurm":
-        return plan.spec.executor.slurm.array_parallelism
-    return len(getattr(backend, "placement", None) or [None])
+def _journal(plan: SweepPlan) -> bool:
+    """The studies in a journal file: the spec's back-end runs runs on other hosts."""
+    return backend_type(plan.spec.executor.backend).journal
 
 
 def fingerprint(plan: SweepPlan, task: str, variant: str, space: dict[str, Any]) -> str:
@@ -161,7 +160,7 @@ def fingerprint(plan: SweepPlan, task: str, variant: str, space: dict[str, Any])
 def studied_plan(plan: SweepPlan, root: Path) -> SweepPlan:
     """The plan with the trials the study in ``root`` holds so far (for ``addrop status``)."""
     optuna = need_optuna()
-    journal = plan.spec.executor.backend == "slurm"
+    journal = _journal(plan)
     if not (root / "sweep" / (STUDY_JOURNAL if journal else STUDY_DB)).is_file():
         return plan
     url = storage_url(root / "sweep", journal=journal)
@@ -184,7 +183,7 @@ def open_studies(plan: SweepPlan, context: RunContext) -> list[Study]:
     """Create or load each (task, variant)'s study; refuse one made by another spec or one
     whose file is damaged (one line each)."""
     folder = context.store.root / "sweep"
-    url = storage_url(folder, journal=plan.spec.executor.backend == "slurm")
+    url = storage_url(folder, journal=_journal(plan))
     try:
         return _open_studies(plan, url)
     except storage_errors() as err:
