@@ -8,7 +8,7 @@ TORCH   ?= torch==2.13.0
 # The real GLUE folder beside the checkout, when there is one (integration tests, quick start).
 export ADDROP_GLUE_DIR ?= $(abspath $(wildcard ../shared/glue_data))
 
-.PHONY: install test test-fast coverage lint docs format smoke demo quick quickstart study study-records study-report replay-search bench gpu-check clean
+.PHONY: install test test-fast coverage lint docs format smoke smoke-lora demo quick quickstart study study-records study-report replay-search bench gpu-check clean
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,slurm,search,model,tracking,docs]"
+	$(PY) -m pip install -q -e ".[dev,slurm,search,model,tracking,docs,adapters]"
 	touch $(STAMP)
 
 test: install
@@ -56,6 +56,11 @@ format: install
 smoke: install
 	$(VENV)/bin/addrop run experiments/smoke.yaml --plain
 	$(VENV)/bin/addrop report results/smoke
+
+# LoRA adapters on a tiny encoder and a tiny decoder, baseline and AD-DROP (docs/adapters.md)
+smoke-lora: install
+	$(VENV)/bin/addrop run experiments/smoke-lora.yaml --plain
+	$(VENV)/bin/addrop report results/smoke-lora
 
 demo: smoke
 
@@ -155,5 +160,5 @@ gpu-check: install
 	$(PY) bench/gpu_check.py --torch "$(GPU_TORCH)" $(GPU_CHECK_ARGS)
 
 clean:
-	rm -rf results/smoke results/quick results/quick-sample .pytest_cache .ruff_cache build site *.egg-info
+	rm -rf results/smoke results/smoke-lora results/quick results/quick-sample .pytest_cache .ruff_cache build site *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from fault_helpers import EPOCH_TIMING, METHOD_TIMING, SMOKE, TIMING, without_timing
+from fault_helpers import METHOD_TIMING, SMOKE
+from resume_helpers import stopped_and_resumed, stored
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from addrop_cli.engine import loop
 from addrop_cli.methods.base import Method
 from addrop_cli.methods.registry import METHODS, MethodInfo, build_method
 from addrop_cli.spec.load import load_spec
@@ -146,39 +146,13 @@ def _run(info: MethodInfo) -> RunSpec:
     return run
 
 
-class _Killed(Exception):
-    pass
-
-
 def test_a_run_stopped_mid_epoch_resumes_bit_identically(
     info: MethodInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In-process twin of tests/test_resume.py's SIGKILL test: the run stops after step 22 (7
     batches into epoch 2, 2 steps after its last state) and goes on from that state."""
-    run = _run(info)
-    reference = loop.run_one(run)
-    real_step = loop.RunLoop._optimizer_step
-
-    def stop_at_22(self: loop.RunLoop) -> None:
-        real_step(self)
-        if self.state.global_step == 22:
-            raise _Killed
-
-    monkeypatch.setattr(loop.RunLoop, "_optimizer_step", stop_at_22)
-    files = TrainingStateFiles(tmp_path)
-    with pytest.raises(_Killed):
-        loop.run_one(run, state=files)
-    monkeypatch.undo()
-    left = files.load()
-    assert left is not None and (left.step, left.epoch) == (20, 1)
-    resumed = loop.run_one(run, resume=left.payload)
-
-    def stored(outcome: loop.RunOutcome) -> tuple:
-        metrics = without_timing(outcome.metrics.model_dump(mode="json"), TIMING)
-        epochs = [without_timing(e.model_dump(mode="json"), EPOCH_TIMING) for e in outcome.epochs]
-        predictions = {k: v.model_dump(mode="json") for k, v in outcome.predictions.items()}
-        return metrics, epochs, predictions
-
+    reference, resumed, left = stopped_and_resumed(_run(info), 22, tmp_path, monkeypatch)
+    assert (left.step, left.epoch) == (20, 1)
     assert stored(resumed) == stored(reference)
 
 

@@ -15,6 +15,7 @@ qos  # SlurmSpec
 constraint  # SlurmSpec
 # attributes that libraries read
 label2id  # transformers' config, saved with the checkpoint
+padding_side  # transformers' tokenizer: the side its pad() pads (a decoder's, right)
 fallback_random  # torch._inductor.config
 caption_justify  # rich.table.Table
 logging_steps  # transformers.TrainingArguments (tests)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from addrop_cli.models.adapters import is_adapted, save_adapted
 from addrop_cli.models.loading import quiet_transformers
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.atomic import atomic_folder
@@ -66,7 +67,10 @@ def save_checkpoint(
         model.config.label2id = {name: i for i, name in enumerate(label_names)}
     quiet_transformers()  # its "Writing model shards" bar is not for --plain output
     with atomic_folder(folder) as tmp:
-        model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
+        if is_adapted(model):  # the adapter (and the base's config), or merged: models/adapters
+            save_adapted(model, tmp, weights)
+        else:
+            model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(card, encoding="utf-8")

@@ -38,6 +38,7 @@ from addrop_cli.engine.resume import rng_state
 from addrop_cli.engine.stopping import EarlyStopping
 from addrop_cli.methods.base import Method
 from addrop_cli.methods.registry import build_method
+from addrop_cli.models.adapters import apply_adapter, parameter_counts
 from addrop_cli.models.layerwise import reinit_top_layers
 from addrop_cli.models.loading import load_model_and_tokenizer
 from addrop_cli.models.location import located
@@ -143,6 +144,7 @@ def setup_run(run: RunSpec) -> Setup:
         config_overrides=method.config_overrides(),
     )
     reinit_top_layers(model, train.reinit_layers)  # before attach: mixout's targets are these
+    model = apply_adapter(model, train.adapter)  # LoRA draws its A matrices from the seed too
     model.to(device)
     method.attach(model)
     compiled = train.compile and _compile(model, device)
@@ -384,6 +386,7 @@ class RunLoop:
         assert st.best is not None and st.last is not None  # one epoch always runs
         best, last = st.best, st.last
         memory, memory_kind = peak_memory_mb(s.device)
+        trainable, total = parameter_counts(s.model)
         metrics = RunMetrics(
             task=s.run.task,
             variant=s.run.variant,
@@ -406,6 +409,8 @@ class RunLoop:
             device=str(s.device),
             precision=str(s.autocast.dtype).removeprefix("torch.") if s.autocast.dtype else "fp32",
             compiled=s.compiled,
+            trainable_parameters=trainable,
+            total_parameters=total,
         )
         predictions = {
             name: SplitPredictions(

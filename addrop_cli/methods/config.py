@@ -57,6 +57,11 @@ class MethodConfig(BaseModel):
         """Whether the method's own step runs in this 0-based epoch (else a plain step)."""
         return True
 
+    def adapter_problem(self) -> str | None:
+        """Why this method cannot train with ``train.adapter`` (a LoRA adapter), or None when it
+        combines with one (validation refuses the pair with this reason, docs/adapters.md)."""
+        return None
+
     def inert(self) -> dict[str, str]:
         """Settings that cannot change what this method computes, given the others: field ->
         why. Validation names the ones a user set, and :meth:`effective` ignores them all."""
@@ -176,6 +181,13 @@ class MixoutParams(MethodConfig):
     value with probability p (rescaled by 1 / (1 - p)); 0 leaves the model as it is. 0.1 is the
     BERT GLUE recipe's (revisit-bert-finetuning's ``--mixout 0.1``)."""
 
+    def adapter_problem(self) -> str | None:
+        return (
+            "Mixout mixes each Linear layer's fine-tuned weights with its pre-trained ones, and an "
+            "adapter keeps those weights frozen at their pre-trained values (the mix is then the "
+            "identity: Mixout would only switch dropout off)"
+        )
+
 
 AddropConfig = AddropParams
 """The library's name for AD-DROP's configuration: one class for the spec and for user scripts."""
@@ -194,3 +206,10 @@ class ChildtuningParams(MethodConfig):
     Child-Tuning_F, a Bernoulli(``reserve``) mask on every gradient each step, times 1/reserve."""
     reserve: Probability = 0.3
     """The fraction of entries updated: the authors' run.sh (``REVERSE_P=0.3``)."""
+
+    def adapter_problem(self) -> str | None:
+        return (
+            "Child-Tuning updates a child network of the pre-trained weights, which an adapter "
+            "freezes; on the adapter's own weights Child-Tuning_D's Fisher information of every "
+            "LoRA A matrix is 0 at the start (B = 0), so D would never update them"
+        )

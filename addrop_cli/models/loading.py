@@ -13,7 +13,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from addrop_cli.errors import ModelError
+from addrop_cli.errors import ModelError, one_line
 from addrop_cli.models.families import (
     dropout_overrides,
     family_of,
@@ -60,7 +60,7 @@ def load_config(model: ModelSpec, **kwargs: object):
             **kwargs,
         )
     except (OSError, ValueError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = one_line(err)
         raise ModelError(
             f"model.name_or_path: cannot load the config of {where} ({first}); "
             "check the folder holds config.json, or that the Hub id is right and reachable "
@@ -118,7 +118,7 @@ def load_model_and_tokenizer(
         else:
             net = AutoModelForSequenceClassification.from_config(config, attn_implementation=attn)
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = one_line(err)
         raise ModelError(
             f"model.name_or_path: cannot load the weights of {model.name_or_path} ({first}); "
             "check the folder holds model.safetensors or pytorch_model.bin, "
@@ -128,12 +128,35 @@ def load_model_and_tokenizer(
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_where, revision=model.revision)
     except (OSError, ValueError, TypeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = one_line(err)
         raise ModelError(
             f"model.tokenizer: cannot load a tokenizer from {tok_where} ({first}); "
             "put tokenizer.json / vocab files in the model folder or set model.tokenizer"
         ) from err
+    if family is not None and family.causal:
+        fit_decoder_tokenizer(net, tokenizer, tok_where)
     return net, tokenizer
+
+
+def fit_decoder_tokenizer(
+    net: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, where: str
+) -> None:
+    """A decoder classifier's tokenizer as its head expects it: a pad token (the end-of-text
+    token where the tokenizer has none, the usual choice), padding on the right (addrop's
+    batches are right-padded: every real token keeps position ids 0..n-1), the model's
+    ``pad_token_id`` the one the batches use (the head pools the last token that is not it),
+    and no token type ids (decoders take none)."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelError(
+                f"model.tokenizer: {where} has neither a pad nor an end-of-text token; give a "
+                "tokenizer with a pad token (the decoder's head pools the last non-pad token)"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    net.config.pad_token_id = tokenizer.pad_token_id
+    names = list(getattr(tokenizer, "model_input_names", []) or [])
+    tokenizer.model_input_names = [n for n in names if n != "token_type_ids"]
 
 
 def is_cached_or_local(model: ModelSpec) -> bool:

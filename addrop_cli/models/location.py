@@ -9,14 +9,15 @@ from addrop_cli.models.config import ModelSpec
 
 
 def located(model: ModelSpec, base_dir: Path) -> ModelSpec:
-    """``model`` with ``name_or_path`` replaced by where it loads from
+    """``model`` with ``name_or_path`` (and ``tokenizer``) replaced by where it loads from
     (:func:`resolve_model_location`): what every loader of a spec's model takes.
 
     :raises ModelError: a ``package:`` model whose package is missing.
     """
-    return model.model_copy(
-        update={"name_or_path": resolve_model_location(model.name_or_path, base_dir)}
-    )
+    update = {"name_or_path": resolve_model_location(model.name_or_path, base_dir)}
+    if model.tokenizer is not None:  # a tokenizer folder resolves as the model's does
+        update["tokenizer"] = resolve_model_location(model.tokenizer, base_dir)
+    return model.model_copy(update=update)
 
 
 def resolve_model_location(name_or_path: str, base_dir: Path) -> str:
@@ -43,19 +44,20 @@ def packaged_model_path(package: str = PACKAGED_MINILM) -> Path:
         model = AutoModelForSequenceClassification.from_pretrained(packaged_model_path())
 
     :param package: the importable package name (default: all-MiniLM-L6-v2's, installed by
-        ``pip install 'addrop-cli[model]'`` or ``[trainer]``).
+        the ``model`` or ``trainer`` extra: :func:`~addrop_cli.words.install_hint`).
     :raises ModelError: the package is not installed, or holds no model.
     """
     import importlib
 
     from addrop_cli.errors import ModelError
+    from addrop_cli.words import install_hint
 
     try:
         module = importlib.import_module(package)
     except ImportError:
         raise ModelError(
             f"model package:{package}: the package {package!r} is not installed; "
-            "install it (make install, or pip install 'addrop-cli[model]')"
+            f"install it (make install, or {install_hint('model')})"
         ) from None
     if hasattr(module, "get_model_path"):
         return Path(module.get_model_path())

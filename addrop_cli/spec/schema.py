@@ -16,7 +16,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from addrop_cli.data.config import DataSpec
 from addrop_cli.methods.registry import METHODS
-from addrop_cli.models.config import ModelSpec
+from addrop_cli.models.config import AdapterSpec, ModelSpec
 from addrop_cli.settings import Frozen, check_names
 from addrop_cli.spec.backends import BACKENDS
 from addrop_cli.spec.trackers import TrackingSpec
@@ -95,6 +95,8 @@ class TrainSpec(Frozen):
     """torch.compile the encoder's dense blocks (attention stays eager, through the AD-DROP hook).
     The same results up to float rounding, so not part of the run id; pays off on GPUs, after
     a compile of a minute or more."""
+    adapter: AdapterSpec | None = None
+    """Train a LoRA adapter and the head only (peft; docs/adapters.md); null: every weight."""
 
 
 # --------------------------------------------------------------------------------------------

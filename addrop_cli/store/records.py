@@ -151,6 +151,10 @@ class RunMetrics(Record):
     precision: str = ""
     compiled: bool = False
     """Whether train.compile compiled the model (False where the family could not be)."""
+    trainable_parameters: int | None = None
+    """Parameters the optimiser updates (a LoRA run: the adapter and the head)."""
+    total_parameters: int | None = None
+    """Every parameter of the model trained (a LoRA run: the frozen base too)."""
 
 
 class FailedMetrics(Record):

@@ -22,7 +22,7 @@ from addrop_cli.data.config import DataSpec
 from addrop_cli.data.encoding import encode_examples
 from addrop_cli.data.examples import Example
 from addrop_cli.data.tasks import TaskInfo, get_task
-from addrop_cli.errors import AddropError, DataError, StoreError
+from addrop_cli.errors import AddropError, DataError, StoreError, one_line
 from addrop_cli.store.atomic import atomic_write_text
 from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.reader import read_run
@@ -73,12 +73,14 @@ def load_checkpoint(run_dir: Path) -> tuple[Any, Any]:
             "to keep the best model"
         )
     # torch/transformers load in seconds: imported on use, so importing this stays fast
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
+
+    from addrop_cli.models.adapters import load_classifier
 
     hf_logging.disable_progress_bar()  # ours is the only progress shown
     with readable_checkpoint(folder):
-        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        model = load_classifier(folder)  # a plain folder, or a LoRA adapter on its base
         tokenizer = AutoTokenizer.from_pretrained(folder)
     return model.eval(), tokenizer
 
@@ -92,7 +94,7 @@ def readable_checkpoint(where: Path) -> Iterator[None]:
     except AddropError:  # a base model that is missing (legacy checkpoints) says so already
         raise
     except Exception as err:  # noqa: BLE001 - damage shows as OSError, SafetensorError, ValueError
-        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        first = one_line(err, limit=200)
         raise StoreError(
             f"{where}: the checkpoint cannot be loaded ({first}); delete the run folder and run "
             "it again"
@@ -104,9 +106,10 @@ def label_of(task: TaskInfo, value: float) -> str:
 
 
 def predict_texts(
-    run_dir: Path, texts: Sequence[str], file: Path | None, device: Any, console: Console
+    run_dir: Path, texts: Sequence[str], file: Path | None, device: Any
 ) -> list[tuple[str, Example]]:
-    """(label, example) for every input, predicted by the run's best checkpoint."""
+    """(label, example) for every input, predicted by the run's best checkpoint. Its progress
+    bar goes to stderr, and only on a terminal: stdout may be the TSV (``> labels.tsv``)."""
     # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.engine.evaluation import predict_split
 
@@ -136,7 +139,8 @@ def predict_texts(
         pad_to_multiple_of=config.train.get("pad_to_multiple_of"),
     )
     model.to(device)
-    with Progress(console=console, transient=True) as progress:
+    shown = Console(stderr=True)
+    with Progress(console=shown, transient=True, disable=not shown.is_terminal) as progress:
         bar = progress.add_task(f"predicting {len(examples)} inputs", total=len(batches))
         preds = predict_split(
             model, batches, device, nullcontext, task.is_regression, lambda: progress.advance(bar)
@@ -165,7 +169,7 @@ def predict_text_command(
         )
     run_id = ExperimentStore(results).find_run(run_id)  # a unique prefix is enough
     run_dir = results / "runs" / run_id
-    rows = predict_texts(run_dir, texts, file, pick_device(device), console)
+    rows = predict_texts(run_dir, texts, file, pick_device(device))
     lines = ["prediction\ttext"] + [
         f"{label}\t{e.text_a}" + (f"\t{e.text_b}" if e.text_b is not None else "")
         for label, e in rows

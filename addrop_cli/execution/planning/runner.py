@@ -10,12 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from addrop_cli.data.tasks import get_task
-from addrop_cli.errors import AddropError, SpecError
-from addrop_cli.execution.attempt.context import EXIT_OK, RunContext, Summary
+from addrop_cli.errors import EXIT_OK, AddropError, SpecError, first_line
+from addrop_cli.execution.attempt.context import RunContext, Summary, settled_outcome
 from addrop_cli.execution.backends.base import Backend, backend_type
 from addrop_cli.execution.planning.preflight import preflight
 from addrop_cli.execution.trackers.servers import silent_servers
 from addrop_cli.execution.trackers.tracking import installed, where_files_go
+from addrop_cli.models.adapters import parameters_line
 from addrop_cli.models.footprint import parameter_count
 from addrop_cli.models.location import located
 from addrop_cli.spec.load import spec_to_yaml
@@ -24,6 +25,7 @@ from addrop_cli.spec.only import select_runs
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.identity import point_label
+from addrop_cli.store.status import needs_attempt
 from addrop_cli.words import plural
 
 # Store helpers shared by `addrop run` and `addrop sweep`
@@ -93,6 +95,9 @@ def print_plan(
         table.add_row(*row)
     console.print(table)
     print_state_size(runs, console)
+    lines = {parameters_line(located(r.model, r.base_dir), r.train.adapter,
+                             get_task(r.task, r.data).num_labels): 0 for r in runs}  # fmt: skip
+    console.print("\n".join(lines), highlight=False, markup=False)
 
 
 def print_state_size(runs: list[RunSpec], console: Console) -> None:
@@ -227,7 +232,7 @@ def execute_runs(
     pending = []
     for run in runs:
         status = context.store.run(run.run_id).status
-        if status in ("done", "pruned") or (status == "failed" and not retry_failed):
+        if not needs_attempt(status, retry_failed=retry_failed):
             summary.skipped.append(run)
         else:
             pending.append(run)
@@ -261,11 +266,9 @@ def _count_from_store(pending: Sequence[RunSpec], context: RunContext, summary: 
     for run in pending:
         if run.run_id in recorded:
             continue
-        folder = context.store.run(run.run_id)
-        if folder.status in ("done", "pruned"):
-            summary.record(run, folder.status)
-        elif folder.status == "failed" and folder.failed_at() >= context.started:
-            summary.record(run, "failed", folder.failure_reason())
+        known = settled_outcome(context.store.run(run.run_id), context)
+        if known is not None:
+            summary.record(run, known.status, known.reason)
         else:
             summary.left.append(run)
 
@@ -301,9 +304,7 @@ def print_summary(console: Console, summary: Summary, store: ExperimentStore) ->
         parts.append(f"{len(summary.left)} left")
     console.print(f"runs: {', '.join(parts)}; results in {shown(store.root)}", highlight=False)
     for run, reason in summary.failed:
-        console.print(
-            f"  failed: {run.label}: {_first_line(reason)}", markup=False, highlight=False
-        )
+        console.print(f"  failed: {run.label}: {first_line(reason)}", markup=False, highlight=False)
     for run, reason in summary.lost:
         console.print(
             f"  lost: {run.label}: {reason}; run the same command again to retry it",
@@ -319,10 +320,6 @@ def shown(path: Path) -> Path:
         return path.relative_to(Path.cwd())
     except ValueError:
         return path
-
-
-def _first_line(text: str) -> str:
-    return text.partition("\n")[0]
 
 
 def expected_state_bytes(run: RunSpec) -> int:
