@@ -2,8 +2,8 @@
 
 A :class:`Registry` maps a name to a record, keeps the order records were registered in (the
 order ``addrop list`` shows), refuses a name registered twice, and answers an unknown name with
-one line that lists the known ones and the closest match. It imports nothing from the package,
-so every layer can use it.
+one line that lists the known ones and the closest match (:func:`did_you_mean`, the one "did you
+mean" of addrop). It imports nothing from the package, so every layer can use it.
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def unknown(self, name: object) -> str:
         """One line for a name that is not here: the known names and a 'did you mean'."""
-        close = difflib.get_close_matches(str(name), self.names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, self.names, before=" (", after=")")
         return f"unknown {self.what} {name!r}{hint}; known: {', '.join(self.names)}"
 
     def __getitem__(self, name: str) -> T:
@@ -61,6 +60,24 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+def did_you_mean(
+    word: object,
+    choices: Iterable[object],
+    *,
+    before: str = "",
+    after: str = "",
+    n: int = 1,
+    cutoff: float = 0.6,
+) -> str:
+    """``did you mean 'x'?`` for the choices closest to ``word`` (up to ``n``, joined by "or"),
+    framed by ``before`` and ``after``; "" when none is close enough. The one spelling of the
+    hint every unknown name in addrop gets (a key, a task, a method, a format, a variant)."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=n, cutoff=cutoff)
+    if not close:
+        return ""
+    return f"{before}did you mean {' or '.join(repr(c) for c in dict.fromkeys(close))}?{after}"
 
 
 def load_object(path: str) -> Any:

@@ -1,5 +1,5 @@
 """The console-script entry point: every AddropError becomes one line per problem and an exit
-code (2 for bad input, 1 for failed runs); a traceback only with ``--debug``."""
+code (``errors.EXIT_*``: 2 for bad input, 1 for failed runs); a traceback only with ``--debug``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import typer
 from addrop_cli.cli import experiments, listing, results  # noqa: F401
 from addrop_cli.cli.app import app, err_console, list_app, state
 from addrop_cli.cli.terminal import reflow_help
-from addrop_cli.errors import AddropError
+from addrop_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, AddropError
 from addrop_cli.store.reader import StoreWarning
 
 reflow_help(app, list_app)  # a docstring's line breaks are not the terminal's
@@ -65,7 +65,7 @@ def _run_app() -> None:
     try:
         # without standalone mode click returns typer.Exit's code instead of raising it
         result = app(standalone_mode=False)
-        sys.exit(result if isinstance(result, int) else 0)
+        sys.exit(result if isinstance(result, int) else EXIT_OK)
     except AddropError as err:
         if state["debug"]:
             raise
@@ -76,14 +76,14 @@ def _run_app() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # click's usage errors and friends
         usage_errors, aborts = _click_exception_types()
         if isinstance(exc, usage_errors):
             exc.show()  # type: ignore[attr-defined]
-            sys.exit(2)
+            sys.exit(EXIT_USAGE)
         if isinstance(exc, aborts):
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
         raise
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from addrop_cli.data.examples import HUB_DATASET, Example
 from addrop_cli.data.tasks import TaskInfo
-from addrop_cli.errors import DataError
+from addrop_cli.errors import DataError, one_line
 
 if TYPE_CHECKING:
     pass
@@ -82,9 +82,8 @@ def load_hub_split(task: TaskInfo, split: str) -> list[Example]:
     try:
         ds = datasets.load_dataset(HUB_DATASET, task.hub_config, split=hub_split)
     except Exception as e:  # noqa: BLE001 - any failure to fetch is the user's environment
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise DataError(
-            f"{where}: could not load from the Hugging Face Hub ({type(e).__name__}: {msg}); "
+            f"{where}: could not load from the Hugging Face Hub ({one_line(e, typed=True)}); "
             f"check the network and HF_DATASETS_OFFLINE, or set data.glue_dir / ADDROP_GLUE_DIR "
             f"to a local GLUE folder"
         ) from None

@@ -29,12 +29,12 @@ Metric keys (the general rule)
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from addrop_cli.errors import SpecError
+from addrop_cli.registry import did_you_mean
 
 if TYPE_CHECKING:
     from addrop_cli.data.config import CustomTaskSpec, DataSpec
@@ -427,8 +427,8 @@ def get_task(name: str, data: DataSpec | None = None) -> TaskInfo:
         if _norm(cname) == key:
             return custom_task_info(cname, cspec)
     choices = [t.name for t in _REGISTRY] + [t.display for t in _REGISTRY] + list(custom)
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
-    close = close or difflib.get_close_matches(key, [_norm(c) for c in choices], n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(repr(c) for c in dict.fromkeys(close))}?" if close else ""
+    hint = did_you_mean(name, choices, after=" ", n=3, cutoff=0.5) or did_you_mean(
+        key, [_norm(c) for c in choices], after=" ", n=3, cutoff=0.5
+    )
     known = ", ".join(task_names() + list(custom))
-    raise SpecError(f"unknown task {name!r}; {hint + ' ' if hint else ''}known tasks: {known}")
+    raise SpecError(f"unknown task {name!r}; {hint}known tasks: {known}")

@@ -7,6 +7,8 @@ fix well-known enough, that the reason names it and says what to lower.
 
 from __future__ import annotations
 
+from addrop_cli.errors import one_line
+
 OOM_ADVICE = (
     "try a smaller train.batch_size (with train.grad_accum to keep the effective batch) "
     "or a smaller train.max_length, e.g. train.batch_size=8"
@@ -39,8 +41,7 @@ def describe_failure(err: BaseException, *, sharing: int = 1) -> str:
     ``sharing``: how many runs share the run's GPU; running out of memory then also names
     fewer runs per GPU as a fix (the neighbours' runs go on: each is its own process).
     """
-    first = (str(err).strip().splitlines() or [""])[0]
-    detail = f"{type(err).__name__}: {first}".rstrip(": ")
+    detail = one_line(err, typed=True)
     if is_out_of_memory(err):
         advice = OOM_ADVICE
         if sharing > 1:

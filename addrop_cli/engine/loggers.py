@@ -14,8 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from addrop_cli.errors import one_line
+
 if TYPE_CHECKING:
     from addrop_cli.store.records import EpochRecord
+    from addrop_cli.store.status import EndStatus
 
 
 @dataclass
@@ -47,9 +50,10 @@ class RunLogger(Protocol):
     def on_note(self, text: str) -> None:
         """Something about the run that is not an event of its training (a tracker problem)."""
 
-    def on_end(self, status: str, detail: str) -> None:
-        """The last call: how the run ended (``done``, ``FAILED``, ``PRUNED``, ``interrupted``)
-        and the run-end line's detail."""
+    def on_end(self, status: EndStatus, detail: str) -> None:
+        """The last call: how the run ended, in the store's words (``done``, ``failed``,
+        ``pruned``, ``interrupted``: :mod:`addrop_cli.store.status`) and the run-end line's
+        detail."""
 
 
 class QuietLogger:
@@ -64,7 +68,7 @@ class QuietLogger:
     def on_note(self, text: str) -> None:
         pass
 
-    def on_end(self, status: str, detail: str) -> None:
+    def on_end(self, status: EndStatus, detail: str) -> None:
         pass
 
 
@@ -103,7 +107,7 @@ class Loggers:
     def on_note(self, text: str) -> None:
         self._each("on_note", text)
 
-    def on_end(self, status: str, detail: str) -> None:
+    def on_end(self, status: EndStatus, detail: str) -> None:
         self._each("on_end", status, detail, reverse=True)
 
 
@@ -111,10 +115,9 @@ def _dropped(logger: RunLogger, call: str, err: BaseException) -> str:
     """The note for an optional logger (a tracker, named by its ``name``) that raised."""
     name = getattr(logger, "name", type(logger).__name__)
     what = "close" if call == "on_end" else "log"
-    return f"tracking: {name} failed ({what}: {one_line(err)}); stopped it, the run goes on"
+    return f"tracking: {name} failed ({what}: {tracker_error(err)}); stopped it, the run goes on"
 
 
-def one_line(err: BaseException) -> str:
-    """An error as a short line: its type and the first line of its message."""
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:160]}" if text else type(err).__name__
+def tracker_error(err: BaseException) -> str:
+    """A tracker's error as a short line: its type and the first line of its message."""
+    return one_line(err, limit=160, typed=True)

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from addrop_cli.execution.attempt.context import EXIT_RUNS_FAILED, RunContext
+from addrop_cli.errors import EXIT_OK, EXIT_RUNS_FAILED
+from addrop_cli.execution.attempt.context import RunContext
 from addrop_cli.execution.backends.base import Backend
 from addrop_cli.execution.planning.runner import (
     execute_runs,
@@ -53,6 +54,7 @@ from addrop_cli.execution.sweeps.summary import (
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.spec.sweeps import OPTUNA_SEARCHES
 from addrop_cli.store.folders import ExperimentStore
+from addrop_cli.store.status import is_final
 from addrop_cli.words import plural
 
 # ---------------------------------------------------------------------------------------------
@@ -101,7 +103,7 @@ def run_sweep(
     if dry_run:
         print_plan(spec, plan.stage1(), store, console)
         console.print(head, highlight=False)
-        return 0
+        return EXIT_OK
     context = open_context(spec, spec_path, store, console)
     backend = make_backend(spec, context.base_dir, plain=plain, console=console)
     console.print(head, highlight=False)
@@ -148,11 +150,7 @@ def _stage_two(
 ) -> _StageEnd:
     """Re-run each winner on the report seeds, once every selection run has its result."""
     store = context.store
-    unresolved = [
-        r
-        for r in plan.select_runs
-        if store.run(r.run_id).status not in ("done", "failed", "pruned")
-    ]
+    unresolved = [r for r in plan.select_runs if not is_final(store.run(r.run_id).status)]
     if unresolved:
         console.print(
             f"stage 2 not started: {len(unresolved)} selection runs have no result yet "

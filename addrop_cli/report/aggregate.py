@@ -21,7 +21,6 @@ Rows are tasks, columns are method variants, a cell summarises one (task, varian
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,7 @@ import pandas as pd
 from addrop_cli.data.metrics import Agg, Summary, glue_score
 from addrop_cli.data.tasks import task_names
 from addrop_cli.errors import SpecError
+from addrop_cli.registry import did_you_mean
 from addrop_cli.report.frame import (
     DEV,
     Epoch,
@@ -380,8 +380,7 @@ def _reference(info: Mapping[str, VariantInfo], reference: str | None) -> str:
     by_name = [k for k, v in info.items() if v.name == reference]
     if len(by_name) == 1:
         return by_name[0]
-    close = difflib.get_close_matches(reference, list(info), n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = did_you_mean(reference, info, after=" ")
     raise SpecError(
         f"--reference: no variant {reference!r} in these runs; {hint}"
         f"choose one of {', '.join(sorted(info))}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import warnings
 from collections.abc import Sequence
@@ -13,7 +12,8 @@ from typing import Literal
 from rich.console import Console
 
 from addrop_cli.data.metrics import Agg
-from addrop_cli.errors import SpecError, StoreError
+from addrop_cli.errors import EXIT_OK, SpecError, StoreError
+from addrop_cli.registry import did_you_mean
 from addrop_cli.report.aggregate import Epoch
 from addrop_cli.report.budget import budget_markdown, print_budget, write_budget_plots
 from addrop_cli.report.build import Report, build_report
@@ -101,7 +101,7 @@ def _print_and_write(
         print_budget(report.records, console)
     if written:
         console.print(f"wrote {len(written)} files to {folder}", highlight=False)
-    return 0
+    return EXIT_OK
 
 
 def write_markdown_report(
@@ -161,8 +161,7 @@ def _check_formats(formats: Sequence[str]) -> None:
     problems = []
     for f in formats:
         if f not in FORMATS:
-            close = difflib.get_close_matches(f, FORMATS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(f, FORMATS, after=" ")
             choices = ", ".join(FORMATS)
             problems.append(f"--format: unknown format {f!r}; {hint}choose from {choices}")
     if problems:

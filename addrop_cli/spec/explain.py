@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any, get_args
 
@@ -12,12 +11,8 @@ from pydantic import (
 )
 
 from addrop_cli.methods.registry import METHOD_NAMES, METHODS
+from addrop_cli.registry import did_you_mean
 from addrop_cli.spec.schema import ExperimentSpec
-
-
-def did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -111,17 +106,15 @@ def _explain(error: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         owner = _model_at(loc[:-1])
         allowed = list(owner.model_fields) if owner else []
-        hint = did_you_mean(loc[-1], allowed) or (
+        hint = did_you_mean(loc[-1], allowed, before="; ") or (
             f"; allowed keys: {', '.join(allowed)}" if allowed else ""
         )
         return f"unknown key{hint}"
     if kind == "missing":
         return "required key is missing; add it"
     if kind == "union_tag_invalid":
-        return (
-            f"unknown method {ctx.get('tag')!r}{did_you_mean(ctx.get('tag'), METHOD_NAMES)}"
-            f" (methods: {', '.join(METHOD_NAMES)})"
-        )
+        hint = did_you_mean(ctx.get("tag"), METHOD_NAMES, before="; ")
+        return f"unknown method {ctx.get('tag')!r}{hint} (methods: {', '.join(METHOD_NAMES)})"
     if kind == "union_tag_not_found":
         return f"say which method this variant runs: method: {' | '.join(METHOD_NAMES)}"
     bounds = {
@@ -141,7 +134,7 @@ def _explain(error: dict[str, Any]) -> str:
     if kind == "string_pattern_mismatch":
         return f"{value!r} is not allowed: use letters, digits, '_', '-' and '.'"
     if kind == "literal_error":
-        hint = did_you_mean(value, _literal_choices(ctx))
+        hint = did_you_mean(value, _literal_choices(ctx), before="; ")
         return f"got {value!r}; expected {ctx.get('expected')}{hint}"
     if kind == "list_type" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return f"expected a list, got {value!r}; write [{value}]"

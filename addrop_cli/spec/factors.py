@@ -11,7 +11,7 @@ import itertools
 import json
 from typing import Any
 
-from addrop_cli.spec.explain import did_you_mean
+from addrop_cli.registry import did_you_mean
 from addrop_cli.spec.schema import ExperimentSpec
 from addrop_cli.spec.sweeps import apply_point, point_problems
 
@@ -96,7 +96,7 @@ def _missing_key(spec: ExperimentSpec, path: str) -> str:
         if not isinstance(node, dict) or part not in node:
             where = ".".join(parts[:i]) or "the spec"
             keys = list(node) if isinstance(node, dict) else []
-            hint = did_you_mean(part, keys)
+            hint = did_you_mean(part, keys, before="; ")
             if hint:
                 return f"{where} has no setting {part!r}{hint}"
             listed = f" (its settings: {', '.join(keys)})" if keys else ""

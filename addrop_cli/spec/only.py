@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from addrop_cli.errors import AddropError, SpecError
-from addrop_cli.spec.explain import did_you_mean
+from addrop_cli.registry import did_you_mean
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.spec.overrides import load_yaml_text
 from addrop_cli.spec.schema import ExperimentSpec
@@ -49,7 +49,7 @@ def _parse(spec: ExperimentSpec, text: str, source: str) -> tuple[str, list[Any]
         )
     if key not in keys:
         raise SpecError(
-            f"--only {text}: {source} has no axis {key!r}{did_you_mean(key, keys)}; "
+            f"--only {text}: {source} has no axis {key!r}{did_you_mean(key, keys, before='; ')}; "
             f"--only takes {', '.join(keys)}"
         )
     try:

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from addrop_cli.errors import SpecError
+from addrop_cli.errors import SpecError, one_line
 
 MAX_DEPTH = 64
 """Deepest nesting a spec may have (a spec is about 4 levels deep)."""
@@ -138,7 +138,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
             f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the spec as UTF-8 text"
         ) from None
     except yaml.YAMLError as e:
-        raise SpecError(f"{path}: malformed YAML: {_one_line(e)}; fix the file") from None
+        what = one_line(e, whole=True)
+        raise SpecError(f"{path}: malformed YAML: {what}; fix the file") from None
     except ValueError as e:
         raise SpecError(f"{path}: {e}; check the file is the spec you meant") from None
     except OSError as e:
@@ -151,10 +152,6 @@ def read_yaml(path: Path) -> dict[str, Any]:
             f"got a {type(raw).__name__}; see experiments/smoke.yaml"
         )
     return raw
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
-from addrop_cli.errors import StoreError
+from addrop_cli.errors import StoreError, first_line
 from addrop_cli.store.identity import config_hash, recovered_identity
 from addrop_cli.store.records import (
     FORMAT_VERSION,
@@ -31,7 +31,7 @@ from addrop_cli.store.records import (
     SplitPredictions,
     epochs_from_one,
 )
-from addrop_cli.store.status import RunStatus, marked_status
+from addrop_cli.store.status import MARKERS, RunStatus, marked_status
 
 SELECT_STAGE = "select"
 """The ``sweep.stage`` of runs used only to choose hyperparameters."""
@@ -273,7 +273,7 @@ def spec_hash_order(experiment: Path) -> list[str]:
 def read_run(run_dir: Path) -> RunRecord | None:
     """One run folder as a record (None when nothing ran in it or its run.json is unreadable)."""
     if not (run_dir / "run.json").exists() and not any(
-        (run_dir / marker).exists() for marker in ("DONE", "FAILED", "PRUNED")
+        (run_dir / marker).exists() for marker, _ in MARKERS
     ):
         return None  # killed while starting, before run.json: nothing ran; the next run redoes it
     config = _read_run_config(run_dir)
@@ -282,7 +282,7 @@ def read_run(run_dir: Path) -> RunRecord | None:
     status = marked_status(run_dir)  # the markers' word, as the runner reads them
     if status == "failed":
         reason = _marker_text(run_dir / "FAILED")
-        return RunRecord(run_dir, config, "failed", reason.splitlines()[0] if reason else "failed")
+        return RunRecord(run_dir, config, "failed", first_line(reason) or "failed")
     if status == "pruned":
         text = _marker_text(run_dir / "PRUNED")
         return RunRecord(run_dir, config, "pruned", text.partition(" ")[2] or "pruned")

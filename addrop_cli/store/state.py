@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from addrop_cli.errors import one_line
 from addrop_cli.store.atomic import fsync_dir, now_iso, signals_deferred, writing
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class TrainingStateFiles:
                 log.warning(
                     "%s: training state discarded (%s); falling back to %s",
                     folder,
-                    str(err).splitlines()[0][:200] if str(err) else type(err).__name__,
+                    one_line(err, limit=200),
                     "the previous state"
                     if folder == self.current and self.previous.exists()
                     else "a clean start",

@@ -13,20 +13,24 @@ from addrop_cli.data.tasks import get_task
 from addrop_cli.engine.environment import describe_environment
 from addrop_cli.engine.failures import describe_failure, release_accelerator_memory
 from addrop_cli.engine.pruning import RunPruned
-from addrop_cli.errors import StoreError
-from addrop_cli.execution.attempt.display import INTERRUPTED, PlainProgress
+from addrop_cli.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUNS_FAILED,
+    StoreError,
+    first_line,
+)
+from addrop_cli.execution.attempt.display import PlainProgress
 from addrop_cli.execution.attempt.watch import AttemptClock, follow
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.spec.trackers import LOG_EVERY_STEPS
 from addrop_cli.store.folders import ExperimentStore, RunFolder
 from addrop_cli.store.records import FailedMetrics, RunConfig
-from addrop_cli.store.status import AttemptStatus
+from addrop_cli.store.status import AttemptStatus, needs_attempt, settled
 
 if TYPE_CHECKING:
     from addrop_cli.engine.loggers import RunLogger
     from addrop_cli.engine.loop import RunOutcome
-
-EXIT_OK, EXIT_RUNS_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 @dataclass
@@ -140,19 +144,27 @@ def attempt(
             progress.run_end(run, "busy", "(another addrop process is running it)")
             return Outcome("busy")
         folder = context.store.run(run.run_id)
-        # finished by another process meanwhile (a pruned run is final too)
-        if folder.status in ("done", "pruned") or _failed_before(folder, context):
+        # finished by another process meanwhile, or failed and not to be retried
+        retry, lately = context.retry_failed, _failed_lately(folder, context)
+        if not needs_attempt(folder.status, retry_failed=retry, failed_lately=lately):
             return Outcome("skipped")
         progress.run_start(run, index)
         return _execute(run, folder, context, progress, index, sharing)
 
 
-def _failed_before(folder: RunFolder, context: RunContext) -> bool:
-    """A FAILED run this invocation must not attempt: retries are off, or it failed after this
-    invocation began (another process already retried it)."""
-    if folder.status != "failed":
-        return False
-    return not context.retry_failed or folder.failed_at() >= context.started
+def _failed_lately(folder: RunFolder, context: RunContext) -> bool:
+    """FAILED after this invocation began: by a concurrent process, or by its own attempt (an
+    earlier failure is what this invocation retries)."""
+    return folder.status == "failed" and folder.failed_at() >= context.started
+
+
+def settled_outcome(folder: RunFolder, context: RunContext) -> Outcome | None:
+    """What the store holds of a run this invocation handed out (:func:`settled`): done, pruned,
+    or failed after the invocation began, with its reason; None while it has no outcome."""
+    final = settled(folder.status, failed_lately=_failed_lately(folder, context))
+    if final is None:
+        return None
+    return Outcome(final, folder.failure_reason() if final == "failed" else "")
 
 
 def record_lost(run: RunSpec, context: RunContext, reason: str) -> Outcome:
@@ -163,10 +175,9 @@ def record_lost(run: RunSpec, context: RunContext, reason: str) -> Outcome:
         if not locked:
             return Outcome("busy")
         folder = context.store.run(run.run_id)
-        if folder.status in ("done", "pruned"):  # it finished just before it died
-            return Outcome(folder.status)
-        if folder.status == "failed" and folder.failed_at() >= context.started:
-            return Outcome("failed", folder.failure_reason())  # it recorded its own failure
+        known = settled_outcome(folder, context)  # it finished, or recorded its own failure
+        if known is not None:
+            return known
         if folder.status != "absent":  # an absent folder: it died before starting; still pending
             folder.fail(_failed_metrics(run, reason))
             folder.state.discard()  # a failed run is retried from a clean start
@@ -223,12 +234,12 @@ def _execute(
     except (KeyboardInterrupt, StoreError):
         # the folder stays unfinished (with its latest training state) and goes on next time;
         # a store that cannot be written (full disk) stops the experiment with its one-line error
-        loggers.on_end(INTERRUPTED, "")
+        loggers.on_end("interrupted", "")
         raise
     except RunPruned as pruned:
         folder.prune(pruned.epochs_run, pruned.reason)
         folder.state.discard()  # never resumed: a pruned run is final
-        loggers.on_end("PRUNED", pruned.reason)
+        loggers.on_end("pruned", pruned.reason)
         return Outcome("pruned", pruned.reason)
     except Exception as err:  # noqa: BLE001 - containment is the point
         reason = describe_failure(err, sharing=sharing)
@@ -236,7 +247,7 @@ def _execute(
         folder.fail(_failed_metrics(run, reason))
         folder.state.discard()  # a failed run is retried from a clean start
         release_accelerator_memory()
-        loggers.on_end("FAILED", reason.partition("\n")[0])
+        loggers.on_end("failed", first_line(reason))
         return Outcome("failed", reason)
     outcome.metrics = clock.costed(outcome.metrics)  # earlier attempts' time included
     _store_outcome(run, folder, context, outcome)

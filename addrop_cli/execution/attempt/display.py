@@ -25,9 +25,12 @@ from rich.progress import (
 from addrop_cli.engine.loggers import QuietLogger, StepEvent
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.records import EpochRecord
+from addrop_cli.store.status import EndStatus
 
-INTERRUPTED = "interrupted"
-"""A run stopped by Ctrl-C: its end goes to train.log only (the experiment prints a summary)."""
+SHOWN = {"failed": "FAILED", "pruned": "PRUNED"}
+"""A run's end in the lines, from the store's word (:mod:`addrop_cli.store.status`): a failed or
+pruned run stands out in upper case. An interrupted run's end goes to train.log only (the
+experiment prints a summary)."""
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
@@ -50,7 +53,7 @@ def eval_line(run: RunSpec, record: EpochRecord) -> str:
 
 
 def end_line(run: RunSpec, status: str, detail: str) -> str:
-    return f"  {run.label}: {status} {detail}".rstrip()
+    return f"  {run.label}: {SHOWN.get(status, status)} {detail}".rstrip()
 
 
 def note_line(run: RunSpec, text: str) -> str:
@@ -150,7 +153,7 @@ class RichProgress(PlainProgress):
     def run_end(self, run: RunSpec, status: str, detail: str) -> None:
         super().run_end(run, status, detail)
         if self.runs_bar is not None:
-            self.bars.update(self.runs_bar, advance=1, info=f"last: {status}")
+            self.bars.update(self.runs_bar, advance=1, info=f"last: {SHOWN.get(status, status)}")
 
     def close(self) -> None:
         self.bars.stop()
@@ -172,8 +175,8 @@ class RunDisplay(QuietLogger):
     def on_note(self, text: str) -> None:
         self.progress.note(self.run, text)
 
-    def on_end(self, status: str, detail: str) -> None:
-        if status != INTERRUPTED:
+    def on_end(self, status: EndStatus, detail: str) -> None:
+        if status != "interrupted":
             self.progress.run_end(self.run, status, detail)
 
 
@@ -204,7 +207,7 @@ class TrainLog(QuietLogger):
     def on_note(self, text: str) -> None:
         self.logger.info(note_line(self.run, text))
 
-    def on_end(self, status: str, detail: str) -> None:
+    def on_end(self, status: EndStatus, detail: str) -> None:
         self.logger.info(end_line(self.run, status, detail))
         self.logger.removeHandler(self.handler)
         self.handler.close()

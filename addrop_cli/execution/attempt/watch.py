@@ -13,6 +13,7 @@ from addrop_cli.execution.trackers.tracking import RunInfo, start_trackers
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.folders import RunFolder
 from addrop_cli.store.records import EpochRecord, RunConfig, RunMetrics
+from addrop_cli.store.status import EndStatus
 
 
 class EpochFileLogger(QuietLogger):
@@ -94,7 +95,7 @@ class AttemptClock(QuietLogger):
     def on_eval(self, record: EpochRecord) -> None:
         self._tick(sync=True)
 
-    def on_end(self, status: str, detail: str) -> None:
+    def on_end(self, status: EndStatus, detail: str) -> None:
         if not self.final:  # a failed, pruned or interrupted attempt: its time up to here
             self._tick(sync=True)
 

@@ -254,7 +254,7 @@ class _Pool:
             run = runs[self.running.pop(worker)]
             reason = death_reason(self.procs[worker].exitcode)
             outcome = record_lost(run, context, reason)
-            progress.run_end(run, outcome.status.upper(), outcome.reason)
+            progress.run_end(run, outcome.status, outcome.reason)
             summary.record(run, outcome.status, outcome.reason)
             if not self.spawner.stop.is_set():  # its end-of-queue marker is still queued
                 self.start(worker, self.places[worker])

@@ -26,12 +26,13 @@ from typing import Any, ClassVar
 
 from rich.console import Console
 
-from addrop_cli.errors import RunError, SpecError
+from addrop_cli.errors import RunError, SpecError, first_line
 from addrop_cli.execution.attempt.context import (
     RunContext,
     Summary,
     attempt,
     record_lost,
+    settled_outcome,
     with_threads,
 )
 from addrop_cli.execution.attempt.display import PlainProgress
@@ -335,17 +336,12 @@ class SlurmBackend:
         summary: Summary,
         progress: PlainProgress,
     ) -> None:
-        folder = context.store.run(w.run.run_id)
-        status = folder.status
-        if status in ("done", "pruned"):
-            progress.run_end(w.run, status if status == "done" else "PRUNED", f"(job {w.job_id})")
-            summary.record(w.run, status)
-            w.reported = True
-        elif status == "failed":
-            reason = folder.failure_reason()
-            first_line = reason.partition("\n")[0]
-            progress.run_end(w.run, "FAILED", f"(job {w.job_id}) {first_line}")
-            summary.record(w.run, "failed", reason)
+        # a FAILED marker from before this invocation is the failure its job retries
+        known = settled_outcome(context.store.run(w.run.run_id), context)
+        if known is not None:
+            detail = f"(job {w.job_id}) {first_line(known.reason)}".rstrip()
+            progress.run_end(w.run, known.status, detail)
+            summary.record(w.run, known.status, known.reason)
             w.reported = True
         elif w.job_id in queue:
             w.gone_since = None
@@ -363,5 +359,5 @@ class SlurmBackend:
             outcome = record_lost(w.run, context, reason)
             summary.record(w.run, outcome.status, outcome.reason)
             detail = "(another addrop process is running it)" if outcome.status == "busy" else ""
-            progress.run_end(w.run, outcome.status.upper(), detail or outcome.reason)
+            progress.run_end(w.run, outcome.status, detail or outcome.reason)
             w.reported = True

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from addrop_cli.errors import SpecError
+from addrop_cli.errors import EXIT_OK, SpecError
 from addrop_cli.execution.trackers.tracking import (
     RunInfo,
     installed,
@@ -72,7 +72,7 @@ def export_runs(path: Path, to: str, console: Console, tracking_dir: Path | None
             f"a {to} run id): where {to} still holds those, it now holds two runs for each; "
             f"delete the older ones in {to} to keep one"
         )
-    return 0
+    return EXIT_OK
 
 
 def _evaluations(record: RunRecord, console: Console) -> list[EpochRecord]:

@@ -23,7 +23,7 @@ from rich.console import Console
 from addrop_cli.data.batching import EvalBatches
 from addrop_cli.data.encoding import encode_split
 from addrop_cli.data.tasks import TaskInfo, get_task, task_names
-from addrop_cli.errors import StoreError
+from addrop_cli.errors import EXIT_OK, StoreError
 from addrop_cli.execution.inspection.predict_text import load_checkpoint, readable_checkpoint
 from addrop_cli.models.location import located
 from addrop_cli.spec.matrix import RunSpec, expand
@@ -148,7 +148,7 @@ def predict_command(
             f"({made['label']}, dev {made['dev_score']:.4f})",
             highlight=False,
         )
-    return 0
+    return EXIT_OK
 
 
 def _predict_task(

@@ -73,14 +73,12 @@ def load_checkpoint(run_dir: Path) -> tuple[Any, Any]:
             "to keep the best model"
         )
     # torch/transformers load in seconds: imported on use, so importing this stays fast
-    from transformers import AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
-
-    from addrop_cli.models.adapters import load_classifier
 
     hf_logging.disable_progress_bar()  # ours is the only progress shown
     with readable_checkpoint(folder):
-        model = load_classifier(folder)  # a plain folder, or a LoRA adapter on its base
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder)
     return model.eval(), tokenizer
 
@@ -106,10 +104,9 @@ def label_of(task: TaskInfo, value: float) -> str:
 
 
 def predict_texts(
-    run_dir: Path, texts: Sequence[str], file: Path | None, device: Any
+    run_dir: Path, texts: Sequence[str], file: Path | None, device: Any, console: Console
 ) -> list[tuple[str, Example]]:
-    """(label, example) for every input, predicted by the run's best checkpoint. Its progress
-    bar goes to stderr, and only on a terminal: stdout may be the TSV (``> labels.tsv``)."""
+    """(label, example) for every input, predicted by the run's best checkpoint."""
     # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.engine.evaluation import predict_split
 
@@ -139,8 +136,7 @@ def predict_texts(
         pad_to_multiple_of=config.train.get("pad_to_multiple_of"),
     )
     model.to(device)
-    shown = Console(stderr=True)
-    with Progress(console=shown, transient=True, disable=not shown.is_terminal) as progress:
+    with Progress(console=console, transient=True) as progress:
         bar = progress.add_task(f"predicting {len(examples)} inputs", total=len(batches))
         preds = predict_split(
             model, batches, device, nullcontext, task.is_regression, lambda: progress.advance(bar)
@@ -169,7 +165,7 @@ def predict_text_command(
         )
     run_id = ExperimentStore(results).find_run(run_id)  # a unique prefix is enough
     run_dir = results / "runs" / run_id
-    rows = predict_texts(run_dir, texts, file, pick_device(device))
+    rows = predict_texts(run_dir, texts, file, pick_device(device), console)
     lines = ["prediction\ttext"] + [
         f"{label}\t{e.text_a}" + (f"\t{e.text_b}" if e.text_b is not None else "")
         for label, e in rows

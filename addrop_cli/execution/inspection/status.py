@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from addrop_cli.errors import StoreError
+from addrop_cli.errors import EXIT_OK, StoreError
 from addrop_cli.execution.backends.base import LiveRun, live_runs
 from addrop_cli.execution.sweeps.plan import plan_sweep
 from addrop_cli.spec.load import load_spec
@@ -30,7 +30,7 @@ from addrop_cli.spec.sweeps import OPTUNA_SEARCHES
 from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.reader import run_status
 from addrop_cli.store.state import TrainingStateFiles
-from addrop_cli.store.status import STATES, LiveStatus, RunStatus
+from addrop_cli.store.status import STATES, LiveStatus, RunStatus, is_final
 
 _SHOWN_WHEN_ANY = ("corrupt", "pruned", "absent")
 """States the count line names only when some run is in them."""
@@ -193,7 +193,7 @@ def status_command(
         run_id = store.find_run(run)
         states, show_all = [s for s in states if s.run_id == run_id], True
     print_status(console, store, states, show_all=show_all)
-    return 0
+    return EXIT_OK
 
 
 def spec_runs(
@@ -215,8 +215,7 @@ def spec_runs(
         plan = studied_plan(plan, store.root)
     runs = plan.stage1()
     if spec.sweep.protocol == "two_stage" and (store.root / "runs").is_dir():
-        final = ("done", "failed", "pruned")
-        done = [r for r in plan.select_runs if store.run(r.run_id).status in final]
+        done = [r for r in plan.select_runs if is_final(store.run(r.run_id).status)]
         if len(done) == len(plan.select_runs):
             records = stage_records(store.root, plan.select_runs)
             selections = select_winners(records, points=plan.points)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from addrop_cli.data.tasks import get_task
 from addrop_cli.engine.loggers import QuietLogger
 from addrop_cli.engine.pruning import RunPruned
-from addrop_cli.errors import SpecError, StoreError
+from addrop_cli.errors import SpecError, StoreError, one_line
 from addrop_cli.spec.schema import GridRange, SweepSpec
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class StorageDamaged(StoreError):
 def damaged(url: str, err: BaseException) -> StorageDamaged:
     """One line naming the study file, what is wrong and what to do."""
     where = url.removeprefix("sqlite:///").removeprefix(JOURNAL_PREFIX)
-    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    reason = one_line(err)
     return StorageDamaged(
         f"{where}: the study file is damaged and cannot be read ({reason}); move it away to "
         "start the search again (runs already in runs/ are read back, not trained again)"

@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
-from addrop_cli.engine.loggers import QuietLogger, one_line
+from addrop_cli.engine.loggers import QuietLogger, tracker_error
 from addrop_cli.spec.trackers import TRACKERS
 from addrop_cli.store.atomic import atomic_write_json
 from addrop_cli.store.folders import TRACKER_IDS
+from addrop_cli.store.status import EndStatus
 
 if TYPE_CHECKING:
     from addrop_cli.engine.loggers import StepEvent
@@ -112,7 +113,7 @@ class Tracker(QuietLogger):
     def on_eval(self, record: EpochRecord) -> None:
         self.log_numbers(eval_metrics(record), record.step)
 
-    def on_end(self, status: str, detail: str) -> None:
+    def on_end(self, status: EndStatus, detail: str) -> None:
         self.finish(status)
 
     def log_numbers(self, metrics: Mapping[str, Any], step: int) -> None:
@@ -124,7 +125,7 @@ class Tracker(QuietLogger):
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         raise NotImplementedError
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: EndStatus) -> None:
         raise NotImplementedError
 
 
@@ -207,7 +208,7 @@ class TensorBoardTracker(Tracker):
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, step)
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: EndStatus) -> None:
         self.writer.add_text("status", status)
         scores: dict[str, float] = {}
         # a done run's metrics.json is written before its end reaches the trackers
@@ -282,7 +283,7 @@ class MLflowTracker(Tracker):
         if batch:
             self.client.log_batch(self.run_id, metrics=batch)
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: EndStatus) -> None:
         self.client.set_terminated(self.run_id, "FINISHED" if status == "done" else "FAILED")
 
 
@@ -330,7 +331,7 @@ class WandbTracker(Tracker):
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         self.run.log(dict(metrics), step=step)
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: EndStatus) -> None:
         import wandb
 
         self.run.summary["status"] = status
@@ -381,7 +382,8 @@ def start_trackers(
         except TrackerProblem as err:
             warn(str(err))
         except Exception as err:  # noqa: BLE001 - a tracker never fails the run
-            warn(f"tracking: {name} did not start ({one_line(err)}); the run goes on without it")
+            why = tracker_error(err)
+            warn(f"tracking: {name} did not start ({why}); the run goes on without it")
     return started
 
 
