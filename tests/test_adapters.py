@@ -10,13 +10,19 @@ from pathlib import Path
 import pytest
 import torch
 from cli_helpers import run_cli
+from datasets import Dataset
+from family_models import tiny_family_model
+from peft import get_peft_model
 from resume_helpers import stopped_and_resumed, stored
+from transformers import TrainingArguments
 
 from addrop_cli.engine import loop
 from addrop_cli.engine.checkpoints import save_checkpoint
 from addrop_cli.methods.childtuning import fisher_information
 from addrop_cli.methods.registry import METHODS
-from addrop_cli.models.adapters import ADAPTER_CONFIG, is_adapted, load_classifier
+from addrop_cli.methods.trainer import AddropTrainer
+from addrop_cli.models.adapters import ADAPTER_CONFIG, is_adapted, load_classifier, lora_config
+from addrop_cli.models.config import AdapterSpec
 from addrop_cli.spec.load import load_spec
 from addrop_cli.spec.matrix import RunSpec, expand
 
@@ -161,3 +167,27 @@ def test_the_smoke_spec_runs_and_records_trainable_parameters(
         assert 0 < metrics["trainable_parameters"] < metrics["total_parameters"] / 10
         seen.add((Path(config["model"]["name_or_path"]).name, config["variant"]))
     assert seen == {(m, v) for m in ("tiny-bert", "tiny-llama") for v in ("baseline", "addrop")}
+
+
+def test_the_trainer_runs_ad_drop_on_a_peft_decoder(tmp_path: Path) -> None:
+    """The Trainer path (docs/adapters.md): AddropTrainer on a peft-wrapped decoder runs AD-DROP
+    steps and updates the adapter and the head only."""
+    base = tiny_family_model("llama")
+    model = get_peft_model(base, lora_config(AdapterSpec(rank=4), base.config))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = torch.randint(5, 100, (16, 8), generator=torch.Generator().manual_seed(0))
+    data = Dataset.from_dict(
+        {"input_ids": ids.tolist(), "attention_mask": [[1] * 8] * 16, "labels": [0, 1, 2, 0] * 4}
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path), num_train_epochs=2, per_device_train_batch_size=8,
+        report_to=[], use_cpu=True, logging_steps=2, save_strategy="no",
+    )  # fmt: skip
+    trainer = AddropTrainer(model=model, args=args, train_dataset=data, addrop={"p": 0.5, "q": 0.5})
+    trainer.train()
+    logged = [log for log in trainer.state.log_history if log.get("addrop_epoch") == 1]
+    assert logged and logged[-1]["addrop_dropped_frac_l0"] > 0
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    for name, value in model.state_dict().items():
+        if name not in trainable:
+            assert torch.equal(value, before[name]), f"{name} is frozen but changed"
