@@ -133,7 +133,30 @@ def load_model_and_tokenizer(
             f"model.tokenizer: cannot load a tokenizer from {tok_where} ({first}); "
             "put tokenizer.json / vocab files in the model folder or set model.tokenizer"
         ) from err
+    if family is not None and family.causal:
+        fit_decoder_tokenizer(net, tokenizer, tok_where)
     return net, tokenizer
+
+
+def fit_decoder_tokenizer(
+    net: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, where: str
+) -> None:
+    """A decoder classifier's tokenizer as its head expects it: a pad token (the end-of-text
+    token where the tokenizer has none, the usual choice), padding on the right (addrop's
+    batches are right-padded: every real token keeps position ids 0..n-1), the model's
+    ``pad_token_id`` the one the batches use (the head pools the last token that is not it),
+    and no token type ids (decoders take none)."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelError(
+                f"model.tokenizer: {where} has neither a pad nor an end-of-text token; give a "
+                "tokenizer with a pad token (the decoder's head pools the last non-pad token)"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    net.config.pad_token_id = tokenizer.pad_token_id
+    names = list(getattr(tokenizer, "model_input_names", []) or [])
+    tokenizer.model_input_names = [n for n in names if n != "token_type_ids"]
 
 
 def is_cached_or_local(model: ModelSpec) -> bool:

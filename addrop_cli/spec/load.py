@@ -150,6 +150,7 @@ def _semantic_problems(spec: ExperimentSpec, source: str) -> list[str]:
             f"{hint} (variants: {', '.join(spec.methods)})"
         )
     problems += _identical_variants(spec, source) + _untrainable_tasks(spec, source)
+    problems += _adapter_problems(spec, source)
     if spec.factors and not problems:
         problems += factor_problems(spec, source) or _factor_semantics(spec, source)
     if spec.sweep is not None and not problems:
@@ -200,6 +201,34 @@ def _identical_variants(spec: ExperimentSpec, source: str) -> list[str]:
             f"{source}: methods: variants {other!r} and {name!r} have {same}, so they would be "
             "the same runs; remove one or make them differ"
         )
+    return problems
+
+
+def _adapter_problems(spec: ExperimentSpec, source: str) -> list[str]:
+    """A variant whose method cannot train with its ``train.adapter``, or whose adapter cannot be
+    saved or trained as asked: one line each (docs/adapters.md says why)."""
+    problems = []
+    for name, params in spec.methods.items():
+        train = spec.train_of(name)
+        if train.adapter is None:
+            continue
+        where = f"{source}: methods.{name}"
+        why = params.adapter_problem()
+        if why:
+            problems.append(
+                f"{where}: {params.method} cannot train with train.adapter: {why}; use another "
+                f"method or give this variant methods.{name}.train.adapter: null"
+            )
+        if train.reinit_layers:
+            problems.append(
+                f"{where}: train.reinit_layers with train.adapter would leave the re-drawn layers "
+                "random and frozen; set train.reinit_layers: 0 or train.adapter: null"
+            )
+        if train.save_checkpoint and not spec.model.pretrained and not train.adapter.merge:
+            problems.append(
+                f"{where}: an adapter checkpoint names its base model, and a random one "
+                "(model.pretrained: false) cannot be loaded again; set train.adapter.merge: true"
+            )
     return problems
 
 

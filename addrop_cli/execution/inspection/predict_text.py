@@ -73,12 +73,14 @@ def load_checkpoint(run_dir: Path) -> tuple[Any, Any]:
             "to keep the best model"
         )
     # torch/transformers load in seconds: imported on use, so importing this stays fast
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
+
+    from addrop_cli.models.adapters import load_classifier
 
     hf_logging.disable_progress_bar()  # ours is the only progress shown
     with readable_checkpoint(folder):
-        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        model = load_classifier(folder)  # a plain folder, or a LoRA adapter on its base
         tokenizer = AutoTokenizer.from_pretrained(folder)
     return model.eval(), tokenizer
 

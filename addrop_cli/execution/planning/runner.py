@@ -16,6 +16,7 @@ from addrop_cli.execution.backends.base import Backend, backend_type
 from addrop_cli.execution.planning.preflight import preflight
 from addrop_cli.execution.trackers.servers import silent_servers
 from addrop_cli.execution.trackers.tracking import installed, where_files_go
+from addrop_cli.models.adapters import parameters_line
 from addrop_cli.models.footprint import parameter_count
 from addrop_cli.models.location import located
 from addrop_cli.spec.load import spec_to_yaml
@@ -94,6 +95,9 @@ def print_plan(
         table.add_row(*row)
     console.print(table)
     print_state_size(runs, console)
+    lines = {parameters_line(located(r.model, r.base_dir), r.train.adapter,
+                             get_task(r.task, r.data).num_labels): 0 for r in runs}  # fmt: skip
+    console.print("\n".join(lines), highlight=False, markup=False)
 
 
 def print_state_size(runs: list[RunSpec], console: Console) -> None:
