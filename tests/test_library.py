@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from family_models import padded_ids, stock_twin, tiny_family_model
+from lockstep import steps_in_lockstep
 from transformers import TrainingArguments
 
 import addrop_cli.methods as library
@@ -186,27 +187,14 @@ def test_method_trainer_and_the_cli_method_give_the_same_losses(
     theirs = stock_twin(ours)
     method = build_method(method_config(config), is_regression=False, seed=7, device=CPU)
     trainer = MethodTrainer(model=theirs, args=trainer_args(tmp_path, seed=7), method=config)
-    optimisers = [torch.optim.SGD(m.parameters(), lr=0.5) for m in (ours, theirs)]
     start = {n: p.detach().clone() for n, p in theirs.named_parameters()}
     fisher_batches = [labelled(ours, [9, 5, 3], seed=10 + i) for i in range(2)]
     torch.manual_seed(99)
     method.prepare(ours.train(), fisher_batches)
     torch.manual_seed(99)
     trainer.prepare_method(fisher_batches)
-    for i in range(3):
-        batch = labelled(ours, [9, 7, 4, 2], seed=i)
-        torch.manual_seed(100 + i)
-        cli_loss = method.training_step(ours.train(), dict(batch)).loss
-        torch.manual_seed(100 + i)
-        trainer_loss = trainer.compute_loss(theirs.train(), dict(batch))
-        assert torch.equal(cli_loss, trainer_loss), f"step {i}"
-        cli_loss.backward()
-        method.before_optimizer_step(ours)
-        trainer_loss.backward()
-        trainer.callback_handler.on_pre_optimizer_step(trainer.args, trainer.state, trainer.control)
-        for opt in optimisers:
-            opt.step()
-            opt.zero_grad()
+    batches = [labelled(ours, [9, 7, 4, 2], seed=i) for i in range(3)]
+    steps_in_lockstep(method, ours, trainer, theirs, batches)
     assert trainer.method.epoch_stats()["forward_passes"] == (2.0 if "alpha" in config else 1.0)
     if config.get("mode") == "d":  # the Trainer's callback masked: SGD left those entries alone
         params = dict(theirs.named_parameters())

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from fault_helpers import METHOD_TIMING, SMOKE
+from lockstep import steps_in_lockstep
 from resume_helpers import stopped_and_resumed, stored
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -195,20 +196,7 @@ def test_the_loop_and_the_trainer_take_the_same_steps(
             trainer.prepare_method([labelled(10 + i) for i in range(2)])
             trainer.state.epoch = epoch
             trainer.callback_handler.on_epoch_begin(trainer.args, trainer.state, trainer.control)
-    optimisers = [torch.optim.SGD(m.parameters(), lr=0.5) for m in (ours, theirs)]
-    for i in range(3):
-        torch.manual_seed(100 + i)
-        cli_loss = method.training_step(ours.train(), labelled(i)).loss
-        torch.manual_seed(100 + i)
-        trainer_loss = trainer.compute_loss(theirs.train(), labelled(i))
-        assert torch.equal(cli_loss, trainer_loss), f"step {i}"
-        cli_loss.backward()
-        method.before_optimizer_step(ours)
-        trainer_loss.backward()
-        trainer.callback_handler.on_pre_optimizer_step(trainer.args, trainer.state, trainer.control)
-        for opt in optimisers:
-            opt.step()
-            opt.zero_grad()
+    steps_in_lockstep(method, ours, trainer, theirs, [labelled(i) for i in range(3)])
     measured = {k: v for k, v in method.epoch_stats().items() if k not in METHOD_TIMING}
     assert measured.items() <= trainer.method.epoch_stats().items()
     assert same(dict(ours.named_parameters()), dict(theirs.named_parameters()))
