@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -32,6 +33,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone
 from addrop_cli.methods import AddropConfig, AddropTrainer  # noqa: E402  # AD-DROP
@@ -153,12 +155,17 @@ def training_arguments(args: argparse.Namespace) -> TrainingArguments:
         logging_strategy="epoch",
         report_to=[],
         disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinned memory serves a GPU only
     )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = build_parser().parse_args(argv)
 
+    # the output is the Trainer's log lines and the result: no "Loading weights" bar, and no
+    # load report (the new classification head is expected when fine-tuning)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     set_seed(args.seed)  # the classification head's initialisation
     where = model_folder(args.model)
     tokenizer = AutoTokenizer.from_pretrained(where)

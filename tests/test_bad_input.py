@@ -477,7 +477,7 @@ MISTAKES = [
             "holds a newline or control character; give one line per item"),
     Mistake("slurm-no-submitit", "--backend slurm without the slurm extra installed",
             ("run", SMOKE, "--backend", "slurm"), 2,
-            "executor.backend: slurm needs submitit; pip install 'addrop-cli[slurm]'",
+            "executor.backend: slurm needs submitit; pip install -e '.[slurm]' in a clone",
             fault=lambda monkeypatch: monkeypatch.setitem(sys.modules, "submitit", None)),
     # --- failures knowable before a run starts (pre-flight)
     Mistake("spec-seed-too-large", "a seed beyond 2^32", ("run", SMOKE, "seeds=[4294967296]"), 2,

@@ -220,7 +220,8 @@ def test_the_slurm_backend_without_submitit_is_one_line_and_runs_nothing(tmp_pat
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.strip() == (
-        "error: executor.backend: slurm needs submitit; pip install 'addrop-cli[slurm]', "
+        "error: executor.backend: slurm needs submitit; pip install -e '.[slurm]' in a clone of "
+        "addrop, pip install 'addrop-cli[slurm]' otherwise; "
         "or use --backend local"
     )
     assert not list(tmp_path.rglob("run.json"))

@@ -28,3 +28,14 @@ def test_no_function_is_longer_than_the_house_allows() -> None:
                 if length > FUNCTION_LINES:
                     long[f"{path.relative_to(PACKAGE)}:{node.name}"] = length
     assert long == {}, f"split these functions (at most {FUNCTION_LINES} lines)"
+
+
+def test_the_install_hint_has_one_home() -> None:
+    """Every message that says how to install an extra says it through words.install_hint: a
+    clone's line and an installed package's, never one of them alone."""
+    spelled = [
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "words.py" and ("addrop-cli[" in p.read_text() or "-e '.[" in p.read_text())
+    ]
+    assert spelled == [], spelled

@@ -179,7 +179,8 @@ def test_a_missing_tracker_is_one_line_and_the_others_go_on(run: RunInfo, monkey
     lines: list[str] = []
     trackers = start_trackers(["wandb", "steady"], run, lines.append)
     assert lines == [
-        "tracking: wandb is not installed (wandb); pip install 'addrop-cli[wandb]', or drop it "
+        "tracking: wandb is not installed (wandb); pip install -e '.[wandb]' in a clone of "
+        "addrop, pip install 'addrop-cli[wandb]' otherwise, or drop it "
         "from tracking"
     ]
     assert [t.name for t in trackers] == ["steady"]
@@ -308,7 +309,7 @@ def test_a_missing_tracker_is_one_line_before_the_runs(
     )
     result, folder, _ = _run(capsys, tmp_path, "--track", "wandb")
     assert result.out.count("tracking: wandb is not installed") == 1
-    assert "pip install 'addrop-cli[wandb]' (runs go on without it)" in result.out
+    assert "pip install 'addrop-cli[wandb]' otherwise (runs go on without it)" in result.out
     assert (folder / "DONE").exists() and not (tmp_path / "smoke" / "tracking").exists()
 
 

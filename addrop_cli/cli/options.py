@@ -166,7 +166,10 @@ def grid_overrides(axes: list[str]) -> list[str]:
 # Options that `addrop run` and `addrop sweep` share.
 SpecArgs = Annotated[list[str], typer.Argument(help="SPEC.yaml, then key=value overrides.")]
 PlainOpt = Annotated[
-    bool, typer.Option("--plain", help="One line per epoch instead of live progress bars.")
+    bool,
+    typer.Option(
+        "--plain", help="One line per event (and a summary every minute) instead of the live table."
+    ),
 ]
 RetryOpt = Annotated[bool, typer.Option(help="Run again the runs that failed before.")]
 RestartOpt = Annotated[

@@ -18,7 +18,7 @@ from addrop_cli.settings import Frozen
 class TrackerInfo:
     name: str
     extra: str
-    """The pip extra that installs it: ``pip install 'addrop-cli[<extra>]'``."""
+    """The pip extra that installs it (:func:`~addrop_cli.words.install_hint`)."""
     module: str
     """The module whose presence says it is installed (looked up, never imported, up front)."""
     writes: str

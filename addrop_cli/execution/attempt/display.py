@@ -1,7 +1,7 @@
-"""How `addrop run` shows runs: live Rich bars on a terminal, one line per event elsewhere, and
-the same lines in each run's ``train.log``.
+"""How `addrop run` shows runs: one live Rich table on a terminal, one line per event elsewhere
+(and a summary line at a steady interval), and the same lines in each run's ``train.log``.
 
-:class:`PlainProgress` and :class:`RichProgress` show the whole experiment (the back-ends call
+:class:`PlainProgress` and :class:`LiveProgress` show the whole experiment (the back-ends call
 them as runs start and end); :class:`RunDisplay` is one run on them and :class:`TrainLog` is its
 train.log, both :class:`~addrop_cli.engine.loggers.RunLogger`: the training code never prints.
 """
@@ -9,20 +9,16 @@ train.log, both :class:`~addrop_cli.engine.loggers.RunLogger`: the training code
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.live import Live
 
 from addrop_cli.engine.loggers import QuietLogger, StepEvent
+from addrop_cli.execution.attempt.live import Board, board_table, summary_line
 from addrop_cli.spec.matrix import RunSpec
 from addrop_cli.store.records import EpochRecord
 from addrop_cli.store.status import EndStatus
@@ -60,103 +56,103 @@ def note_line(run: RunSpec, text: str) -> str:
     return f"  {run.label}: {text}"
 
 
-class PlainProgress:
-    """One line per run start, evaluation and run end: for CI logs and pipes."""
+SUMMARY_EVERY_S = 60.0
+"""How often ``--plain`` prints its one-line summary (runs done, running, left; the ETA);
+the environment variable ``ADDROP_SUMMARY_EVERY_S`` overrides it (0: never)."""
 
-    def __init__(self, console: Console) -> None:
+
+def summary_every_s() -> float:
+    value = os.environ.get("ADDROP_SUMMARY_EVERY_S", "").strip()
+    try:
+        return float(value) if value else SUMMARY_EVERY_S
+    except ValueError:
+        return SUMMARY_EVERY_S
+
+
+class PlainProgress:
+    """One line per run start, evaluation and run end, for CI logs and pipes; and, when
+    ``every`` is set, a summary line of the whole experiment every ``every`` seconds."""
+
+    def __init__(self, console: Console, every: float | None = None) -> None:
         self.console = console
-        self.total = 0
-        self.finished = 0
+        self.total: int | str = 0
+        self.board = Board()
+        self.every = every
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def _print(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    def experiment_start(self, total: int, pending: int) -> None:
+    def experiment_start(
+        self, total: int, pending: int, *, runs: Sequence[RunSpec] = (), slots: int = 1
+    ) -> None:
+        """``runs``: the runs to carry out (the ETA counts their steps); ``slots``: how many
+        run at once."""
         self.total = pending
+        self.board.begin(runs, slots)
+        if self.every and runs:
+            self._ticker = threading.Thread(target=self._tick, name="addrop-summary", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        assert self.every
+        while not self._stop.wait(self.every):
+            self._print(summary_line(self.board.view()))
 
     def run_start(self, run: RunSpec, index: int) -> None:
+        self.board.run_start(run)
         self._print(start_line(run, index, self.total))
 
-    def step(self, progress: StepEvent) -> None:
-        pass
+    def step(self, run: RunSpec, progress: StepEvent) -> None:
+        self.board.step(run, progress)
 
     def evaluated(self, run: RunSpec, record: EpochRecord) -> None:
         self._print(eval_line(run, record))
 
     def run_end(self, run: RunSpec, status: str, detail: str) -> None:
-        self.finished += 1
+        self.board.run_end(run)
         self._print(end_line(run, status, detail))
+
+    def settled(self, run: RunSpec) -> None:
+        """The run's attempt is over, whatever it was (one found finished meanwhile too)."""
+        self.board.run_end(run)
 
     def note(self, run: RunSpec, text: str) -> None:
         """Something about a run that is not an event of its training (resuming, a tracker)."""
         self._print(note_line(run, text))
 
     def close(self) -> None:
-        pass
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
 
 
-class RichProgress(PlainProgress):
-    """Live bars: the whole experiment (with time left) and the current run's epoch and steps."""
+class LiveProgress(PlainProgress):
+    """On a terminal: the same lines, above one live table of every active run (any number of
+    workers) with the experiment's ETA (:mod:`~addrop_cli.execution.attempt.live`)."""
 
     def __init__(self, console: Console) -> None:
         super().__init__(console)
-        self.bars = Progress(
-            TextColumn("{task.description}", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}", markup=False),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
+        self.live = Live(
+            get_renderable=lambda: board_table(self.board.view(), console.width),
             console=console,
-            transient=False,
+            refresh_per_second=2,
+            transient=True,
         )
-        self.runs_bar: TaskID | None = None
-        self.epoch_bar: TaskID | None = None
-        self.step_bar: TaskID | None = None
 
     def _print(self, text: str) -> None:
-        self.bars.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        self.live.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    def experiment_start(self, total: int, pending: int) -> None:
-        super().experiment_start(total, pending)
-        self.bars.start()
-        self.runs_bar = self.bars.add_task("runs", total=pending, info="")
-
-    def run_start(self, run: RunSpec, index: int) -> None:
-        super().run_start(run, index)
-        for bar in (self.epoch_bar, self.step_bar):
-            if bar is not None:
-                self.bars.remove_task(bar)
-        self.epoch_bar = self.bars.add_task(
-            f"  {run.label} epochs", total=run.train.epochs, info=""
-        )
-        self.step_bar = self.bars.add_task("  steps", total=None, info="")
-
-    def step(self, progress: StepEvent) -> None:
-        if self.step_bar is None or self.epoch_bar is None:
-            return
-        self.bars.update(
-            self.step_bar,
-            completed=progress.step_in_epoch,
-            total=progress.steps_per_epoch,
-            info=f"loss {progress.loss:.4f} {progress.samples_per_s:.1f} samples/s",
-        )
-        self.bars.update(self.epoch_bar, completed=progress.epoch)
-
-    def evaluated(self, run: RunSpec, record: EpochRecord) -> None:
-        super().evaluated(run, record)
-        if self.epoch_bar is not None:
-            self.bars.update(
-                self.epoch_bar, completed=record.epoch, info=format_metrics(record.dev)
-            )
-
-    def run_end(self, run: RunSpec, status: str, detail: str) -> None:
-        super().run_end(run, status, detail)
-        if self.runs_bar is not None:
-            self.bars.update(self.runs_bar, advance=1, info=f"last: {SHOWN.get(status, status)}")
+    def experiment_start(
+        self, total: int, pending: int, *, runs: Sequence[RunSpec] = (), slots: int = 1
+    ) -> None:
+        super().experiment_start(total, pending, runs=runs, slots=slots)
+        self.live.start()
 
     def close(self) -> None:
-        self.bars.stop()
+        super().close()
+        self.live.stop()
 
 
 class RunDisplay(QuietLogger):
@@ -167,7 +163,7 @@ class RunDisplay(QuietLogger):
         self.progress, self.run = progress, run
 
     def on_step(self, event: StepEvent) -> None:
-        self.progress.step(event)
+        self.progress.step(self.run, event)
 
     def on_eval(self, record: EpochRecord) -> None:
         self.progress.evaluated(self.run, record)
@@ -216,4 +212,5 @@ class TrainLog(QuietLogger):
 
 
 def make_progress(console: Console, plain: bool) -> PlainProgress:
-    return PlainProgress(console) if plain else RichProgress(console)
+    """The live table on a terminal; else lines, with a summary every :func:`summary_every_s`."""
+    return PlainProgress(console, summary_every_s()) if plain else LiveProgress(console)

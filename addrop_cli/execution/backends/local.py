@@ -17,6 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
+from addrop_cli.engine.loggers import StepEvent
 from addrop_cli.execution.attempt.context import (
     RunContext,
     Summary,
@@ -53,7 +54,7 @@ class LocalBackend(Quiet):
             console.print(f"note: {plan.note}", highlight=False)
         if plan.workers == 1:
             return SerialBackend(plain=plain, threads=executor.threads)
-        return PoolBackend(plan.placement)
+        return PoolBackend(plan.placement, plain=plain)
 
 
 class SerialBackend(LocalBackend):
@@ -69,10 +70,11 @@ class SerialBackend(LocalBackend):
         self, runs: Sequence[RunSpec], context: RunContext, summary: Summary, console: Console
     ) -> None:
         progress = make_progress(console, self.plain)
-        progress.experiment_start(len(runs), len(runs))
+        progress.experiment_start(len(runs), len(runs), runs=runs)
         try:
             for index, run in enumerate(runs):
                 outcome = attempt(with_threads(run, self.threads), context, progress, index)
+                progress.settled(run)
                 summary.record(run, outcome.status, outcome.reason)
         finally:
             progress.close()
@@ -99,10 +101,12 @@ def _threads(shown: str) -> str:
 
 
 class PoolBackend(LocalBackend):
-    """N worker processes pulling runs from a queue; the parent prints one line per event."""
+    """N worker processes pulling runs from a queue; the parent shows their events (one live
+    table on a terminal, else one line per event)."""
 
-    def __init__(self, placement: Placement):
+    def __init__(self, placement: Placement, *, plain: bool = True):
         self.placement = placement
+        self.plain = plain
 
     @property
     def slots(self) -> int:
@@ -112,7 +116,8 @@ class PoolBackend(LocalBackend):
         self, runs: Sequence[RunSpec], context: RunContext, summary: Summary, console: Console
     ) -> None:
         if len(runs) == 1:  # a process would only add its start-up time
-            SerialBackend(threads=self.placement[0][1]).execute(runs, context, summary, console)
+            serial = SerialBackend(plain=self.plain, threads=self.placement[0][1])
+            serial.execute(runs, context, summary, console)
             return
         spawn = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
         tasks: Any = spawn.Queue()
@@ -132,8 +137,8 @@ class PoolBackend(LocalBackend):
             f"local pool: {workers} worker processes ({_placement_text(self.placement[:workers])})",
             highlight=False,
         )
-        progress = PlainProgress(console)
-        progress.experiment_start(len(runs), len(runs))
+        progress = make_progress(console, self.plain)
+        progress.experiment_start(len(runs), len(runs), runs=runs, slots=workers)
         try:
             pool.collect(runs, context, progress, summary)
         except KeyboardInterrupt:
@@ -145,6 +150,8 @@ class PoolBackend(LocalBackend):
                 pool.collect(runs, context, progress, summary, timeout=_STOP_GRACE_S)
             _stop(pool.procs.values())
             raise
+        finally:
+            progress.close()
 
 
 _STOP_GRACE_S = 15.0
@@ -222,12 +229,15 @@ class _Pool:
             elif kind == "start":
                 self.running[worker] = rest[0]
                 progress.run_start(runs[rest[0]], rest[0])
+            elif kind == "step":
+                progress.step(runs[rest[0]], rest[1])
             elif kind == "eval":
                 progress.evaluated(runs[rest[0]], rest[1])
             elif kind == "end":
                 progress.run_end(runs[rest[0]], rest[1], rest[2])
             elif kind == "outcome":
                 self.running.pop(worker, None)
+                progress.settled(runs[rest[0]])
                 summary.record(runs[rest[0]], rest[1], rest[2])
             elif kind == "exit":
                 self.alive.discard(worker)
@@ -283,11 +293,23 @@ class _QueueProgress(PlainProgress):
     """A worker's progress calls, sent to the parent as events instead of printed."""
 
     total = "?"  # the parent numbers the runs; a worker's train.log says [i/?]
+    step_every_s = 0.5
+    """Steps reach the parent's live view at most this often (and each epoch's last)."""
 
     def __init__(self, events: Any, worker: int) -> None:
         self.events = events
         self.worker = worker
         self.index = -1
+        self.sent = 0.0
+
+    def step(self, run: RunSpec, progress: StepEvent) -> None:
+        now = time.monotonic()
+        if (
+            now - self.sent >= self.step_every_s
+            or progress.step_in_epoch == progress.steps_per_epoch
+        ):
+            self.sent = now
+            self.events.put(("step", self.worker, self.index, progress))
 
     def run_start(self, run: RunSpec, index: int) -> None:
         self.index = index

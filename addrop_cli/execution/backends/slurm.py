@@ -42,7 +42,7 @@ from addrop_cli.spec.schema import ExperimentSpec, SlurmSpec
 from addrop_cli.store.atomic import now_iso
 from addrop_cli.store.folders import ExperimentStore
 from addrop_cli.store.status import LiveStatus
-from addrop_cli.words import plural
+from addrop_cli.words import install_hint, plural
 
 JOBS_FILE = "jobs.jsonl"
 QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED"}
@@ -98,7 +98,7 @@ def submitted_jobs(store: ExperimentStore) -> dict[str, dict[str, Any]]:
 
 try:
     from submitit.helpers import Checkpointable
-except ImportError:  # submitit is optional (pip install 'addrop-cli[slurm]')
+except ImportError:  # submitit is optional (the slurm extra)
 
     class Checkpointable:  # type: ignore[no-redef]
         """Stand-in so this module imports without submitit; the back-end refuses to start."""
@@ -155,7 +155,7 @@ class SlurmBackend:
             import submitit  # noqa: F401
         except ImportError:
             raise SpecError(
-                "executor.backend: slurm needs submitit; pip install 'addrop-cli[slurm]', "
+                f"executor.backend: slurm needs submitit; {install_hint('slurm')}; "
                 "or use --backend local"
             ) from None
         self.options = options

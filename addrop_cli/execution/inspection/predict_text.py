@@ -106,9 +106,10 @@ def label_of(task: TaskInfo, value: float) -> str:
 
 
 def predict_texts(
-    run_dir: Path, texts: Sequence[str], file: Path | None, device: Any, console: Console
+    run_dir: Path, texts: Sequence[str], file: Path | None, device: Any
 ) -> list[tuple[str, Example]]:
-    """(label, example) for every input, predicted by the run's best checkpoint."""
+    """(label, example) for every input, predicted by the run's best checkpoint. Its progress
+    bar goes to stderr, and only on a terminal: stdout may be the TSV (``> labels.tsv``)."""
     # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.engine.evaluation import predict_split
 
@@ -138,7 +139,8 @@ def predict_texts(
         pad_to_multiple_of=config.train.get("pad_to_multiple_of"),
     )
     model.to(device)
-    with Progress(console=console, transient=True) as progress:
+    shown = Console(stderr=True)
+    with Progress(console=shown, transient=True, disable=not shown.is_terminal) as progress:
         bar = progress.add_task(f"predicting {len(examples)} inputs", total=len(batches))
         preds = predict_split(
             model, batches, device, nullcontext, task.is_regression, lambda: progress.advance(bar)
@@ -167,7 +169,7 @@ def predict_text_command(
         )
     run_id = ExperimentStore(results).find_run(run_id)  # a unique prefix is enough
     run_dir = results / "runs" / run_id
-    rows = predict_texts(run_dir, texts, file, pick_device(device), console)
+    rows = predict_texts(run_dir, texts, file, pick_device(device))
     lines = ["prediction\ttext"] + [
         f"{label}\t{e.text_a}" + (f"\t{e.text_b}" if e.text_b is not None else "")
         for label, e in rows

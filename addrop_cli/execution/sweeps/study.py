@@ -20,6 +20,7 @@ from addrop_cli.engine.loggers import QuietLogger
 from addrop_cli.engine.pruning import RunPruned
 from addrop_cli.errors import SpecError, StoreError, one_line
 from addrop_cli.spec.schema import GridRange, SweepSpec
+from addrop_cli.words import install_hint
 
 if TYPE_CHECKING:
     from addrop_cli.spec.matrix import RunSpec
@@ -79,8 +80,8 @@ def need_optuna() -> Any:
         import optuna
     except ImportError:  # the search extra is optional; the message is the fix
         raise SpecError(
-            "sweep.search: tpe and cmaes need Optuna; pip install -e '.[search]' in a clone of "
-            "addrop, pip install 'addrop-cli[search]' otherwise (or pip install optuna cmaes)"
+            f"sweep.search: tpe and cmaes need Optuna; {install_hint('search')} "
+            "(or pip install optuna cmaes)"
         ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna

@@ -33,6 +33,7 @@ from addrop_cli.spec.trackers import TRACKERS
 from addrop_cli.store.atomic import atomic_write_json
 from addrop_cli.store.folders import TRACKER_IDS
 from addrop_cli.store.status import EndStatus
+from addrop_cli.words import install_hint
 
 if TYPE_CHECKING:
     from addrop_cli.engine.loggers import StepEvent
@@ -355,7 +356,7 @@ def _missing(name: str, err: ImportError) -> TrackerProblem:
 
 
 def _install(name: str) -> str:
-    return f"pip install 'addrop-cli[{TRACKERS[name].extra}]'"
+    return install_hint(TRACKERS[name].extra)
 
 
 def _slug(run: RunInfo) -> str:
