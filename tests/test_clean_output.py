@@ -68,7 +68,7 @@ def test_a_pretrained_run_with_a_checkpoint_and_predict_print_clean_lines(
         _assert_clean(str(log), log.read_text())
     assert done.stderr == ""
 
-    texts = ["a gripping, funny film", "dull\tand long"]
+    texts = ["a gripping, funny film", "dull, and far too long"]
     labelled = _cli(
         "predict",
         str(tmp_path / "smoke"),
@@ -84,7 +84,7 @@ def test_a_pretrained_run_with_a_checkpoint_and_predict_print_clean_lines(
     _assert_clean("predict stdout", labelled.stdout)
     rows = list(csv.reader(io.StringIO(labelled.stdout), delimiter="\t"))
     assert rows[0] == ["prediction", "text"]  # the header first: no blank line before it
-    assert [row[1:] for row in rows[1:]] == [[texts[0]], ["dull", "and long"]]
+    assert [row[1:] for row in rows[1:]] == [[text] for text in texts]
     assert {row[0] for row in rows[1:]} <= {"negative", "positive"}
 
 
