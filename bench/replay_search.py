@@ -228,6 +228,24 @@ def landscape_lines(land: Landscape) -> list[str]:
     ]
 
 
+def landscape_table(land: Landscape) -> list[str]:
+    """The grid's objective at every recorded point, for a two-path grid (rows: the first)."""
+    assert land.spec.sweep is not None
+    paths = list(land.spec.sweep.grid)
+    if len(paths) != 2:
+        return []
+    rows, cols = ([sorted({p[path] for p in land.order}) for path in paths][i] for i in (0, 1))
+    names = [path.rsplit(".", 1)[-1] for path in paths]
+    lines = [
+        f"| {names[0]} \\ {names[1]} | " + " | ".join(map(str, cols)) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
+    for row in rows:
+        scores = (land.objective[point_key({paths[0]: row, paths[1]: col})] for col in cols)
+        lines.append(f"| {row} | " + " | ".join(f"{100 * v:.2f}" for v in scores) + " |")
+    return ["", "The objective at each point (mean over the selection seeds):", "", *lines]
+
+
 def render(land: Landscape, seeds: int, trials: int) -> str:
     """The replay's report of one grid, as Markdown."""
     lines = [
@@ -238,6 +256,8 @@ def render(land: Landscape, seeds: int, trials: int) -> str:
         "replay-search` regenerates it from the committed records). Scores are x 100.",
         "",
         *landscape_lines(land),
+        *landscape_table(land),
+        "",
         f"- each strategy replayed for {seeds} sampler seeds (0 to {seeds - 1}); random, TPE "
         f"and CMA-ES get {trials} trials, grid order every point",
         "",
