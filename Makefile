@@ -150,6 +150,7 @@ bench: install
 	$(PY) bench/bench_sweep.py
 	$(PY) bench/bench_families.py
 	$(PY) bench/bench_tracking.py
+	$(PY) bench/bench_lora.py
 
 # The GPU acceptance run (bench/gpu_check.py, docs/benchmarks.md): every part time-boxed, its figures
 # in results/gpu-check/ (gpu-check.json, REPORT.md). Without a GPU: the CPU parts, and one SKIP line

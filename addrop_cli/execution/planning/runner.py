@@ -16,8 +16,7 @@ from addrop_cli.execution.backends.base import Backend, backend_type
 from addrop_cli.execution.planning.preflight import preflight
 from addrop_cli.execution.trackers.servers import silent_servers
 from addrop_cli.execution.trackers.tracking import installed, where_files_go
-from addrop_cli.models.adapters import parameters_line
-from addrop_cli.models.footprint import parameter_count
+from addrop_cli.models.adapters import parameters_line, planned_counts
 from addrop_cli.models.location import located
 from addrop_cli.spec.load import spec_to_yaml
 from addrop_cli.spec.matrix import RunSpec, expand, spec_version
@@ -105,7 +104,8 @@ def print_state_size(runs: list[RunSpec], console: Console) -> None:
 
     sizes: dict[str, int | None] = {}
     for run in runs:
-        key = f"{run.model.name_or_path} ({run.task})"
+        lora = f", LoRA r={run.train.adapter.rank}" if run.train.adapter else ""
+        key = f"{run.model.name_or_path} ({run.task}{lora})"
         if key in sizes:
             continue
         try:
@@ -323,12 +323,15 @@ def shown(path: Path) -> Path:
 
 
 def expected_state_bytes(run: RunSpec) -> int:
-    """About how large the run's training state is: the weights and AdamW's two moments (3x
-    the model), plus the best weights when train.save_checkpoint keeps them (4x)."""
+    """About how large the run's training state is: the weights (every parameter, a LoRA
+    model's frozen base included), AdamW's two moments of the trainable parameters only (3x the
+    model in full fine-tuning, a little over 1x with an adapter), plus the best weights when
+    train.save_checkpoint keeps them."""
     # torch/transformers load in seconds: imported on use, so importing this stays fast
     from addrop_cli.models.loading import load_config
 
     task = get_task(run.task, run.data)
     config = load_config(located(run.model, run.base_dir), num_labels=task.num_labels)
-    fp32_bytes = 4 * parameter_count(config)
-    return fp32_bytes * (4 if run.train.save_checkpoint else 3)
+    trainable, total = planned_counts(config, run.train.adapter)
+    weights = 4 * total  # fp32
+    return weights * (2 if run.train.save_checkpoint else 1) + 2 * 4 * trainable
