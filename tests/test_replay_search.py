@@ -133,7 +133,8 @@ def test_random_proposes_every_trial_at_random_and_tpe_from_its_model_after_star
 
 def test_the_report_rests_on_at_least_30_seeds_per_strategy_and_names_a_partial_grid() -> None:
     text = render(landscape(points_recorded=10), 30, 6)
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "strategy" not in line]
+    labels = tuple(f"| {s.label} |" for s in STRATEGIES)
+    rows = [line for line in text.splitlines() if line.startswith(labels)]
     assert len(rows) == len(STRATEGIES)
     assert all(" of 30 |" in row for row in rows)
     assert "10 of the 25 planned (PARTIAL" in text
@@ -254,3 +255,16 @@ def test_the_replay_proposes_and_prunes_what_the_live_sweep_does_for_the_same_se
         assert replayed == live, search
         states += [state for _, state in live]
     assert "pruned" in states  # the check covers the pruner, not only the proposals
+
+
+def test_the_replay_figures_quoted_in_the_docs_are_the_committed_replay_lines() -> None:
+    """docs/benchmarks.md quotes REPLAY.md in blocks opened by the command that printed it:
+    every quoted line must stand in the committed file, so no figure about search is typed."""
+    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    blocks = text.split("$ python bench/replay_search.py results/")[1:]
+    assert blocks, "docs/benchmarks.md quotes no replay"
+    for block in blocks:
+        grid = block.split()[0]
+        committed = (ROOT / "results" / grid / REPLAY_FILE).read_text(encoding="utf-8")
+        quoted = block.split("```")[0].splitlines()[1:]
+        assert quoted and all(line in committed.splitlines() for line in quoted if line), grid
