@@ -189,14 +189,15 @@ def test_a_killed_run_leaves_the_same_store_and_a_second_run_finishes_it(
 ) -> None:
     """The process that trains AD-DROP is SIGKILLed after its second step: the `addrop` process
     itself (a back-end that trains in it: no summary) or its worker or job (the run is recorded
-    failed with the reason, exit code 1). Either way the baseline is done, AD-DROP is not."""
+    failed with the reason, exit code 1). Either way AD-DROP is not done; the baseline is done
+    when the back-end lived on, or wherever it ran before AD-DROP (the order is the back-end's)."""
     store, runs = _store(name, tmp_path)
     first = _start(name, tmp_path, kill_at="addrop:2")
     code = first.finish(timeout=600)
     assert code in (-signal.SIGKILL, 1), first.output()
     states: dict[str, RunStatus] = {r.variant: store.run(r.run_id).status for r in runs}
-    assert states["baseline"] == "done", first.output()
     assert states["addrop"] == ("unfinished" if code < 0 else "failed"), first.output()
+    assert states["baseline"] in (("done", "absent") if code < 0 else ("done",)), first.output()
     if code == 1:  # the parent lived to say so
         assert "runs: 1 done, 1 failed" in first.output() and "signal 9" in first.output()
     check_store(store.root, epochs=2)

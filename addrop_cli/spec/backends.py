@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_core import PydanticCustomError
+
 from addrop_cli.registry import Registry, load_object
 
 
@@ -28,3 +30,16 @@ BACKENDS: Registry[BackendInfo] = Registry(
     ],
     key=lambda b: b.name,
 )
+
+
+def registered_backend(value: object) -> object:
+    """``executor.backend`` checked against the registry when a spec is read, not when the schema
+    was imported: a plugin may register its back-end after that (a process whose start-up already
+    imported the schema). Refused as a literal, so the message names the choices as elsewhere."""
+    names = [repr(name) for name in BACKENDS.names]
+    if value not in BACKENDS.names:
+        expected = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        raise PydanticCustomError(
+            "literal_error", "Input should be {expected}", {"expected": expected}
+        )
+    return value

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from addrop_cli.data.config import DataSpec
 from addrop_cli.methods.registry import METHODS
 from addrop_cli.models.config import AdapterSpec, ModelSpec
 from addrop_cli.settings import Frozen, check_names
-from addrop_cli.spec.backends import BACKENDS
+from addrop_cli.spec.backends import registered_backend
 from addrop_cli.spec.trackers import TrackingSpec
 
 MethodParams = Annotated[
@@ -327,7 +327,7 @@ class SlurmSpec(Frozen):
         return v
 
 
-BackendName = Literal[BACKENDS.names]  # type: ignore[valid-type]  # registered by schema import
+BackendName = Annotated[str, BeforeValidator(registered_backend)]
 
 
 class ExecutorSpec(Frozen):
