@@ -119,7 +119,7 @@ study-records:
 
 # REPORT.md and plots of a study from its committed records alone: HEAD's results/<name> exported
 # to .cache/ and reported there, as on a fresh clone (unfinished local runs never reach it);
-# tests/test_study_reports.py checks that the committed REPORT.md is what this makes.
+# tests/house/test_study_reports.py checks that the committed REPORT.md is what this makes.
 study-report: install
 	rm -rf .cache/study-report && mkdir -p .cache/study-report
 	git archive HEAD results/$(STUDY) | tar -x -C .cache/study-report

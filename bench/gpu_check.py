@@ -9,7 +9,8 @@ Parts (docs/benchmarks.md says what each measures and how long it should take):
 
   install          a CUDA build of PyTorch from the package registry, when a GPU is visible and
                    the installed build has no CUDA (fallback: the installed build)
-  device-tests     tests/test_device_paths.py (-m device) and tests/test_placement.py on CUDA
+  device-tests     tests/engine/test_device_paths.py (-m device) and
+                   tests/execution/backends/test_placement.py on CUDA
   properties-cpu   AD-DROP's properties on the CPU (candidate counts, drop rate among candidates)
   properties-cuda  the same on CUDA, and CUDA against the CPU on the same inputs
   step-cpu         bench_step's measure() on the CPU (small: fp32, one model)
@@ -168,7 +169,12 @@ def _subprocess(command: list[str], env: dict, timeout: int, log: Path) -> tuple
 
 def device_tests(env: dict, timeout: int, work: Path) -> dict:
     xml = work / "device-tests.xml"
-    tests = ["tests/test_device_paths.py", "tests/test_placement.py", "-p", "no:cacheprovider"]
+    tests = [
+        "tests/engine/test_device_paths.py",
+        "tests/execution/backends/test_placement.py",
+        "-p",
+        "no:cacheprovider",
+    ]
     command = [sys.executable, "-m", "pytest", "-q", *tests, f"--junitxml={xml}"]
     code, tail = _subprocess(command, env, timeout, work / "device-tests.log")
     if code is None:

@@ -1,5 +1,5 @@
 """In-process resume: a run stopped after a given optimiser step, and resumed from the training
-state it left (the in-process twin of tests/test_resume.py's SIGKILL test)."""
+state it left (the in-process twin of tests/engine/test_resume.py's SIGKILL test)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """A throw-away back-end, registered when pytest loads this file as a plugin
 (``pytest -p throwaway_backends``, tests/ on PYTHONPATH): its class and its one registry line are
-all it takes, and tests/test_backend_conformance.py runs on it without naming it."""
+all it takes, and tests/execution/backends/test_backend_conformance.py runs on it without naming
+it."""
 
 from __future__ import annotations
 

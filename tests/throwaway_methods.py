@@ -1,7 +1,7 @@
 """Two throw-away methods, registered when pytest loads this file as a plugin
 (``pytest -p throwaway_methods``, tests/ on PYTHONPATH): a plugin is imported before any test
 module, so the spec's schema and the conformance suite's parameters include them. Used by
-tests/test_method_conformance.py only; nothing else registers them.
+tests/methods/test_method_conformance.py only; nothing else registers them.
 
 ``throwaway`` is sound: a plain step whose loss is scaled by a draw from its own generator, kept
 in its state as the base class keeps it. ``forgetful`` draws from a generator of its own too,

@@ -6,8 +6,8 @@ whatever the method thinks a user needs to trust it. Every hook a driver (the lo
 :class:`~addrop_cli.methods.trainer.MethodTrainer`) may call is declared here, with the
 constructor the registry calls; the facts a caller needs before a method exists (its forward
 passes kept alive, the layers it hooks, the epochs it is active in) are on its config
-(:class:`~addrop_cli.methods.config.MethodConfig`). ``tests/test_method_conformance.py`` checks
-every registered method against this contract.
+(:class:`~addrop_cli.methods.config.MethodConfig`).
+``tests/methods/test_method_conformance.py`` checks every registered method against this contract.
 """
 
 from __future__ import annotations

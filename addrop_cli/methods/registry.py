@@ -1,10 +1,11 @@
 """The one method registry: a method's parameter model and where its class lives.
 
 The spec's discriminated union of method parameters, ``addrop list methods``,
-:func:`build_method` and the method conformance suite (``tests/test_method_conformance.py``) are
-all built from :data:`METHODS`, a :class:`~addrop_cli.registry.Registry`. A method's name is
-spelled once, in its parameter model's ``method`` literal. The classes are named by import path
-so that reading a spec never imports torch. Adding a method is its parameter model in
+:func:`build_method` and the method conformance suite
+(``tests/methods/test_method_conformance.py``) are all built from :data:`METHODS`, a
+:class:`~addrop_cli.registry.Registry`. A method's name is spelled once, in its parameter model's
+``method`` literal. The classes are named by import path so that reading a spec never imports
+torch. Adding a method is its parameter model in
 :mod:`addrop_cli.methods.config`, one module with its :class:`Method` subclass, and one line here.
 """
 

@@ -5,7 +5,7 @@ padding mask, B x T. A decoder's row attends to its own and earlier real keys (a
 only the last ``sliding_window`` of them), so they are B x T x T (example, query row, key); a
 padding query row has none. Right padding, as addrop batches, keeps every real token's position
 ids 0..n-1 and leaves the last real token where the decoder's head pools it (the last token
-that is not the pad id). ``tests/test_decoders.py`` checks these against the positions the
+that is not the pad id). ``tests/models/test_decoders.py`` checks these against the positions the
 model's own attention gives weight to.
 """
 
