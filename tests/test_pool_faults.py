@@ -119,3 +119,122 @@ def test_a_dead_workers_reason_names_the_signal_or_the_exit_code() -> None:
     assert "signal 9 (SIGKILL; likely out of memory)" in death_reason(-9)
     assert "signal 15 (SIGTERM)" in death_reason(-15)
     assert "exit code 3" in death_reason(3)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds workers through /proc")
+def test_a_killed_sweep_leaves_no_leaked_semaphore_message_and_a_second_run_finishes(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL the parent while both workers are in a run: the workers die with it, and
+    multiprocessing's resource tracker, the last to go, has nothing to report (it writes to the
+    stderr it inherited, merged into the output read here until every holder closed it)."""
+    overrides = smoke_args([1, 2])
+    hold = tmp_path / "hold"
+    hold.touch()  # every step waits while it exists: the workers stay busy until the kill
+    process = start_addrop(
+        tmp_path, [*overrides, "--workers", "2"], faults={"hold_while": str(hold)}
+    )
+    experiment = tmp_path / "smoke"
+    try:
+        _wait_for(lambda: len(list((experiment / "runs").glob("*/run.json"))) >= 2)
+        workers = _workers(process.proc.pid)
+        assert len(workers) == 2, process.output()
+        process.proc.kill()
+        assert process.proc.wait(60) == -signal.SIGKILL
+        _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 60)
+        assert process._reader is not None
+        process._reader.join(60)  # the output's end: the tracker, its last writer, is gone too
+        assert not process._reader.is_alive(), process.output()
+    finally:
+        hold.unlink()
+        if process.proc.poll() is None:
+            process.kill()
+    assert "leaked" not in process.output() and "semaphore" not in process.output()
+    assert "resource_tracker" not in process.output(), process.output()
+    unfinished = {r.path.name for r in load_runs(experiment) if r.status != "done"}
+    assert unfinished, process.output()  # the kill left runs to finish
+
+    again = start_addrop(tmp_path, [*overrides, "--workers", "2"])
+    assert again.finish(timeout=600) == 0, again.output()
+    assert "leaked" not in again.output(), again.output()
+    by_id = {r.path.name: r for r in load_runs(experiment)}
+    assert set(by_id) == {run.run_id for run in expand(load_spec(SMOKE, overrides), SMOKE.parent)}
+    assert all(r.status == "done" for r in by_id.values()), again.output()
+
+
+def test_a_ctrl_c_in_the_middle_of_a_workers_send_waits_until_the_message_is_whole() -> None:
+    import multiprocessing
+
+    from addrop_cli.execution.backends.local import _Link, _next_task
+
+    parent, child = multiprocessing.Pipe()
+    link = _Link(child)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        link.sending = True  # as if the signal came inside conn.send
+        link.interrupt(signal.SIGINT, None)
+        link.sending = False
+        assert link.interrupted
+        with pytest.raises(KeyboardInterrupt):
+            link.send(("step", 3, "whole"))
+        assert parent.recv() == ("step", 3, "whole")  # the stream is intact
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # once only
+        link.send(("exit",))  # the Ctrl-C was raised once
+        with pytest.raises(KeyboardInterrupt):
+            link.interrupt(signal.SIGINT, None)  # outside a send: at once
+        parent.close()  # the parent is gone: no error in the run, and no more runs
+        link.send(("step", 4, "unread"))
+        assert _next_task(child) is None
+    finally:
+        signal.signal(signal.SIGINT, before)
+        parent.close()
+        child.close()
+
+
+class _DeadProcess:
+    """A worker process that died by SIGKILL, for the pool's bookkeeping."""
+
+    exitcode = -signal.SIGKILL
+    sentinel = -1
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def is_alive(self) -> bool:
+        return False
+
+
+def test_a_worker_dead_before_its_run_started_hands_the_run_back(tmp_path: Path) -> None:
+    """Killed between being handed a run and starting it: nothing of the run is lost or
+    recorded; the run goes back to the front of the queue for another worker."""
+    import io
+    import multiprocessing
+
+    from rich.console import Console
+
+    from addrop_cli.execution.attempt.context import RunContext, Summary
+    from addrop_cli.execution.attempt.display import PlainProgress
+    from addrop_cli.execution.backends.local import _Pool, _Spawner
+    from addrop_cli.store.folders import ExperimentStore
+
+    runs = expand(load_spec(SMOKE, smoke_args([1])), SMOKE.parent)
+    context = RunContext(store=ExperimentStore(tmp_path), spec_hash="h", base_dir=SMOKE.parent)
+    ends: list[int] = []
+
+    class Spawner(_Spawner):
+        def spawn(self, worker, place, conn):  # type: ignore[no-untyped-def]
+            ends.append(os.dup(conn.fileno()))  # its end, closed when the test kills it
+            return _DeadProcess()
+
+    pool = _Pool(runs, Spawner(multiprocessing.get_context("spawn"), context))
+    pool.start(0, (None, 1, 1))
+    pool._give(0)  # its first run: sent, never read or started
+    os.close(ends[0])  # killed with the run unread: the parent reads a reset, not an end
+    summary = Summary()
+    progress = PlainProgress(Console(file=io.StringIO()))
+    pool._read(0, context, progress, summary)  # the pipe's end: the worker is gone
+    assert pool.alive == set() and pool.given == {} and pool.running == {}
+    assert [index for index, _ in pool.pending] == list(range(len(runs)))
+    assert len(ends) == 1  # no replacement for a worker that died between runs
+    assert summary == Summary()  # nothing recorded
+    pool.close()

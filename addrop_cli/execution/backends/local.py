@@ -6,12 +6,13 @@ import contextlib
 import ctypes
 import multiprocessing
 import os
-import queue
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing import connection
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,8 @@ def _threads(shown: str) -> str:
 
 
 class PoolBackend(LocalBackend):
-    """N worker processes pulling runs from a queue; the parent shows their events (one live
-    table on a terminal, else one line per event)."""
+    """N worker processes, each handed one run at a time over its own pipe; the parent shows
+    their events (one live table on a terminal, else one line per event)."""
 
     def __init__(self, placement: Placement, *, plain: bool = True):
         self.placement = placement
@@ -120,15 +121,8 @@ class PoolBackend(LocalBackend):
             serial.execute(runs, context, summary, console)
             return
         spawn = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
-        tasks: Any = spawn.Queue()
-        events: Any = spawn.Queue()
-        stop: Any = spawn.Event()
-        for index, run in enumerate(runs):
-            tasks.put((index, run))
         workers = min(len(self.placement), len(runs))
-        for _ in range(workers):
-            tasks.put(None)
-        pool = _Pool(events, _Spawner(spawn, context, tasks, events, stop))
+        pool = _Pool(runs, _Spawner(spawn, context))
         sharing = runs_sharing(self.placement[:workers])
         for worker in range(workers):
             gpu, threads = self.placement[worker]
@@ -140,22 +134,26 @@ class PoolBackend(LocalBackend):
         progress = make_progress(console, self.plain)
         progress.experiment_start(len(runs), len(runs), runs=runs, slots=workers)
         try:
-            pool.collect(runs, context, progress, summary)
+            pool.collect(context, progress, summary)
         except KeyboardInterrupt:
             # SIGINT may have reached this process only (kill -INT, a scheduler, a supervisor):
             # no new run starts, the workers' current runs stop, and their outcomes are read
-            stop.set()
+            pool.stopping = True
             pool.interrupt()
             with contextlib.suppress(KeyboardInterrupt):
-                pool.collect(runs, context, progress, summary, timeout=_STOP_GRACE_S)
+                pool.collect(context, progress, summary, timeout=_STOP_GRACE_S)
             _stop(pool.procs.values())
             raise
         finally:
             progress.close()
+            pool.close()
 
 
 _STOP_GRACE_S = 15.0
 """How long interrupted workers get to stop their runs before they are terminated."""
+
+Place = tuple[str | None, int | None, int]
+"""A worker's GPU (or None), torch threads, and how many workers share that GPU."""
 
 
 @dataclass(frozen=True)
@@ -165,14 +163,11 @@ class _Spawner:
     processes: Any
     """multiprocessing's spawn context"""
     context: RunContext
-    tasks: Any
-    events: Any
-    stop: Any
 
-    def spawn(self, worker: int, place: tuple[str | None, int | None, int]) -> Any:
+    def spawn(self, worker: int, place: Place, conn: Connection) -> Any:
         proc = self.processes.Process(
             target=_pool_worker,
-            args=(worker, place, self.context, self.tasks, self.events, self.stop),
+            args=(worker, place, self.context, conn),
             name=f"addrop-worker-{worker}",
             daemon=True,
         )
@@ -181,93 +176,136 @@ class _Spawner:
 
 
 class _Pool:
-    """The worker processes and what the parent knows of them from their events."""
+    """The worker processes, the runs not yet handed out, and what the parent knows of the
+    workers from their events.
 
-    def __init__(self, events: Any, spawner: _Spawner) -> None:
-        self.events = events
+    One pipe per worker, no shared queue or event: those hold named semaphores that Python's
+    resource tracker reports as leaked when a SIGKILL ends this process and its workers.
+    """
+
+    def __init__(self, runs: Sequence[RunSpec], spawner: _Spawner) -> None:
+        self.runs = runs
         self.spawner = spawner
-        self.places: dict[int, tuple[str | None, int | None, int]] = {}
+        self.pending = deque(enumerate(runs))
+        self.stopping = False
+        """Set on Ctrl-C: no run is handed out any more."""
+        self.places: dict[int, Place] = {}
         self.procs: dict[int, Any] = {}
+        self.conns: dict[int, Connection] = {}
         self.ready: set[int] = set()
         """Workers whose SIGINT handler is installed (safe to signal)."""
+        self.given: dict[int, tuple[int, RunSpec]] = {}  # handed out, not started yet
         self.running: dict[int, int] = {}  # worker -> index of its run
-        self.alive: set[int] | None = None
+        self.alive: set[int] = set()
 
-    def start(self, worker: int, place: tuple[str | None, int | None, int]) -> None:
+    def start(self, worker: int, place: Place) -> None:
         """Start (or start again, in the place of a dead one) worker ``worker`` at ``place``."""
+        mine, theirs = self.spawner.processes.Pipe()
         self.places[worker] = place
-        self.procs[worker] = self.spawner.spawn(worker, place)
-        if self.alive is not None:
-            self.alive.add(worker)
+        self.procs[worker] = self.spawner.spawn(worker, place, theirs)
+        theirs.close()  # the worker holds its end alone: its death reads as the pipe's end
+        self.conns[worker] = mine
+        self.alive.add(worker)
 
     def interrupt(self) -> None:
         """Forward SIGINT to the workers that can take it (each stops its current run)."""
-        for worker in self.ready & (self.alive or set()):
+        for worker in self.ready & self.alive:
             with contextlib.suppress(OSError):
                 os.kill(self.procs[worker].pid, signal.SIGINT)
 
+    def close(self) -> None:
+        for conn in self.conns.values():
+            conn.close()
+
     def collect(
         self,
-        runs: Sequence[RunSpec],
         context: RunContext,
         progress: PlainProgress,
         summary: Summary,
         timeout: float | None = None,
     ) -> None:
         """Relay the workers' events until every worker has exited (or ``timeout`` passed)."""
-        if self.alive is None:
-            self.alive = set(self.procs)
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.alive and (deadline is None or time.monotonic() < deadline):
-            try:
-                kind, worker, *rest = self.events.get(timeout=0.5)
-            except queue.Empty:
-                self._reap(runs, context, progress, summary)
-                continue
-            if kind == "ready":
-                self.ready.add(worker)
-            elif kind == "start":
-                self.running[worker] = rest[0]
-                progress.run_start(runs[rest[0]], rest[0])
-            elif kind == "step":
-                progress.step(runs[rest[0]], rest[1])
-            elif kind == "eval":
-                progress.evaluated(runs[rest[0]], rest[1])
-            elif kind == "end":
-                progress.run_end(runs[rest[0]], rest[1], rest[2])
-            elif kind == "outcome":
-                self.running.pop(worker, None)
-                progress.settled(runs[rest[0]])
-                summary.record(runs[rest[0]], rest[1], rest[2])
-            elif kind == "exit":
-                self.alive.discard(worker)
-                self.running.pop(worker, None)
-                self.procs[worker].join(timeout=10)
+            # a worker's pipe (an event, or its end) or its process sentinel (it exited)
+            watched: dict[Any, int] = {self.conns[w]: w for w in self.alive}
+            watched |= {self.procs[w].sentinel: w for w in self.alive}
+            for ready in connection.wait(list(watched), timeout=0.5):
+                if watched[ready] in self.alive:
+                    self._read(watched[ready], context, progress, summary)
 
-    def _reap(
-        self,
-        runs: Sequence[RunSpec],
-        context: RunContext,
-        progress: PlainProgress,
-        summary: Summary,
+    def _read(
+        self, worker: int, context: RunContext, progress: PlainProgress, summary: Summary
     ) -> None:
-        """Workers that died without saying so (SIGKILL, the out-of-memory killer): their run
-        is recorded FAILED with the reason, and a new worker takes their place."""
-        assert self.alive is not None
-        for worker in sorted(self.alive):
-            if self.procs[worker].is_alive():
-                continue
+        """Relay what ``worker`` sent; a worker that ended without saying so is lost."""
+        conn = self.conns[worker]
+        try:
+            while worker in self.alive and conn.poll():
+                self._relay(worker, conn.recv(), progress, summary)
+        except (EOFError, OSError):
+            pass  # every event it sent was read: it died (reset: with a run it never read)
+        else:
+            if worker not in self.alive or self.procs[worker].is_alive():
+                return
+        self._lost(worker, context, progress, summary)
+
+    def _relay(
+        self, worker: int, message: tuple, progress: PlainProgress, summary: Summary
+    ) -> None:
+        kind, *rest = message
+        if kind == "ready":
+            self.ready.add(worker)
+            self._give(worker)
+        elif kind == "start":
+            self.given.pop(worker, None)
+            self.running[worker] = rest[0]
+            progress.run_start(self.runs[rest[0]], rest[0])
+        elif kind == "step":
+            progress.step(self.runs[rest[0]], rest[1])
+        elif kind == "eval":
+            progress.evaluated(self.runs[rest[0]], rest[1])
+        elif kind == "end":
+            progress.run_end(self.runs[rest[0]], rest[1], rest[2])
+        elif kind == "outcome":
+            self.given.pop(worker, None)
+            self.running.pop(worker, None)
+            progress.settled(self.runs[rest[0]])
+            summary.record(self.runs[rest[0]], rest[1], rest[2])
+            self._give(worker)
+        elif kind == "exit":
             self.alive.discard(worker)
-            self.ready.discard(worker)
-            if worker not in self.running:
-                continue  # it died between runs, after its last one: nothing of it is lost
-            run = runs[self.running.pop(worker)]
-            reason = death_reason(self.procs[worker].exitcode)
-            outcome = record_lost(run, context, reason)
-            progress.run_end(run, outcome.status, outcome.reason)
-            summary.record(run, outcome.status, outcome.reason)
-            if not self.spawner.stop.is_set():  # its end-of-queue marker is still queued
-                self.start(worker, self.places[worker])
+            self.running.pop(worker, None)
+            self.procs[worker].join(timeout=10)
+
+    def _give(self, worker: int) -> None:
+        """Hand ``worker`` its next run, or None: no more runs, it exits."""
+        task = None if self.stopping or not self.pending else self.pending.popleft()
+        if task is not None:
+            self.given[worker] = task
+        with contextlib.suppress(OSError):  # it died: its pipe's end is read next
+            self.conns[worker].send(task)
+
+    def _lost(
+        self, worker: int, context: RunContext, progress: PlainProgress, summary: Summary
+    ) -> None:
+        """A worker that died without saying so (SIGKILL, the out-of-memory killer): its run
+        is recorded FAILED with the reason, and a new worker takes its place."""
+        self.procs[worker].join(timeout=10)  # its exit code
+        self.alive.discard(worker)
+        self.ready.discard(worker)
+        self.conns[worker].close()
+        task = self.given.pop(worker, None)
+        if task is not None:
+            self.pending.appendleft(task)  # handed out, never started: another worker runs it
+        if worker not in self.running:
+            return  # it died between runs: nothing of it is lost
+        run = self.runs[self.running.pop(worker)]
+        reason = death_reason(self.procs[worker].exitcode)
+        outcome = record_lost(run, context, reason)
+        progress.run_end(run, outcome.status, outcome.reason)
+        summary.record(run, outcome.status, outcome.reason)
+        if self.pending and not self.stopping:
+            self.start(worker, self.places[worker])
 
 
 def death_reason(exitcode: int | None) -> str:
@@ -289,16 +327,45 @@ def _stop(procs: Any) -> None:
             proc.join(timeout=5)
 
 
-class _QueueProgress(PlainProgress):
+class _Link:
+    """A worker's end of its pipe. A Ctrl-C raised in the middle of a send would leave half a
+    message in the pipe, so it waits until the send is done."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.sending = False
+        self.interrupted = False
+
+    def send(self, message: tuple) -> None:
+        self.sending = True
+        try:
+            # the parent is gone (this process is SIGKILLed with it): not an error of the run
+            with contextlib.suppress(OSError):
+                self.conn.send(message)
+        finally:
+            self.sending = False
+        if self.interrupted:
+            self.interrupted = False
+            raise KeyboardInterrupt
+
+    def interrupt(self, signum: int, frame: Any) -> None:
+        """A worker's SIGINT: stop the current run once. A Ctrl-C on a terminal reaches the
+        worker and the parent, which forwards it again; the second must not break the exit."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if not self.sending:
+            raise KeyboardInterrupt
+        self.interrupted = True
+
+
+class _PipeProgress(PlainProgress):
     """A worker's progress calls, sent to the parent as events instead of printed."""
 
     total = "?"  # the parent numbers the runs; a worker's train.log says [i/?]
     step_every_s = 0.5
     """Steps reach the parent's live view at most this often (and each epoch's last)."""
 
-    def __init__(self, events: Any, worker: int) -> None:
-        self.events = events
-        self.worker = worker
+    def __init__(self, link: _Link) -> None:
+        self.link = link
         self.index = -1
         self.sent = 0.0
 
@@ -309,59 +376,56 @@ class _QueueProgress(PlainProgress):
             or progress.step_in_epoch == progress.steps_per_epoch
         ):
             self.sent = now
-            self.events.put(("step", self.worker, self.index, progress))
+            self.link.send(("step", self.index, progress))
 
     def run_start(self, run: RunSpec, index: int) -> None:
         self.index = index
-        self.events.put(("start", self.worker, index))
+        self.link.send(("start", index))
 
     def evaluated(self, run: RunSpec, record: EpochRecord) -> None:
-        self.events.put(("eval", self.worker, self.index, record))
+        self.link.send(("eval", self.index, record))
 
     def run_end(self, run: RunSpec, status: str, detail: str) -> None:
-        self.events.put(("end", self.worker, self.index, status, detail))
+        self.link.send(("end", self.index, status, detail))
 
     def note(self, run: RunSpec, text: str) -> None:
         pass  # a tracker problem in a worker goes to the run's train.log only
 
 
-def _pool_worker(
-    worker: int,
-    place: tuple[str | None, int | None, int],
-    context: RunContext,
-    tasks: Any,
-    events: Any,
-    stop: Any,
-) -> None:
-    """A worker process: pin the GPU and threads, then take runs until the queue says stop.
+def _pool_worker(worker: int, place: Place, context: RunContext, conn: Connection) -> None:
+    """A worker process: pin the GPU and threads, then run what the parent hands it until it
+    hands None.
 
     ``place``: its GPU (or None), torch threads, and how many workers share that GPU (named in
     the advice when a run runs out of memory).
     """
-    signal.signal(signal.SIGINT, _interrupt_once)
+    link = _Link(conn)
+    signal.signal(signal.SIGINT, link.interrupt)
     gpu, threads, sharing = place
     die_with_parent()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything initialises CUDA
-    progress = _QueueProgress(events, worker)
-    events.put(("ready", worker))
+    progress = _PipeProgress(link)
     try:
-        while not stop.is_set() and (item := tasks.get()) is not None and not stop.is_set():
-            index, run = item
+        link.send(("ready",))
+        while (task := _next_task(conn)) is not None:
+            index, run = task
             progress.index = index
             outcome = attempt(with_threads(run, threads), context, progress, index, sharing=sharing)
-            events.put(("outcome", worker, index, outcome.status, outcome.reason))
+            link.send(("outcome", index, outcome.status, outcome.reason))
     except KeyboardInterrupt:
         pass  # the parent got the Ctrl-C too and reports what is left
     finally:
-        events.put(("exit", worker))
+        with contextlib.suppress(KeyboardInterrupt):
+            link.send(("exit",))
 
 
-def _interrupt_once(signum: int, frame: Any) -> None:
-    """A worker's SIGINT: stop the current run once. A Ctrl-C on a terminal reaches the worker
-    and the parent, which forwards it again; the second one must not break the clean exit."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+def _next_task(conn: Connection) -> tuple[int, RunSpec] | None:
+    """The next run the parent hands this worker; None: no more, or the parent is gone."""
+    try:
+        return conn.recv()
+    except (EOFError, OSError):
+        return None
 
 
 def die_with_parent() -> None:
