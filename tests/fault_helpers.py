@@ -178,14 +178,15 @@ def attempts(experiment: Path, run_id: str) -> list[str]:
     return RunFolder(experiment / "runs" / run_id).attempts()
 
 
-def check_store(experiment: Path, epochs: int) -> dict[str, DoneRun]:
+def check_store(experiment: Path, epochs: int, *, failed: bool = False) -> dict[str, DoneRun]:
     """Assert the store invariants; return a snapshot of the DONE runs.
 
     * a DONE run holds every result file, each complete and parseable, and no FAILED marker;
     * in an unfinished run, every file a reader opens by name is complete (atomic writes), and
       epochs.jsonl has at most a torn last line;
     * temporary files are hidden (``.name.tmp``) and the report's loader never reads them: it
-      loads without a warning and counts exactly the DONE runs as results.
+      loads without a warning and counts exactly the DONE runs as results;
+    * no run is recorded failed, unless ``failed`` (a test that made one fail on purpose).
     """
     runs = experiment / "runs"
     if not runs.is_dir():
@@ -224,7 +225,8 @@ def check_store(experiment: Path, epochs: int) -> dict[str, DoneRun]:
         records = load_runs(experiment) if done or _has_run_json(runs) else []
     assert not [str(w.message) for w in caught], [str(w.message) for w in caught]
     assert {r.path.name for r in records if r.status == "done"} == set(done)
-    assert all(r.status in ("done", "unfinished") for r in records)
+    allowed = ("done", "unfinished", "failed") if failed else ("done", "unfinished")
+    assert all(r.status in allowed for r in records), [(r.path.name, r.status) for r in records]
     return done
 
 
