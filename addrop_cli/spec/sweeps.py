@@ -125,9 +125,10 @@ def _sweep_path_problems(spec: ExperimentSpec, key: str, path: str, source: str)
         ]
     if parts[0] == "methods":
         if parts[1] not in spec.methods:
+            hint = did_you_mean(parts[1], spec.methods, before="; ")
             return [
-                f"{source}: {key}: no method variant {parts[1]!r}"
-                f"{did_you_mean(parts[1], spec.methods)} (variants: {', '.join(spec.methods)})"
+                f"{source}: {key}: no method variant {parts[1]!r}{hint} "
+                f"(variants: {', '.join(spec.methods)})"
             ]
         if len(parts) < 3:
             return [f"{source}: {key}: name a parameter, e.g. methods.{parts[1]}.p"]
