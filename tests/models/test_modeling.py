@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from family_models import tiny_family_model
-from transformers import BertConfig, GPT2Config
+from transformers import BertConfig, T5Config
 
 from addrop_cli.errors import ModelError
 from addrop_cli.models.attention import attach_attention_hook
@@ -66,9 +66,9 @@ def test_check_model(tiny_bert_dir: Path, tmp_path: Path) -> None:
     assert check_model(spec, None) == []
     problems = check_model(spec, [1, 2, 7])
     assert len(problems) == 2 and all("out of range" in p for p in problems)
-    GPT2Config(n_layer=2).save_pretrained(tmp_path / "gpt2")
-    (problem,) = check_model(ModelSpec(name_or_path=str(tmp_path / "gpt2")), [0])
-    assert "gpt2" in problem and "bert" in problem
+    T5Config(num_layers=2).save_pretrained(tmp_path / "t5")  # GPT-2 is a supported decoder now
+    (problem,) = check_model(ModelSpec(name_or_path=str(tmp_path / "t5")), [0])
+    assert "t5" in problem and "bert" in problem
     (problem,) = check_model(ModelSpec(name_or_path=str(tmp_path / "nothing")), [0])
     assert "does not exist" in problem
     (tmp_path / "broken").mkdir()
